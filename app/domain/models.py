@@ -1,0 +1,26 @@
+"""Every ORM model, imported so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from app.domain.api_keys.models import ApiKey
+from app.domain.audit.models import AuditEvent
+from app.domain.deployments.models import Deployment
+from app.domain.idempotency.models import IdempotencyRecord
+from app.domain.leases.models import Lease
+from app.domain.metrics.models import MetricPoint
+from app.domain.model_versions.models import ModelVersion
+from app.domain.outbox.models import OutboxMessage
+from app.domain.projects.models import Membership, Project
+from app.domain.runs.models import TrainingRun
+
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "Deployment",
+    "IdempotencyRecord",
+    "Lease",
+    "Membership",
+    "MetricPoint",
+    "ModelVersion",
+    "OutboxMessage",
+    "Project",
+    "TrainingRun",
+]

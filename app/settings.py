@@ -1,0 +1,88 @@
+"""Typed settings: one pydantic-settings class, env prefix ``STRATUS_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_KEY_PEPPER = "dev-only-pepper-change-me"  # noqa: S105 - refused outside dev below
+DEFAULT_DATA_DIR = Path(".stratus")
+
+
+class ApiSettings(BaseModel):
+    """HTTP edge limits."""
+
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    page_size_default: int = Field(default=50, ge=1, le=1000)
+    page_size_max: int = Field(default=500, ge=1, le=10_000)
+    idempotency_ttl_hours: int = Field(default=48, ge=24)
+    idempotency_lease_seconds: int = Field(default=300, ge=5)
+
+
+class WorkerSettings(BaseModel):
+    """Celery worker and beat behaviour."""
+
+    outbox_relay_interval_s: float = Field(default=2.0, gt=0)
+    outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    outbox_lease_s: int = Field(default=300, ge=5)
+    outbox_retry_base_s: int = Field(default=30, ge=1)
+    outbox_retry_max_s: int = Field(default=3600, ge=1)
+    beat_lease_s: int = Field(default=30, ge=5)
+    housekeeping_interval_s: float = Field(default=3600.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All Stratus configuration. Nested groups use ``__``: ``STRATUS_API__MAX_BODY_BYTES``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STRATUS_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    broker_url: str | None = None
+    key_pepper: str = DEV_KEY_PEPPER
+    log_level: str = "INFO"
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.env == "dev":
+            return self
+        problems = []
+        if self.key_pepper == DEV_KEY_PEPPER or len(self.key_pepper) < 16:
+            problems.append("STRATUS_KEY_PEPPER must be set to a secret of 16+ characters")
+        if self.env == "prod":
+            if not self.database_url or self.database_url.startswith("sqlite"):
+                problems.append("STRATUS_DATABASE_URL must point at PostgreSQL")
+            if not self.broker_url:
+                problems.append("STRATUS_BROKER_URL must be set (e.g. redis://host:6379/0)")
+        if problems:
+            raise ValueError(f"unsafe settings for env={self.env}: " + "; ".join(problems))
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL; the embedded default is a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'stratus.db').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The broker URL; the embedded default is kombu's SQLAlchemy transport on SQLite."""
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
