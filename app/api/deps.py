@@ -1,0 +1,181 @@
+"""Request-scoped dependencies: the unit of work, the principal, paging, idempotent writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.domain.access import Principal
+from app.domain.api_keys import service as api_keys
+from app.domain.idempotency import service as idempotency
+from app.domain.pagination import PageRequest
+from app.domain.schemas import Page
+from app.errors import Unauthorized
+from app.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+FactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+
+
+def get_session(factory: FactoryDep) -> Iterator[Session]:
+    """One unit of work per request: committed before the response is sent."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# scope="function": the commit runs before the response goes out, so a failed commit is a 500,
+# never a 2xx for a change that was not stored.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_principal(
+    session: SessionDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>``; 401 when missing, unknown or revoked."""
+    if not authorization:
+        raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
+    scheme, _, secret = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
+    principal = api_keys.authenticate(session, secret.strip(), settings.key_pepper)
+    if principal is None:
+        raise Unauthorized("The API key is not valid or has been revoked.")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_page(
+    settings: SettingsDep,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000, description="Page size")] = None,
+) -> PageRequest:
+    size = limit or settings.api.page_size_default
+    return PageRequest(cursor=cursor, limit=min(size, settings.api.page_size_max))
+
+
+PageDep = Annotated[PageRequest, Depends(get_page)]
+
+
+def page_of(items: list[Any], next_cursor: str | None) -> Page[Any]:
+    return Page(items=items, next_cursor=next_cursor)
+
+
+class IdempotentReplay(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised to answer a retried request with its stored first response."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__("replay")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class Write:
+    """A creating request's unit of work; ``respond`` records the reply under its key."""
+
+    session: Session
+    principal: Principal
+    claim: idempotency.Claim | None = None
+
+    def respond(self, model: BaseModel | dict[str, Any], status_code: int = 201) -> JSONResponse:
+        body = jsonable_encoder(model)
+        if self.claim is not None:
+            idempotency.complete(self.session, self.claim, status_code, body)
+        return JSONResponse(body, status_code=status_code)
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+def _request_hash(body: bytes) -> str:
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        canonical = body
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def get_write(
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    factory: FactoryDep,
+    settings: SettingsDep,
+    body: Annotated[bytes, Depends(raw_body)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Retries with the same key and body replay the first response.",
+        ),
+    ] = None,
+) -> Iterator[Write]:
+    """A creating request: optional Idempotency-Key claim, commit, and release on failure."""
+    claim: idempotency.Claim | None = None
+    if idempotency_key is not None:
+        outcome = idempotency.begin(
+            factory,
+            principal.id,
+            idempotency_key,
+            request.method,
+            request.url.path,
+            _request_hash(body),
+            ttl=timedelta(hours=settings.api.idempotency_ttl_hours),
+            lease=timedelta(seconds=settings.api.idempotency_lease_seconds),
+        )
+        if isinstance(outcome, idempotency.Replay):
+            raise IdempotentReplay(outcome.status, outcome.body)
+        claim = outcome
+    try:
+        yield Write(session=session, principal=principal, claim=claim)
+        session.commit()  # here, so a failed commit releases the claim below
+    except BaseException:
+        session.rollback()
+        if claim is not None:
+            idempotency.release(factory, claim)
+        raise
+
+
+WriteDep = Annotated[Write, Depends(get_write, scope="function")]
+
+
+def replay_response(exc: IdempotentReplay) -> JSONResponse:
+    return JSONResponse(exc.body, status_code=exc.status, headers={"Idempotent-Replayed": "true"})
+

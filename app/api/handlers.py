@@ -1,0 +1,92 @@
+"""One place that turns every error into ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.deps import IdempotentReplay, replay_response
+from app.errors import PROBLEM_JSON, AppError
+
+log = logging.getLogger("stratus.api")
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    409: ("conflict", "Conflict"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("unprocessable", "Unprocessable request"),
+    429: ("rate_limited", "Too many requests"),
+}
+
+
+def problem(
+    request: Request, status: int, code: str, title: str, detail: str, **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://stratus.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.url.path,
+    }
+    body.update(extra)
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> JSONResponse:
+        response = JSONResponse(
+            jsonable_encoder(exc.to_problem(request.url.path)),
+            status_code=exc.status,
+            media_type=PROBLEM_JSON,
+        )
+        response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(IdempotentReplay)
+    async def replay(_request: Request, exc: IdempotentReplay) -> JSONResponse:
+        return replay_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+        where = ".".join(str(p) for p in first["loc"])
+        return problem(
+            request, 422, "validation_error", "Invalid request",
+            f"{where}: {first['msg']}" if where else str(first["msg"]), errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        response = problem(request, exc.status_code, code, title, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(
+            request, 500, "internal_error", "Internal server error",
+            "An unexpected error occurred; it has been logged.",
+        )

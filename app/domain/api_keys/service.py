@@ -1,0 +1,100 @@
+"""API keys: issuing (secret shown once), authenticating by keyed hash, revoking."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.domain.access import Principal
+from app.domain.api_keys import repository
+from app.domain.api_keys.models import ApiKey
+from app.domain.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from app.domain.audit import service as audit
+from app.domain.pagination import PageRequest
+from app.errors import Conflict, Forbidden, NotFound
+
+SECRET_PREFIX = "sk_"
+
+
+def hash_secret(secret: str, pepper: str) -> str:
+    """HMAC-SHA256 of the secret: keys are 256-bit random, so a keyed hash is enough."""
+    return hmac.new(pepper.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def _require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise Forbidden("Only admin keys manage API keys.")
+
+
+def issue_key(
+    session: Session, name: str, admin: bool, pepper: str, created_by: uuid.UUID | None
+) -> ApiKeyCreated:
+    """Create a key and return it with its secret (never retrievable again)."""
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        name=name,
+        prefix=secret[:11],
+        key_hash=hash_secret(secret, pepper),
+        is_admin=admin,
+        created_by=created_by,
+    )
+    session.add(key)
+    session.flush()
+    read = ApiKeyRead.model_validate(key)
+    return ApiKeyCreated(**read.model_dump(), secret=secret)
+
+
+def create_key(
+    session: Session, principal: Principal, data: ApiKeyCreate, pepper: str
+) -> ApiKeyCreated:
+    """An admin issues a key."""
+    _require_admin(principal)
+    created = issue_key(session, data.name, data.admin, pepper, principal.id)
+    audit.record(
+        session, principal, "api_key.create", "api_key", created.id, None,
+        {"name": data.name, "admin": data.admin},
+    )
+    return created
+
+
+def list_keys(
+    session: Session, principal: Principal, page: PageRequest
+) -> tuple[list[ApiKeyRead], str | None]:
+    """Every key (never their secrets)."""
+    _require_admin(principal)
+    rows, cursor = repository.list_keys(session, page)
+    return [ApiKeyRead.model_validate(r) for r in rows], cursor
+
+
+def revoke_key(session: Session, principal: Principal, key_id: uuid.UUID) -> None:
+    """Revoke a key at once; the last active admin key cannot be revoked."""
+    _require_admin(principal)
+    key = repository.get(session, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id} not found.")
+    if key.revoked_at is not None:
+        return
+    if key.is_admin and repository.count_active_admins(session) <= 1:
+        raise Conflict("This is the last active admin key; create another admin key first.")
+    key.revoked_at = utcnow()
+    audit.record(session, principal, "api_key.revoke", "api_key", key.id, None)
+
+
+def authenticate(session: Session, secret: str, pepper: str) -> Principal | None:
+    """The principal for a presented secret, or None when unknown or revoked."""
+    if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
+        return None
+    key = repository.get_active_by_hash(session, hash_secret(secret, pepper))
+    if key is None:
+        return None
+    return Principal(id=key.id, name=key.name, is_admin=key.is_admin)
+
+
+def has_any_admin(session: Session) -> bool:
+    """Whether any active admin key exists (first-start bootstrap)."""
+    return repository.count_active_admins(session) > 0

@@ -1,0 +1,65 @@
+"""Every query on projects and memberships."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.domain.pagination import PageRequest, paginate
+from app.domain.projects.models import Membership, Project
+
+
+def get(session: Session, project_id: uuid.UUID) -> Project | None:
+    return session.get(Project, project_id)
+
+
+def get_by_name(session: Session, name: str) -> Project | None:
+    return session.scalar(select(Project).where(Project.name == name))
+
+
+def get_role(session: Session, project_id: uuid.UUID, principal_id: uuid.UUID) -> str | None:
+    return session.scalar(
+        select(Membership.role).where(
+            Membership.project_id == project_id, Membership.principal_id == principal_id
+        )
+    )
+
+
+def list_visible(
+    session: Session, principal_id: uuid.UUID | None, page: PageRequest
+) -> tuple[Sequence[Project], str | None]:
+    """Projects the principal is a member of (all of them when ``principal_id`` is None)."""
+    stmt = select(Project)
+    if principal_id is not None:
+        stmt = stmt.join(Membership, Membership.project_id == Project.id).where(
+            Membership.principal_id == principal_id
+        )
+    return paginate(session, stmt, Project.id, page)
+
+
+def get_membership(
+    session: Session, project_id: uuid.UUID, principal_id: uuid.UUID
+) -> Membership | None:
+    return session.scalar(
+        select(Membership).where(
+            Membership.project_id == project_id, Membership.principal_id == principal_id
+        )
+    )
+
+
+def list_members(
+    session: Session, project_id: uuid.UUID, page: PageRequest
+) -> tuple[Sequence[Membership], str | None]:
+    stmt = select(Membership).where(Membership.project_id == project_id)
+    return paginate(session, stmt, Membership.id, page)
+
+
+def count_owners(session: Session, project_id: uuid.UUID) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.project_id == project_id, Membership.role == "owner")
+    ) or 0

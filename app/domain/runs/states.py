@@ -1,0 +1,45 @@
+"""The training-run state machine: every status change goes through ``transition()``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from app.errors import Conflict
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+S = RunStatus
+ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
+    # pending -> stopped: stopped before any job existed; pending -> failed: refused at submit.
+    S.PENDING: frozenset({S.SUBMITTING, S.STOPPED, S.FAILED}),
+    S.SUBMITTING: frozenset({S.RUNNING, S.FAILED, S.STOPPING, S.COMPLETED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.STOPPING}),
+    # A job may finish or fail on its own before the stop lands.
+    S.STOPPING: frozenset({S.STOPPED, S.COMPLETED, S.FAILED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.STOPPED: frozenset(),
+}
+TERMINAL = frozenset(s for s, nxt in ALLOWED.items() if not nxt)
+ACTIVE = frozenset(RunStatus) - TERMINAL
+
+
+def can_transition(current: RunStatus, target: RunStatus) -> bool:
+    return target in ALLOWED[current]
+
+
+def check_transition(current: RunStatus, target: RunStatus) -> None:
+    """Raise 409 when ``current -> target`` is not an allowed move."""
+    if not can_transition(current, target):
+        raise Conflict(
+            f"A run cannot go from {current} to {target}.", code="invalid_transition"
+        )

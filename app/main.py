@@ -1,0 +1,51 @@
+"""The ASGI application: ``app.main:app``, built by ``create_app()``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.api import handlers
+from app.api.limits import BodySizeLimit
+from app.api.routes import api_keys, health, projects
+from app.db import build_engine
+from app.settings import Settings, get_settings
+
+DESCRIPTION = """
+Stratus tracks, trains, deploys and right-sizes models behind one API.
+
+Authenticate with `Authorization: Bearer <api key>`. Errors are `application/problem+json`.
+Lists are cursor-paged: pass `next_cursor` back as `cursor`. POSTs that create accept an
+`Idempotency-Key` header; a retry with the same key and body replays the first response.
+"""
+
+
+def create_app(
+    settings: Settings | None = None, session_factory: sessionmaker[Session] | None = None
+) -> FastAPI:
+    """Build the app. Tests pass their own settings and session factory."""
+    settings = settings or get_settings()
+    if session_factory is None:
+        engine = build_engine(settings.effective_database_url)
+        session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+    logging.basicConfig(level=settings.log_level)
+
+    app = FastAPI(title="Stratus", version="0.1.0", description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.session_factory = session_factory
+    handlers.install(app)
+    for module in (health, api_keys, projects):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `app.main:app` is built on first access, so importing this module has no side effects.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)
