@@ -178,4 +178,3 @@ WriteDep = Annotated[Write, Depends(get_write, scope="function")]
 
 def replay_response(exc: IdempotentReplay) -> JSONResponse:
     return JSONResponse(exc.body, status_code=exc.status, headers={"Idempotent-Replayed": "true"})
-

@@ -71,8 +71,12 @@ def install(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": [], "msg": "invalid"}
         where = ".".join(str(p) for p in first["loc"])
         return problem(
-            request, 422, "validation_error", "Invalid request",
-            f"{where}: {first['msg']}" if where else str(first["msg"]), errors=errors,
+            request,
+            422,
+            "validation_error",
+            "Invalid request",
+            f"{where}: {first['msg']}" if where else str(first["msg"]),
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -84,9 +88,12 @@ def install(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(Exception)
-    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+    async def unhandled(request: Request, _exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(
-            request, 500, "internal_error", "Internal server error",
+            request,
+            500,
+            "internal_error",
+            "Internal server error",
             "An unexpected error occurred; it has been logged.",
         )

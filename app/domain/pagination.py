@@ -47,7 +47,7 @@ def decode_cursor(cursor: str) -> uuid.UUID | int:
 
 def paginate(
     session: Session,
-    stmt: Select[tuple[R]],
+    stmt: Select[R],
     id_column: InstrumentedAttribute[Any],
     page: PageRequest,
     order: Literal["asc", "desc"] = "desc",

@@ -42,9 +42,7 @@ def upgrade() -> None:
         sa.Column("object_id", sa.String(length=64), nullable=False),
         sa.Column(
             "details",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -69,9 +67,7 @@ def upgrade() -> None:
         sa.Column("response_status", sa.Integer(), nullable=True),
         sa.Column(
             "response_body",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=True,
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -128,9 +124,7 @@ def upgrade() -> None:
         sa.Column("topic", sa.String(length=64), nullable=False),
         sa.Column(
             "payload",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -140,9 +134,7 @@ def upgrade() -> None:
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
     )
-    op.create_index(
-        "ix_outbox_pending", "outbox", ["processed_at", "available_at"], unique=False
-    )
+    op.create_index("ix_outbox_pending", "outbox", ["processed_at", "available_at"], unique=False)
     op.create_table(
         "projects",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -187,9 +179,7 @@ def upgrade() -> None:
         ["principal_id"],
         unique=False,
     )
-    op.create_index(
-        op.f("ix_memberships_project_id"), "memberships", ["project_id"], unique=False
-    )
+    op.create_index(op.f("ix_memberships_project_id"), "memberships", ["project_id"], unique=False)
     op.create_table(
         "training_runs",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -198,9 +188,7 @@ def upgrade() -> None:
         sa.Column("backend", sa.String(length=32), nullable=False),
         sa.Column(
             "spec",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -209,9 +197,7 @@ def upgrade() -> None:
         sa.Column("failure_reason", sa.Text(), nullable=True),
         sa.Column(
             "final_metrics",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("artifact_uri", sa.Text(), nullable=True),
@@ -234,9 +220,7 @@ def upgrade() -> None:
         ["project_id", "id"],
         unique=False,
     )
-    op.create_index(
-        op.f("ix_training_runs_status"), "training_runs", ["status"], unique=False
-    )
+    op.create_index(op.f("ix_training_runs_status"), "training_runs", ["status"], unique=False)
     op.create_table(
         "model_versions",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -247,9 +231,7 @@ def upgrade() -> None:
         sa.Column("framework", sa.String(length=64), nullable=True),
         sa.Column(
             "metrics",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("source_run_id", sa.Uuid(), nullable=True),
@@ -274,9 +256,7 @@ def upgrade() -> None:
             "version",
             name=op.f("uq_model_versions_project_id_name_version"),
         ),
-        sa.UniqueConstraint(
-            "source_run_id", name=op.f("uq_model_versions_source_run_id")
-        ),
+        sa.UniqueConstraint("source_run_id", name=op.f("uq_model_versions_source_run_id")),
     )
     op.create_index(
         "ix_model_versions_project_id_id",
@@ -298,9 +278,7 @@ def upgrade() -> None:
         sa.Column("max_instances", sa.Integer(), nullable=False),
         sa.Column(
             "scaling_policy",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -335,9 +313,7 @@ def upgrade() -> None:
         ["project_id", "id"],
         unique=False,
     )
-    op.create_index(
-        op.f("ix_deployments_status"), "deployments", ["status"], unique=False
-    )
+    op.create_index(op.f("ix_deployments_status"), "deployments", ["status"], unique=False)
 
 
 def downgrade() -> None:

@@ -8,11 +8,17 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
+from app.domain.access import Role, authorize
 from app.domain.audit import service as audit
 from app.domain.audit.schemas import AuditEventRead
-from app.domain.access import Role, authorize
 from app.domain.projects import service
-from app.domain.projects.schemas import MemberPut, MemberRead, ProjectCreate, ProjectRead, ProjectUpdate
+from app.domain.projects.schemas import (
+    MemberPut,
+    MemberRead,
+    ProjectCreate,
+    ProjectRead,
+    ProjectUpdate,
+)
 from app.domain.schemas import Page
 from app.errors import problem_responses
 
@@ -20,7 +26,9 @@ router = APIRouter(prefix="/v1/projects", tags=["projects"])
 
 
 @router.post(
-    "", status_code=201, response_model=ProjectRead,
+    "",
+    status_code=201,
+    response_model=ProjectRead,
     responses=problem_responses(401, 409, 422),
 )
 def create_project(data: ProjectCreate, write: WriteDep) -> JSONResponse:
@@ -46,9 +54,7 @@ def update_project(
     return service.update_project(session, principal, project_id, data)
 
 
-@router.delete(
-    "/{project_id}", status_code=204, responses=problem_responses(401, 403, 404, 409)
-)
+@router.delete("/{project_id}", status_code=204, responses=problem_responses(401, 403, 404, 409))
 def delete_project(project_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> Response:
     service.delete_project(session, principal, project_id)
     return Response(status_code=204)

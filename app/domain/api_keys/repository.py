@@ -27,8 +27,11 @@ def list_keys(session: Session, page: PageRequest) -> tuple[Sequence[ApiKey], st
 
 
 def count_active_admins(session: Session) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(ApiKey)
-        .where(ApiKey.is_admin.is_(True), ApiKey.revoked_at.is_(None))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(ApiKey.is_admin.is_(True), ApiKey.revoked_at.is_(None))
+        )
+        or 0
+    )

@@ -18,7 +18,7 @@ from app.domain.audit import service as audit
 from app.domain.pagination import PageRequest
 from app.errors import Conflict, Forbidden, NotFound
 
-SECRET_PREFIX = "sk_"
+SECRET_PREFIX = "sk_"  # noqa: S105 - a public marker, not a secret
 
 
 def hash_secret(secret: str, pepper: str) -> str:
@@ -56,7 +56,12 @@ def create_key(
     _require_admin(principal)
     created = issue_key(session, data.name, data.admin, pepper, principal.id)
     audit.record(
-        session, principal, "api_key.create", "api_key", created.id, None,
+        session,
+        principal,
+        "api_key.create",
+        "api_key",
+        created.id,
+        None,
         {"name": data.name, "admin": data.admin},
     )
     return created

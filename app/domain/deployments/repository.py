@@ -14,8 +14,11 @@ GONE = ("deleted",)
 
 def count_live(session: Session, project_id: uuid.UUID) -> int:
     """Deployments of the project that are not deleted."""
-    return session.scalar(
-        select(func.count())
-        .select_from(Deployment)
-        .where(Deployment.project_id == project_id, Deployment.status.not_in(GONE))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Deployment)
+            .where(Deployment.project_id == project_id, Deployment.status.not_in(GONE))
+        )
+        or 0
+    )

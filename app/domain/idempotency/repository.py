@@ -11,9 +11,7 @@ from sqlalchemy.orm import Session
 from app.domain.idempotency.models import IdempotencyRecord
 
 
-def get_for_update(
-    session: Session, principal_id: uuid.UUID, key: str
-) -> IdempotencyRecord | None:
+def get_for_update(session: Session, principal_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
     return session.scalar(
         select(IdempotencyRecord)
         .where(IdempotencyRecord.principal_id == principal_id, IdempotencyRecord.key == key)

@@ -58,8 +58,11 @@ def list_members(
 
 
 def count_owners(session: Session, project_id: uuid.UUID) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(Membership)
-        .where(Membership.project_id == project_id, Membership.role == "owner")
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.project_id == project_id, Membership.role == "owner")
+        )
+        or 0
+    )

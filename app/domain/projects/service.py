@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.domain.access import Principal, Role, authorize
 from app.domain.api_keys import repository as keys_repo
 from app.domain.audit import service as audit
+from app.domain.deployments import repository as deployments_repo
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository
 from app.domain.projects.models import Membership, Project
@@ -21,7 +22,6 @@ from app.domain.projects.schemas import (
     ProjectUpdate,
 )
 from app.domain.runs import repository as runs_repo
-from app.domain.deployments import repository as deployments_repo
 from app.errors import Conflict, NotFound
 
 
@@ -37,8 +37,15 @@ def create_project(session: Session, principal: Principal, data: ProjectCreate) 
     except IntegrityError as exc:
         raise Conflict(f"A project named {data.name!r} already exists.", code="name_taken") from exc
     session.add(Membership(project_id=project.id, principal_id=principal.id, role=Role.OWNER))
-    audit.record(session, principal, "project.create", "project", project.id, project.id,
-                 {"name": project.name})
+    audit.record(
+        session,
+        principal,
+        "project.create",
+        "project",
+        project.id,
+        project.id,
+        {"name": project.name},
+    )
     session.flush()
     return ProjectRead.model_validate(project)
 
@@ -75,8 +82,15 @@ def update_project(
         if value is None and field != "budget_usd":
             continue
         setattr(project, field, value)
-    audit.record(session, principal, "project.update", "project", project.id, project.id,
-                 {"fields": sorted(changes)})
+    audit.record(
+        session,
+        principal,
+        "project.update",
+        "project",
+        project.id,
+        project.id,
+        {"fields": sorted(changes)},
+    )
     session.flush()
     return ProjectRead.model_validate(project)
 
@@ -85,13 +99,20 @@ def delete_project(session: Session, principal: Principal, project_id: uuid.UUID
     """Delete a project with nothing live in it (owners)."""
     project = _load(session, principal, project_id, Role.OWNER)
     if runs_repo.count_active(session, project_id):
-        raise Conflict("The project has training runs in flight; stop them first.",
-                       code="project_busy")
+        raise Conflict(
+            "The project has training runs in flight; stop them first.", code="project_busy"
+        )
     if deployments_repo.count_live(session, project_id):
-        raise Conflict("The project has live deployments; delete them first.",
-                       code="project_busy")
-    audit.record(session, principal, "project.delete", "project", project.id, project.id,
-                 {"name": project.name})
+        raise Conflict("The project has live deployments; delete them first.", code="project_busy")
+    audit.record(
+        session,
+        principal,
+        "project.delete",
+        "project",
+        project.id,
+        project.id,
+        {"name": project.name},
+    )
     session.delete(project)
     session.flush()
 
@@ -134,8 +155,15 @@ def put_member(
         if membership.role == Role.OWNER and repository.count_owners(session, project_id) <= 1:
             raise Conflict("A project keeps at least one owner.", code="last_owner")
         membership.role = data.role
-    audit.record(session, principal, "member.put", "membership", principal_id, project_id,
-                 {"role": str(data.role)})
+    audit.record(
+        session,
+        principal,
+        "member.put",
+        "membership",
+        principal_id,
+        project_id,
+        {"role": str(data.role)},
+    )
     session.flush()
     return MemberRead.model_validate(membership)
 

@@ -41,11 +41,14 @@ def list_for_project(
 
 
 def count_active(session: Session, project_id: uuid.UUID) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(TrainingRun)
-        .where(TrainingRun.project_id == project_id, TrainingRun.status.in_(list(ACTIVE)))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(TrainingRun)
+            .where(TrainingRun.project_id == project_id, TrainingRun.status.in_(list(ACTIVE)))
+        )
+        or 0
+    )
 
 
 def guarded_update(

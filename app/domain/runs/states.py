@@ -40,6 +40,4 @@ def can_transition(current: RunStatus, target: RunStatus) -> bool:
 def check_transition(current: RunStatus, target: RunStatus) -> None:
     """Raise 409 when ``current -> target`` is not an allowed move."""
     if not can_transition(current, target):
-        raise Conflict(
-            f"A run cannot go from {current} to {target}.", code="invalid_transition"
-        )
+        raise Conflict(f"A run cannot go from {current} to {target}.", code="invalid_transition")
