@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.domain.access import Principal, Role
 from app.domain.api_keys.service import issue_key
 from app.domain.projects.models import Membership, Project
+from app.domain.runs.models import TrainingRun
 
 PEPPER = "test-pepper-0123456789abcdef"
 
@@ -51,3 +52,19 @@ def make_project(session: Session, *members: tuple[Key, Role], **fields: Any) ->
         session.add(Membership(project_id=project.id, principal_id=key.id, role=role))
     session.flush()
     return project
+
+
+def make_run(session: Session, project: Project, **fields: Any) -> TrainingRun:
+    """A run row in any state (states past ``pending`` come from backends, not the API)."""
+    run = TrainingRun(
+        project_id=project.id,
+        name=fields.pop("name", f"run-{uuid.uuid4().hex[:6]}"),
+        backend=fields.pop("backend", project.default_backend),
+        spec=fields.pop("spec", {"entrypoint": "train.py", "instance_type": "local"}),
+        status=fields.pop("status", "pending"),
+        final_metrics=fields.pop("final_metrics", {}),
+        **fields,
+    )
+    session.add(run)
+    session.flush()
+    return run

@@ -1,7 +1,62 @@
-"""runs routes."""
+"""Training runs."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
+from app.domain.runs import service
+from app.domain.runs.schemas import RunCreate, RunRead
+from app.domain.runs.states import RunStatus
+from app.domain.schemas import Page
+from app.errors import problem_responses
 
 router = APIRouter(tags=["runs"])
+
+
+@router.post(
+    "/v1/projects/{project_id}/runs",
+    status_code=201,
+    response_model=RunRead,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def create_run(project_id: uuid.UUID, data: RunCreate, write: WriteDep) -> JSONResponse:
+    """Validate the spec and record a pending run; a worker submits it to the backend."""
+    return write.respond(service.create_run(write.session, write.principal, project_id, data))
+
+
+@router.get("/v1/projects/{project_id}/runs", responses=problem_responses(400, 401, 404))
+def list_runs(
+    project_id: uuid.UUID,
+    session: SessionDep,
+    principal: PrincipalDep,
+    page: PageDep,
+    status: RunStatus | None = None,
+    backend: Annotated[Literal["local", "sagemaker"] | None, Query()] = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+) -> Page[RunRead]:
+    items, cursor = service.list_runs(
+        session, principal, project_id, page, status, backend, created_after, created_before
+    )
+    return Page(items=items, next_cursor=cursor)
+
+
+@router.get("/v1/runs/{run_id}", responses=problem_responses(401, 404))
+def get_run(run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> RunRead:
+    return service.get_run(session, principal, run_id)
+
+
+@router.post(
+    "/v1/runs/{run_id}/stop",
+    status_code=202,
+    responses=problem_responses(401, 403, 404, 409),
+)
+def stop_run(run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> RunRead:
+    """Ask the run to stop; a pending run stops at once, a submitted one via ``stopping``."""
+    return service.stop_run(session, principal, run_id)

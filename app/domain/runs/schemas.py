@@ -1,0 +1,132 @@
+"""Training-run request and response models; the spec is validated before anything is stored."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from app.domain.runs.states import RunStatus
+from app.domain.schemas import ReadModel, WriteModel
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+CHANNEL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+HP_KEY = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"
+Backend = Literal["local", "sagemaker"]
+HyperValue = str | int | float | bool
+
+SPEC_EXAMPLE: dict[str, Any] = {
+    "entrypoint": "train.py",
+    "source_dir": "examples/recommender",
+    "framework": "pytorch",
+    "hyperparameters": {"epochs": 5, "factors": 32, "lr": 0.05},
+    "instance_type": "local",
+    "instance_count": 1,
+    "input_channels": {"train": "file:///data/interactions"},
+    "max_runtime_seconds": 3600,
+    "metric_definitions": [{"name": "loss", "regex": "loss=([0-9.eE+-]+)"}],
+}
+
+
+class MetricDefinition(WriteModel):
+    """A metric scraped from the job's log, as SageMaker does: the regex's first group."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-/:]{1,128}$")
+    regex: str = Field(min_length=1, max_length=500)
+
+    @field_validator("regex")
+    @classmethod
+    def _one_group(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        if compiled.groups < 1:
+            raise ValueError("needs a capture group around the metric's value")
+        return value
+
+
+class RunSpec(WriteModel):
+    """What to train and on what: the same contract for every backend."""
+
+    entrypoint: str | None = Field(default=None, min_length=1, max_length=256)
+    source_dir: str | None = Field(default=None, min_length=1, max_length=1024)
+    image: str | None = Field(default=None, min_length=1, max_length=512)
+    framework: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    framework_version: str | None = Field(default=None, pattern=r"^[0-9][0-9A-Za-z.\-]{0,31}$")
+    hyperparameters: dict[str, HyperValue] = Field(default_factory=dict, max_length=100)
+    instance_type: str = Field(default="local", min_length=1, max_length=64)
+    instance_count: int = Field(default=1, ge=1, le=64)
+    volume_size_gb: int = Field(default=30, ge=1, le=16384)
+    max_runtime_seconds: int = Field(default=86400, ge=1, le=28 * 86400)
+    input_channels: dict[str, str] = Field(default_factory=dict, max_length=20)
+    output_location: str | None = Field(default=None, max_length=1024)
+    metric_definitions: list[MetricDefinition] = Field(default_factory=list, max_length=40)
+    use_spot: bool = False
+    max_wait_seconds: int | None = Field(default=None, ge=1, le=28 * 86400)
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
+    environment: dict[str, str] = Field(default_factory=dict, max_length=100)
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hp_keys(cls, value: dict[str, HyperValue]) -> dict[str, HyperValue]:
+        bad = [k for k in value if not re.match(HP_KEY, k)]
+        if bad:
+            raise ValueError(f"hyperparameter names must match {HP_KEY}: {bad[:3]}")
+        return value
+
+    @field_validator("input_channels")
+    @classmethod
+    def _channel_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not re.match(CHANNEL, k)]
+        if bad:
+            raise ValueError(f"channel names must match {CHANNEL}: {bad[:3]}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunSpec:
+        if not self.entrypoint and not self.image:
+            raise ValueError("give an entrypoint (script mode) or an image")
+        if self.use_spot and (self.max_wait_seconds or 0) < self.max_runtime_seconds:
+            raise ValueError("use_spot needs max_wait_seconds >= max_runtime_seconds")
+        if not self.use_spot and self.max_wait_seconds is not None:
+            raise ValueError("max_wait_seconds only applies with use_spot")
+        names = [m.name for m in self.metric_definitions]
+        if len(names) != len(set(names)):
+            raise ValueError("metric definition names must be unique")
+        return self
+
+
+class RunCreate(WriteModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "recommender-baseline", "backend": "local", "spec": SPEC_EXAMPLE}]
+        },
+    )
+
+    name: str = Field(pattern=NAME)
+    backend: Backend | None = Field(default=None, description="Default: the project's backend")
+    spec: RunSpec
+
+
+class RunRead(ReadModel):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    backend: str
+    spec: dict[str, Any]
+    status: RunStatus
+    status_reason: str | None
+    external_id: str | None
+    failure_reason: str | None
+    final_metrics: dict[str, float]
+    artifact_uri: str | None
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None

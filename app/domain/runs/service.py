@@ -1,0 +1,165 @@
+"""Training runs: create (run + outbox row in one transaction), read, stop, and the one
+``transition()`` every writer of a run's status goes through."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.domain.access import Principal, Role, authorize
+from app.domain.audit import service as audit
+from app.domain.outbox import service as outbox
+from app.domain.pagination import PageRequest
+from app.domain.projects import repository as projects_repo
+from app.domain.runs import repository
+from app.domain.runs.models import TrainingRun
+from app.domain.runs.schemas import RunCreate, RunRead, RunSpec
+from app.domain.runs.states import TERMINAL, RunStatus, check_transition
+from app.errors import Conflict, NotFound, Unprocessable
+
+SAGEMAKER_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+
+def _check_backend_fit(backend: str, spec: RunSpec) -> None:
+    """Rules that depend on where the run goes; a 422 naming the field."""
+    problems = []
+    if backend == "sagemaker":
+        if not SAGEMAKER_INSTANCE.match(spec.instance_type):
+            problems.append("spec.instance_type must be a SageMaker type such as ml.m5.xlarge")
+        bad = [n for n, uri in spec.input_channels.items() if not uri.startswith("s3://")]
+        if bad:
+            problems.append(f"spec.input_channels must be s3:// URIs on sagemaker: {bad}")
+        if spec.output_location and not spec.output_location.startswith("s3://"):
+            problems.append("spec.output_location must be an s3:// URI on sagemaker")
+    else:
+        if not spec.instance_type.startswith("local"):
+            problems.append("spec.instance_type must be 'local' on the local backend")
+        if spec.use_spot:
+            problems.append("spec.use_spot is a SageMaker option")
+        bad = [
+            n
+            for n, uri in spec.input_channels.items()
+            if not (uri.startswith("file://") or uri.startswith("/"))
+        ]
+        if bad:
+            problems.append(f"spec.input_channels must be local paths on local: {bad}")
+    if problems:
+        raise Unprocessable("; ".join(problems), code="invalid_spec")
+
+
+def create_run(
+    session: Session, principal: Principal, project_id: uuid.UUID, data: RunCreate
+) -> RunRead:
+    """Record a pending run and its submit request; a worker submits it after commit."""
+    authorize(session, principal, project_id, Role.EDITOR)
+    project = projects_repo.get(session, project_id)
+    if project is None:
+        raise NotFound(f"Project {project_id} not found.")
+    backend = data.backend or project.default_backend
+    _check_backend_fit(backend, data.spec)
+    run = TrainingRun(
+        project_id=project_id,
+        name=data.name,
+        backend=backend,
+        spec=data.spec.model_dump(mode="json", exclude_none=True),
+        status=RunStatus.PENDING,
+        final_metrics={},
+        created_by=principal.id,
+    )
+    session.add(run)
+    session.flush()
+    outbox.enqueue(session, outbox.RUN_SUBMIT, run_id=str(run.id))
+    audit.record(
+        session,
+        principal,
+        "run.create",
+        "run",
+        run.id,
+        project_id,
+        {"name": run.name, "backend": backend},
+    )
+    return RunRead.model_validate(run)
+
+
+def _load(session: Session, principal: Principal, run_id: uuid.UUID, need: Role) -> TrainingRun:
+    missing = NotFound(f"Run {run_id} not found.")
+    run = repository.get(session, run_id)
+    if run is None:
+        raise missing
+    authorize(session, principal, run.project_id, need, missing=missing)
+    return run
+
+
+def get_run(session: Session, principal: Principal, run_id: uuid.UUID) -> RunRead:
+    return RunRead.model_validate(_load(session, principal, run_id, Role.VIEWER))
+
+
+def list_runs(
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    page: PageRequest,
+    status: RunStatus | None = None,
+    backend: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> tuple[list[RunRead], str | None]:
+    authorize(session, principal, project_id, Role.VIEWER)
+    rows, cursor = repository.list_for_project(
+        session, project_id, page, status, backend, created_after, created_before
+    )
+    return [RunRead.model_validate(r) for r in rows], cursor
+
+
+def stop_run(session: Session, principal: Principal, run_id: uuid.UUID) -> RunRead:
+    """Stop a run: a pending one stops at once; a submitted one goes through ``stopping``."""
+    run = _load(session, principal, run_id, Role.EDITOR)
+    status = RunStatus(run.status)
+    if status == RunStatus.STOPPING:
+        return RunRead.model_validate(run)
+    if status in TERMINAL:
+        raise Conflict(f"The run is already {status}.", code="run_finished")
+    target = RunStatus.STOPPED if status == RunStatus.PENDING else RunStatus.STOPPING
+    if not transition(session, run.id, status, target, status_reason="stop requested"):
+        raise Conflict("The run changed state meanwhile; read it and retry.", code="stale")
+    if target == RunStatus.STOPPING:
+        outbox.enqueue(session, outbox.RUN_STOP, run_id=str(run.id))
+    audit.record(
+        session, principal, "run.stop", "run", run.id, run.project_id, {"from": str(status)}
+    )
+    session.refresh(run)
+    return RunRead.model_validate(run)
+
+
+def transition(
+    session: Session,
+    run_id: uuid.UUID,
+    expected: RunStatus,
+    target: RunStatus,
+    **values: Any,
+) -> bool:
+    """Move a run ``expected -> target`` if it is still ``expected``; False when stale.
+
+    API stop, pollers and backends all write status through here, so the state machine
+    and the timestamps stay consistent.
+    """
+    check_transition(expected, target)
+    now = utcnow()
+    values = {"status": target, "updated_at": now, **values}
+    if target == RunStatus.RUNNING:
+        values.setdefault("started_at", now)
+    if target in TERMINAL:
+        values.setdefault("ended_at", now)
+    return repository.guarded_update(session, run_id, expected, values)
+
+
+def record_backend_unavailable(session: Session, run_id: uuid.UUID, reason: str) -> None:
+    """Say on the run why it is still waiting (no status change)."""
+    run = repository.get(session, run_id)
+    if run is not None and run.status_reason != reason:
+        run.status_reason = reason

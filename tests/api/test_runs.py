@@ -1,0 +1,176 @@
+"""Training runs through the HTTP API, on PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.domain.access import Role
+from app.domain.outbox.models import OutboxMessage
+from app.domain.runs import service
+from app.domain.runs.models import TrainingRun
+from app.domain.runs.schemas import SPEC_EXAMPLE
+from app.domain.runs.states import ALLOWED, RunStatus
+from app.errors import Conflict
+from tests.factories import make_key, make_project, make_run
+
+
+def _count(db: Session, model: Any) -> int:
+    return db.scalar(select(func.count()).select_from(model)) or 0
+
+
+@pytest.fixture
+def owner_project(db: Session) -> Any:
+    key = make_key(db)
+    project = make_project(db, (key, Role.OWNER))
+    db.commit()
+    return key, project
+
+
+def test_create_run_records_pending_run_and_outbox_row(
+    client: TestClient, db: Session, owner_project: Any
+) -> None:
+    key, project = owner_project
+    body = {"name": "baseline", "spec": SPEC_EXAMPLE}
+    r = client.post(f"/v1/projects/{project.id}/runs", json=body, headers=key.headers)
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert run["status"] == "pending"
+    assert run["backend"] == "local"
+    assert run["spec"]["hyperparameters"] == {"epochs": 5, "factors": 32, "lr": 0.05}
+    messages = db.scalars(select(OutboxMessage)).all()
+    assert [(m.topic, m.payload) for m in messages] == [("run.submit", {"run_id": run["id"]})]
+    got = client.get(f"/v1/runs/{run['id']}", headers=key.headers).json()
+    assert got == run
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"entrypoint": None}, "entrypoint"),
+        ({"instance_count": 0}, "instance_count"),
+        ({"metric_definitions": [{"name": "loss", "regex": "loss=[0-9]+"}]}, "capture group"),
+        ({"metric_definitions": [{"name": "loss", "regex": "loss=([0-9"}]}, "regular expression"),
+        ({"hyperparameters": {"bad key": 1}}, "hyperparameter"),
+        ({"use_spot": True}, "spot"),
+        ({"instance_type": "ml.m5.large"}, "instance_type"),
+        ({"input_channels": {"train": "s3://bucket/data"}}, "input_channels"),
+        ({"unknown_field": 1}, "unknown_field"),
+    ],
+)
+def test_invalid_spec_is_422_and_stores_nothing(
+    client: TestClient, db: Session, owner_project: Any, change: dict[str, Any], fragment: str
+) -> None:
+    key, project = owner_project
+    spec = copy.deepcopy(SPEC_EXAMPLE)
+    spec.update(change)
+    spec = {k: v for k, v in spec.items() if v is not None}
+    r = client.post(
+        f"/v1/projects/{project.id}/runs", json={"name": "x", "spec": spec}, headers=key.headers
+    )
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert fragment in r.text
+    assert _count(db, TrainingRun) == 0
+    assert _count(db, OutboxMessage) == 0
+
+
+def test_sagemaker_spec_rules(client: TestClient, owner_project: Any) -> None:
+    key, project = owner_project
+    spec = {
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1",
+        "instance_type": "ml.m5.xlarge",
+        "input_channels": {"train": "s3://bucket/train"},
+        "output_location": "s3://bucket/out",
+        "use_spot": True,
+        "max_runtime_seconds": 600,
+        "max_wait_seconds": 1200,
+    }
+    body = {"name": "sm", "backend": "sagemaker", "spec": spec}
+    r = client.post(f"/v1/projects/{project.id}/runs", json=body, headers=key.headers)
+    assert r.status_code == 201, r.text
+    body["spec"] = spec | {"instance_type": "local"}
+    r = client.post(f"/v1/projects/{project.id}/runs", json=body, headers=key.headers)
+    assert r.status_code == 422
+    assert "ml.m5.xlarge" in r.json()["detail"]
+
+
+def test_stop_pending_run_stops_at_once(
+    client: TestClient, db: Session, owner_project: Any
+) -> None:
+    key, project = owner_project
+    run = make_run(db, project)
+    db.commit()
+    r = client.post(f"/v1/runs/{run.id}/stop", headers=key.headers)
+    assert r.status_code == 202
+    assert r.json()["status"] == "stopped"
+    assert r.json()["ended_at"] is not None
+    assert client.post(f"/v1/runs/{run.id}/stop", headers=key.headers).status_code == 409
+
+
+def test_stop_running_run_goes_through_stopping(
+    client: TestClient, db: Session, owner_project: Any
+) -> None:
+    key, project = owner_project
+    run = make_run(db, project, status="running")
+    db.commit()
+    r = client.post(f"/v1/runs/{run.id}/stop", headers=key.headers)
+    assert r.status_code == 202
+    assert r.json()["status"] == "stopping"
+    again = client.post(f"/v1/runs/{run.id}/stop", headers=key.headers)
+    assert again.status_code == 202
+    topics = db.scalars(select(OutboxMessage.topic)).all()
+    assert topics == ["run.stop"]
+
+
+def test_list_runs_filters_and_pages(client: TestClient, db: Session, owner_project: Any) -> None:
+    key, project = owner_project
+    for status in ["pending", "running", "running", "completed", "failed"]:
+        make_run(db, project, status=status)
+    db.commit()
+    url = f"/v1/projects/{project.id}/runs"
+    running = client.get(url, params={"status": "running"}, headers=key.headers).json()
+    assert [r["status"] for r in running["items"]] == ["running", "running"]
+    first = client.get(url, params={"limit": 2}, headers=key.headers).json()
+    rest = client.get(
+        url, params={"limit": 10, "cursor": first["next_cursor"]}, headers=key.headers
+    ).json()
+    assert len(first["items"]) + len(rest["items"]) == 5
+    assert rest["next_cursor"] is None
+    naive = client.get(url, params={"created_after": "2026-01-01T00:00:00"}, headers=key.headers)
+    assert naive.status_code == 422
+
+
+def test_transition_follows_the_state_machine(db: Session, owner_project: Any) -> None:
+    _, project = owner_project
+    run = make_run(db, project)
+    assert service.transition(db, run.id, RunStatus.PENDING, RunStatus.SUBMITTING)
+    # A second writer that still believes the run is pending is told it is stale.
+    assert not service.transition(db, run.id, RunStatus.PENDING, RunStatus.SUBMITTING)
+    assert service.transition(db, run.id, RunStatus.SUBMITTING, RunStatus.RUNNING)
+    with pytest.raises(Conflict):
+        service.transition(db, run.id, RunStatus.RUNNING, RunStatus.PENDING)
+    assert service.transition(db, run.id, RunStatus.RUNNING, RunStatus.COMPLETED)
+    db.refresh(run)
+    assert run.status == "completed"
+    assert run.started_at is not None
+    assert run.ended_at is not None
+    assert run.started_at <= run.ended_at
+
+
+def test_terminal_states_have_no_exits() -> None:
+    for status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.STOPPED):
+        assert ALLOWED[status] == frozenset()
+    reachable = {RunStatus.PENDING}
+    frontier = [RunStatus.PENDING]
+    while frontier:
+        for nxt in ALLOWED[frontier.pop()]:
+            if nxt not in reachable:
+                reachable.add(nxt)
+                frontier.append(nxt)
+    assert reachable == set(RunStatus)
