@@ -1,0 +1,65 @@
+"""A small world for authorization tests: two projects, a key per role, one object of each
+kind in each project."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from app.domain.access import Role
+from app.domain.deployments.models import Deployment
+from app.domain.model_versions.models import ModelVersion
+from app.domain.projects.models import Project
+from app.domain.runs.models import TrainingRun
+from tests.factories import (
+    Key,
+    make_deployment,
+    make_key,
+    make_model_version,
+    make_project,
+    make_run,
+)
+
+
+@dataclass
+class Side:
+    project: Project
+    run: TrainingRun
+    model: ModelVersion
+    deployment: Deployment
+
+
+@dataclass
+class World:
+    keys: dict[str, Key]
+    own: Side
+    other: Side
+    spare_key: Key
+    other_owner: Key
+
+
+def build_world(db: Session) -> World:
+    keys = {
+        "viewer": make_key(db, name="viewer"),
+        "editor": make_key(db, name="editor"),
+        "owner": make_key(db, name="owner"),
+        "admin": make_key(db, admin=True, name="admin"),
+    }
+    stranger = make_key(db, name="stranger")
+    own_project = make_project(
+        db,
+        (keys["viewer"], Role.VIEWER),
+        (keys["editor"], Role.EDITOR),
+        (keys["owner"], Role.OWNER),
+    )
+    other_project = make_project(db, (stranger, Role.OWNER))
+    sides = []
+    for project in (own_project, other_project):
+        run = make_run(db, project, status="running")
+        model = make_model_version(db, project)
+        deployment = make_deployment(db, project, model, status="in_service")
+        sides.append(Side(project, run, model, deployment))
+    spare = make_key(db, name="spare")
+    db.commit()
+    return World(keys=keys, own=sides[0], other=sides[1], spare_key=spare, other_owner=stranger)
