@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.api import handlers
+from app.api import handlers, openapi
 from app.api.limits import BodySizeLimit
 from app.api.routes import api_keys, deployments, health, metrics, models, projects, runs
 from app.db import build_engine
@@ -36,6 +36,7 @@ def create_app(
     app.state.settings = settings
     app.state.session_factory = session_factory
     handlers.install(app)
+    openapi.install(app)
     for module in (health, api_keys, projects, runs, models, deployments, metrics):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)

@@ -11,6 +11,10 @@ from sqlalchemy.orm import Session
 
 from app.domain.access import Principal, Role
 from app.domain.api_keys.service import issue_key
+from app.domain.deployments.models import Deployment
+from app.domain.deployments.schemas import ScalingPolicy
+from app.domain.model_versions.models import ModelVersion
+from app.domain.model_versions.repository import next_version
 from app.domain.projects.models import Membership, Project
 from app.domain.runs.models import TrainingRun
 
@@ -68,3 +72,44 @@ def make_run(session: Session, project: Project, **fields: Any) -> TrainingRun:
     session.add(run)
     session.flush()
     return run
+
+
+def make_model_version(session: Session, project: Project, **fields: Any) -> ModelVersion:
+    """A model version row; ``version`` defaults to the next one of its name."""
+    name = fields.pop("name", "model")
+    if "version" not in fields:
+        fields["version"] = next_version(session, project.id, name)
+    model = ModelVersion(
+        project_id=project.id,
+        name=name,
+        artifact_uri=fields.pop("artifact_uri", f"file:///models/{name}/{uuid.uuid4().hex[:8]}"),
+        metrics=fields.pop("metrics", {}),
+        **fields,
+    )
+    session.add(model)
+    session.flush()
+    return model
+
+
+def make_deployment(
+    session: Session, project: Project, model: ModelVersion | None = None, **fields: Any
+) -> Deployment:
+    """A deployment row in any state (states past ``creating`` come from workers)."""
+    model = model or make_model_version(session, project)
+    deployment = Deployment(
+        project_id=project.id,
+        model_version_id=model.id,
+        name=fields.pop("name", f"d-{uuid.uuid4().hex[:8]}"),
+        backend=fields.pop("backend", project.default_backend),
+        instance_type=fields.pop("instance_type", "local"),
+        desired_instances=fields.pop("desired_instances", 1),
+        current_instances=fields.pop("current_instances", 0),
+        min_instances=fields.pop("min_instances", 1),
+        max_instances=fields.pop("max_instances", 4),
+        scaling_policy=fields.pop("scaling_policy", ScalingPolicy().model_dump(mode="json")),
+        status=fields.pop("status", "creating"),
+        **fields,
+    )
+    session.add(deployment)
+    session.flush()
+    return deployment

@@ -7,13 +7,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
 from app.domain.runs import service
 from app.domain.runs.schemas import RunCreate, RunRead
 from app.domain.runs.states import RunStatus
-from app.domain.schemas import Page
+from app.domain.schemas import Page, UtcDatetime
 from app.errors import problem_responses
 
 router = APIRouter(tags=["runs"])
@@ -38,8 +37,8 @@ def list_runs(
     page: PageDep,
     status: RunStatus | None = None,
     backend: Annotated[Literal["local", "sagemaker"] | None, Query()] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: UtcDatetime | None = None,
+    created_before: UtcDatetime | None = None,
 ) -> Page[RunRead]:
     items, cursor = service.list_runs(
         session, principal, project_id, page, status, backend, created_after, created_before

@@ -1,0 +1,78 @@
+"""Model version request and response models."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
+
+from app.domain.runs.schemas import NAME
+from app.domain.schemas import ReadModel, WriteModel
+
+# Same shape as run names: a finished run registers its model under the run's name.
+MODEL_NAME = NAME
+S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
+MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-/:]{1,128}$")]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def check_artifact_uri(value: str) -> str:
+    """An s3://bucket/key URI, a file:///absolute/path URI or an absolute path."""
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ValueError("must not contain whitespace or control characters")
+    if value.startswith("s3://"):
+        if not S3_URI.match(value):
+            raise ValueError("s3 URIs look like s3://bucket/key")
+        return value
+    path = value.removeprefix("file://")
+    if not path.startswith("/") or len(path) < 2:
+        raise ValueError("give s3://bucket/key, file:///absolute/path or an absolute path")
+    if ".." in path.split("/"):
+        raise ValueError("must not contain '..' segments")
+    return value
+
+
+class ModelVersionCreate(WriteModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "recommender",
+                    "artifact_uri": "s3://stratus-models/recommender/model.tar.gz",
+                    "framework": "pytorch",
+                    "metrics": {"ndcg_at_10": 0.412, "loss": 0.083},
+                }
+            ]
+        },
+    )
+
+    name: str = Field(pattern=MODEL_NAME, description="Versions are numbered per name.")
+    artifact_uri: str = Field(
+        min_length=2,
+        max_length=2048,
+        description="s3://bucket/key, file:///absolute/path or an absolute path",
+    )
+    framework: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    metrics: dict[MetricName, FiniteFloat] = Field(default_factory=dict, max_length=200)
+
+    @field_validator("artifact_uri")
+    @classmethod
+    def _artifact_uri(cls, value: str) -> str:
+        return check_artifact_uri(value)
+
+
+class ModelVersionRead(ReadModel):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    version: int
+    artifact_uri: str
+    framework: str | None
+    metrics: dict[str, float]
+    source_run_id: uuid.UUID | None
+    created_by: uuid.UUID | None
+    created_at: datetime

@@ -1,0 +1,142 @@
+"""Model versions: register an artifact, read, list, and register a finished run's model."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.domain.access import Principal, Role, authorize
+from app.domain.audit import service as audit
+from app.domain.model_versions import repository
+from app.domain.model_versions.models import ModelVersion
+from app.domain.model_versions.schemas import ModelVersionCreate, ModelVersionRead
+from app.domain.pagination import PageRequest
+from app.domain.runs.models import TrainingRun
+from app.errors import Conflict, NotFound
+
+# Concurrent registrations of one name race for the same next number; the loser retries.
+VERSION_ATTEMPTS = 5
+
+
+def _insert_next_version(session: Session, **fields: Any) -> tuple[ModelVersion, bool]:
+    """Insert with the next free version number of (project, name); False if a run's existed."""
+    run_id = fields.get("source_run_id")
+    for _ in range(VERSION_ATTEMPTS):
+        version = repository.next_version(session, fields["project_id"], fields["name"])
+        model = ModelVersion(version=version, **fields)
+        try:
+            with session.begin_nested():
+                session.add(model)
+                session.flush()
+        except IntegrityError:
+            # A concurrent call for the same run may have won the unique source_run_id.
+            if run_id is not None and (won := repository.get_by_source_run(session, run_id)):
+                return won, False
+            continue
+        return model, True
+    raise Conflict(
+        "Too many concurrent registrations of this model name; retry.", code="version_race"
+    )
+
+
+def register_model(
+    session: Session, principal: Principal, project_id: uuid.UUID, data: ModelVersionCreate
+) -> ModelVersionRead:
+    """Register an existing artifact as the next version of ``data.name``."""
+    authorize(session, principal, project_id, Role.EDITOR)
+    model, _ = _insert_next_version(
+        session,
+        project_id=project_id,
+        name=data.name,
+        artifact_uri=data.artifact_uri,
+        framework=data.framework,
+        metrics=dict(data.metrics),
+        created_by=principal.id,
+    )
+    audit.record(
+        session,
+        principal,
+        "model_version.create",
+        "model_version",
+        model.id,
+        project_id,
+        {"name": model.name, "version": model.version},
+    )
+    return ModelVersionRead.model_validate(model)
+
+
+def _load(
+    session: Session, principal: Principal, model_version_id: uuid.UUID, need: Role
+) -> ModelVersion:
+    """The model version if the caller may see it; another project's answers as missing."""
+    missing = NotFound(f"Model version {model_version_id} not found.")
+    model = repository.get(session, model_version_id)
+    if model is None:
+        raise missing
+    authorize(session, principal, model.project_id, need, missing=missing)
+    return model
+
+
+def get_model_version(
+    session: Session, principal: Principal, model_version_id: uuid.UUID
+) -> ModelVersionRead:
+    """One model version the caller may see."""
+    return ModelVersionRead.model_validate(_load(session, principal, model_version_id, Role.VIEWER))
+
+
+def list_model_versions(
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    page: PageRequest,
+    name: str | None = None,
+) -> tuple[list[ModelVersionRead], str | None]:
+    """A project's model versions, newest first, optionally of one name."""
+    authorize(session, principal, project_id, Role.VIEWER)
+    rows, cursor = repository.list_for_project(session, project_id, page, name)
+    return [ModelVersionRead.model_validate(r) for r in rows], cursor
+
+
+def _finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    # Backends report what the log regexes matched; only finite numbers survive JSON.
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def create_from_run(session: Session, run: TrainingRun) -> ModelVersionRead:
+    """Register a completed run's artifact; calling it again for that run returns the same."""
+    existing = repository.get_by_source_run(session, run.id)
+    if existing is not None:
+        return ModelVersionRead.model_validate(existing)
+    if not run.artifact_uri:
+        raise Conflict(f"Run {run.id} has no artifact to register.", code="no_artifact")
+    framework = run.spec.get("framework")
+    model, created = _insert_next_version(
+        session,
+        project_id=run.project_id,
+        name=run.name,
+        artifact_uri=run.artifact_uri,
+        framework=framework if isinstance(framework, str) else None,
+        metrics=_finite_metrics(run.final_metrics or {}),
+        source_run_id=run.id,
+        created_by=run.created_by,
+    )
+    if not created:
+        return ModelVersionRead.model_validate(model)
+    audit.record(
+        session,
+        None,
+        "model_version.create",
+        "model_version",
+        model.id,
+        run.project_id,
+        {"name": model.name, "version": model.version, "source_run_id": str(run.id)},
+    )
+    return ModelVersionRead.model_validate(model)
