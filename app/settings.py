@@ -33,6 +33,8 @@ class WorkerSettings(BaseModel):
     outbox_retry_max_s: int = Field(default=3600, ge=1)
     beat_lease_s: int = Field(default=30, ge=5)
     housekeeping_interval_s: float = Field(default=3600.0, gt=0)
+    outbox_retention_days: int = Field(default=7, ge=1)
+    task_time_limit_s: int = Field(default=300, ge=10)
 
 
 class Settings(BaseSettings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.outbox.models import OutboxMessage
@@ -70,3 +70,13 @@ def pending_count(session: Session) -> int:
         )
         or 0
     )
+
+
+def purge_processed(session: Session, before: datetime) -> int:
+    """Delete rows processed before ``before``; unprocessed rows are never touched."""
+    result = session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.processed_at.is_not(None), OutboxMessage.processed_at < before
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

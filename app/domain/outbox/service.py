@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -40,3 +41,13 @@ def defer(session: Session, message_id: int, error: str, base_s: int, max_s: int
     delay = min(max_s, base_s * 2 ** min(message.attempts - 1, 16))
     message.available_at = utcnow() + timedelta(seconds=delay)
     message.last_error = error[:2000]
+
+
+def claim_due(session: Session, lease: timedelta, limit: int) -> Sequence[OutboxMessage]:
+    """Lease due messages to the caller's relay; they come back when the lease lapses."""
+    return repository.claim_due(session, utcnow(), lease, limit)
+
+
+def purge_processed(session: Session, retention: timedelta) -> int:
+    """Forget messages acknowledged longer than ``retention`` ago."""
+    return repository.purge_processed(session, utcnow() - retention)

@@ -1,0 +1,186 @@
+"""The compute-backend contract: every backend (SageMaker, local) implements ``Backend``.
+
+Backends are called by workers outside any database transaction. Names passed in
+(``job_name``, ``endpoint_name``) are derived from Stratus ids, which is what makes retries
+safe: creating something that already exists under that name counts as done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+HyperValue = str | int | float | bool
+
+
+class BackendError(Exception):
+    """A backend call failed; ``retryable`` says whether trying again later may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class JobState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class EndpointState(StrEnum):
+    CREATING = "creating"
+    IN_SERVICE = "in_service"
+    UPDATING = "updating"
+    DELETING = "deleting"
+    FAILED = "failed"
+    GONE = "gone"
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    """A metric scraped from the job's log: the first group of ``regex``."""
+
+    name: str
+    regex: str
+
+
+@dataclass(frozen=True)
+class TrainingJobSpec:
+    """One training job; ``job_name`` is derived from the run id."""
+
+    job_name: str
+    instance_type: str
+    instance_count: int
+    max_runtime_seconds: int
+    entrypoint: str | None = None
+    source_dir: str | None = None
+    image: str | None = None
+    framework: str | None = None
+    framework_version: str | None = None
+    hyperparameters: Mapping[str, HyperValue] = field(default_factory=dict)
+    input_channels: Mapping[str, str] = field(default_factory=dict)
+    output_location: str | None = None
+    metric_definitions: Sequence[MetricDefinition] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    volume_size_gb: int = 30
+    use_spot: bool = False
+    max_wait_seconds: int | None = None
+    role_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What the backend says about one job."""
+
+    job_name: str
+    external_id: str
+    state: JobState
+    message: str | None = None
+    failure_reason: str | None = None
+    artifact_uri: str | None = None
+    final_metrics: Mapping[str, float] = field(default_factory=dict)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One serving endpoint; ``endpoint_name`` is derived from the deployment id."""
+
+    endpoint_name: str
+    artifact_uri: str
+    instance_type: str
+    instance_count: int
+    framework: str | None = None
+    image: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    endpoint_name: str
+    external_id: str
+    state: EndpointState
+    current_instances: int
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A model's answer to one request."""
+
+    body: bytes
+    content_type: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """One endpoint metric value over a period (e.g. invocations, latency p95)."""
+
+    name: str
+    timestamp: datetime
+    value: float
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Log lines in order, and the cursor to ask for the lines after them."""
+
+    lines: Sequence[str]
+    next_cursor: str | None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where training jobs run and endpoints serve. Every method may raise BackendError."""
+
+    name: str
+
+    def submit_training(self, spec: TrainingJobSpec) -> str:
+        """Start the job and return its external id; an existing job of that name is returned."""
+        ...
+
+    def describe_jobs(self, job_names: Sequence[str]) -> Mapping[str, JobStatus]:
+        """The status of many jobs in one call; unknown names are absent from the result."""
+        ...
+
+    def stop_training(self, job_name: str) -> None:
+        """Ask the job to stop; stopping a finished or unknown job is not an error."""
+        ...
+
+    def create_endpoint(self, spec: EndpointSpec) -> EndpointStatus:
+        """Start serving; an existing endpoint of that name is returned as it is."""
+        ...
+
+    def update_capacity(self, endpoint_name: str, instance_count: int) -> EndpointStatus:
+        """Set the absolute number of instances behind the endpoint."""
+        ...
+
+    def delete_endpoint(self, endpoint_name: str) -> None:
+        """Stop serving and release the instances; deleting a missing endpoint is not an error."""
+        ...
+
+    def describe_endpoints(self, endpoint_names: Sequence[str]) -> Mapping[str, EndpointStatus]:
+        """The status of many endpoints; unknown names are absent from the result."""
+        ...
+
+    def invoke(self, endpoint_name: str, body: bytes, content_type: str) -> Invocation:
+        """Send one request to the endpoint's model."""
+        ...
+
+    def fetch_endpoint_metrics(
+        self, endpoint_name: str, start: datetime, end: datetime, period_s: int
+    ) -> Sequence[MetricSample]:
+        """Invocations, latency and error metrics of the endpoint over ``[start, end)``."""
+        ...
+
+    def fetch_logs(self, job_name: str, cursor: str | None, limit: int) -> LogPage:
+        """Up to ``limit`` log lines of the job after ``cursor`` (None: from the start)."""
+        ...

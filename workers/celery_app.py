@@ -1,0 +1,85 @@
+"""The Celery application: ``celery -A workers.celery_app:celery_app worker|beat``.
+
+The queue only carries wake-ups (ids); the database is the source of truth, so a lost or
+duplicated message costs a retry, never a result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from app.db import get_engine
+from app.settings import Settings, get_settings
+
+QUEUE = "stratus"
+REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
+TASK_MODULES = (
+    "workers.tasks.outbox",
+    "workers.tasks.runs",
+    "workers.tasks.deployments",
+    "workers.tasks.housekeeping",
+)
+
+
+def transport_options(broker_url: str, time_limit_s: int) -> dict[str, Any]:
+    """Options for the broker's transport; each transport reads them its own way."""
+    if broker_url.split("://", 1)[0] in REDIS_SCHEMES:
+        # Redis redelivers an unacknowledged message after this; it must outlast any task or
+        # a slow task would run twice at once.
+        return {"visibility_timeout": max(3600, 4 * time_limit_s)}
+    # The SQLAlchemy transport passes its options to create_engine, which rejects unknown ones.
+    return {}
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    """Apply Stratus' broker, reliability and schedule settings to ``app``."""
+    worker = settings.worker
+    time_limit = worker.task_time_limit_s
+    app.conf.update(
+        broker_url=settings.effective_broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport_options(settings.effective_broker_url, time_limit),
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        task_default_queue=QUEUE,
+        # Ack after the task ran, one message at a time: a killed worker's message goes back
+        # to the queue instead of being lost with its prefetch buffer.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_time_limit=time_limit,
+        task_soft_time_limit=max(1, time_limit - 10),
+        beat_scheduler="workers.beat:GuardedScheduler",
+        beat_schedule={
+            "relay_outbox": {
+                "task": "stratus.outbox.relay",
+                "schedule": worker.outbox_relay_interval_s,
+                # A relay that waited this long is superseded by a later one.
+                "options": {"expires": max(10.0, 5 * worker.outbox_relay_interval_s)},
+            },
+            "housekeeping": {
+                "task": "stratus.housekeeping.run",
+                "schedule": worker.housekeeping_interval_s,
+                "options": {"expires": worker.housekeeping_interval_s},
+            },
+        },
+    )
+
+
+@worker_process_init.connect
+def _own_connections_after_fork(**_: Any) -> None:
+    # A forked pool process must not reuse pooled connections inherited from its parent.
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=False)
+
+
+celery_app = Celery("stratus", include=list(TASK_MODULES))
+configure(celery_app, get_settings())
