@@ -37,6 +37,37 @@ class WorkerSettings(BaseModel):
     task_time_limit_s: int = Field(default=300, ge=10)
 
 
+class LocalBackendSettings(BaseModel):
+    """The local backend: trains and serves with processes on this host."""
+
+    enabled: bool = True
+    work_dir: Path | None = None  # default: DATA_DIR/local
+    poll_interval_s: float = Field(default=2.0, gt=0)
+
+
+class SageMakerSettings(BaseModel):
+    """The AWS SageMaker backend (boto3; credentials from the usual AWS chain)."""
+
+    enabled: bool = False
+    region: str = "us-east-1"
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
+    endpoint_url: str | None = None  # a VPC endpoint, or a SageMaker-compatible test server
+    inference_image: str | None = None  # default serving image when a model names none
+    api_rate_per_s: float = Field(default=10.0, gt=0)  # shared by every worker per region
+    api_burst: int = Field(default=20, ge=1)
+    poll_interval_s: float = Field(default=15.0, gt=0)
+    poll_jitter_s: float = Field(default=3.0, ge=0)
+    metrics_period_s: int = Field(default=60, ge=1)
+
+
+class BackendSettings(BaseModel):
+    """Compute backends, and the price table used for cost."""
+
+    local: LocalBackendSettings = LocalBackendSettings()
+    sagemaker: SageMakerSettings = SageMakerSettings()
+    price_file: Path | None = None  # JSON {instance_type: usd_per_hour}, over the defaults
+
+
 class Settings(BaseSettings):
     """All Stratus configuration. Nested groups use ``__``: ``STRATUS_API__MAX_BODY_BYTES``."""
 
@@ -52,6 +83,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
+    backends: BackendSettings = BackendSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

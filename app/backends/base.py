@@ -87,6 +87,27 @@ class JobStatus:
     final_metrics: Mapping[str, float] = field(default_factory=dict)
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    # A finer-grained phase such as SageMaker's SecondaryStatus ("Downloading", "Training").
+    secondary_status: str | None = None
+    billable_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainingMetric:
+    """One value a running job logged (scraped with its metric definitions)."""
+
+    name: str
+    value: float
+    timestamp: datetime
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricPage:
+    """Metrics logged after a cursor, and the cursor to continue from."""
+
+    points: Sequence[TrainingMetric]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -120,9 +141,22 @@ class Invocation:
     latency_ms: float
 
 
+# Names of endpoint metrics, the same for every backend (the optimizer reads these).
+ENDPOINT_METRICS = (
+    "invocations",  # requests in the period
+    "invocations_per_instance",
+    "latency_mean_ms",
+    "latency_p95_ms",
+    "errors_4xx",
+    "errors_5xx",
+    "bytes_in",
+    "instances",  # instances serving during the period
+)
+
+
 @dataclass(frozen=True)
 class MetricSample:
-    """One endpoint metric value over a period (e.g. invocations, latency p95)."""
+    """One endpoint metric (a name of ENDPOINT_METRICS) over the period ending at timestamp."""
 
     name: str
     timestamp: datetime
@@ -147,8 +181,19 @@ class Backend(Protocol):
         """Start the job and return its external id; an existing job of that name is returned."""
         ...
 
-    def describe_jobs(self, job_names: Sequence[str]) -> Mapping[str, JobStatus]:
-        """The status of many jobs in one call; unknown names are absent from the result."""
+    def describe_jobs(
+        self, job_names: Sequence[str], changed_since: datetime | None = None
+    ) -> Mapping[str, JobStatus]:
+        """The status of the named jobs that changed after ``changed_since`` (None: all).
+
+        Unknown names are absent. A backend with a "list what changed" call (SageMaker's
+        ListTrainingJobs with LastModifiedTimeAfter) uses it so a poll costs far fewer calls
+        than one describe per job.
+        """
+        ...
+
+    def fetch_training_metrics(self, job_name: str, cursor: str | None) -> MetricPage:
+        """Metric values the job logged after ``cursor`` (None: from the start), live."""
         ...
 
     def stop_training(self, job_name: str) -> None:

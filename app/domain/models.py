@@ -8,6 +8,7 @@ from app.domain.leases.models import Lease
 from app.domain.metrics.models import MetricPoint
 from app.domain.model_versions.models import ModelVersion
 from app.domain.outbox.models import OutboxMessage
+from app.domain.polling.models import PollCursor
 from app.domain.projects.models import Membership, Project
 from app.domain.runs.models import TrainingRun
 
@@ -21,6 +22,7 @@ __all__ = [
     "MetricPoint",
     "ModelVersion",
     "OutboxMessage",
+    "PollCursor",
     "Project",
     "TrainingRun",
 ]

@@ -29,6 +29,7 @@ TABLES = {
     "metric_points",
     "model_versions",
     "outbox",
+    "poll_cursors",
     "projects",
     "training_runs",
 }

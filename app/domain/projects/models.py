@@ -5,14 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ForeignKey, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.clock import utcnow
 from app.db import Base
 from app.ids import uuid7
-from app.types import UTCDateTime
+from app.types import JSONType, UTCDateTime
 
 
 class Project(Base):
@@ -23,6 +24,10 @@ class Project(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     default_backend: Mapped[str] = mapped_column(String(32), default="local")
     budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    # Per-project backend options, e.g. {"sagemaker": {"role_arn": "..."}}.
+    backend_config: Mapped[dict[str, Any]] = mapped_column(
+        JSONType, default=dict, server_default=text("'{}'")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

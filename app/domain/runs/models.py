@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.clock import utcnow
@@ -30,6 +30,10 @@ class TrainingRun(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     final_metrics: Mapped[dict[str, float]] = mapped_column(JSONType, default=dict)
     artifact_uri: Mapped[str | None] = mapped_column(Text)
+    secondary_status: Mapped[str | None] = mapped_column(String(64))
+    billable_seconds: Mapped[float | None] = mapped_column(Float)
+    # Where live metric ingestion from the backend continues (opaque to everything else).
+    metrics_cursor: Mapped[str | None] = mapped_column(String(255))
     created_by: Mapped[uuid.UUID | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
