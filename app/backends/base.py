@@ -182,13 +182,14 @@ class Backend(Protocol):
         ...
 
     def describe_jobs(
-        self, job_names: Sequence[str], changed_since: datetime | None = None
+        self, known: Mapping[str, JobState], changed_since: datetime | None = None
     ) -> Mapping[str, JobStatus]:
-        """The status of the named jobs that changed after ``changed_since`` (None: all).
+        """Full status of the jobs (named by ``known``'s keys) whose state differs from ``known``.
 
-        Unknown names are absent. A backend with a "list what changed" call (SageMaker's
-        ListTrainingJobs with LastModifiedTimeAfter) uses it so a poll costs far fewer calls
-        than one describe per job.
+        Jobs that did not change are absent, and so are unknown names. ``changed_since`` lets
+        a backend with a "list what changed" call (SageMaker's ListTrainingJobs with
+        LastModifiedTimeAfter) skip everything older, so a poll costs a few list pages plus
+        one describe per job whose state moved, not one describe per job.
         """
         ...
 

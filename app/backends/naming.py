@@ -1,0 +1,31 @@
+"""Names of backend resources, derived from Stratus ids so every retry targets the same one.
+
+SageMaker names: at most 63 characters of ``[a-zA-Z0-9-]``, starting with an alphanumeric.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+PREFIX = "stratus"
+
+
+def job_name(run_id: uuid.UUID) -> str:
+    """The training job of a run (``stratus-r-<32 hex>``, 42 characters)."""
+    return f"{PREFIX}-r-{run_id.hex}"
+
+
+def endpoint_name(deployment_id: uuid.UUID) -> str:
+    """The endpoint of a deployment (``stratus-d-<32 hex>``, 42 characters)."""
+    return f"{PREFIX}-d-{deployment_id.hex}"
+
+
+def run_id_of(job: str) -> uuid.UUID | None:
+    """The run id a job name was derived from, or None for a foreign job."""
+    head = f"{PREFIX}-r-"
+    if not job.startswith(head):
+        return None
+    try:
+        return uuid.UUID(hex=job[len(head) :])
+    except ValueError:
+        return None
