@@ -80,6 +80,10 @@ class TooManyRequests(AppError):
     status, code, title = 429, "rate_limited", "Too many requests"
 
 
+class BadGateway(AppError):
+    status, code, title = 502, "backend_error", "The compute backend returned an error"
+
+
 class ServiceUnavailable(AppError):
     status, code, title = 503, "unavailable", "Service unavailable"
 
@@ -111,6 +115,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         422: "Invalid input",
         429: "Rate limited",
+        502: "The compute backend or the model returned an error",
+        503: "The compute backend is unavailable; retry later",
     }
     return {
         s: {

@@ -9,7 +9,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.api import handlers, openapi
 from app.api.limits import BodySizeLimit
-from app.api.routes import api_keys, deployments, health, metrics, models, projects, runs
+from app.api.routes import (
+    api_keys,
+    deployments,
+    health,
+    metrics,
+    models,
+    projects,
+    runs,
+    serving,
+)
 from app.db import build_engine
 from app.settings import Settings, get_settings
 
@@ -37,7 +46,7 @@ def create_app(
     app.state.session_factory = session_factory
     handlers.install(app)
     openapi.install(app)
-    for module in (health, api_keys, projects, runs, models, deployments, metrics):
+    for module in (health, api_keys, projects, runs, models, deployments, metrics, serving):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     return app

@@ -37,12 +37,26 @@ class WorkerSettings(BaseModel):
     task_time_limit_s: int = Field(default=300, ge=10)
 
 
+class MetricsSettings(BaseModel):
+    """Metric ingestion budgets and retention housekeeping."""
+
+    ingest_points_per_s: float = Field(default=50_000.0, ge=0)  # per API key; 0: unlimited
+    ingest_burst_points: int = Field(default=100_000, ge=10_000)  # at least one full batch
+    batch_id_ttl_hours: int = Field(default=48, ge=1)
+    purge_batch_size: int = Field(default=10_000, ge=100, le=1_000_000)
+    purge_max_batches: int = Field(default=100, ge=1)
+
+
 class LocalBackendSettings(BaseModel):
     """The local backend: trains and serves with processes on this host."""
 
     enabled: bool = True
     work_dir: Path | None = None  # default: DATA_DIR/local
     poll_interval_s: float = Field(default=2.0, gt=0)
+    stop_grace_s: float = Field(default=10.0, ge=0)  # SIGTERM to SIGKILL, for hosts and replicas
+    drain_timeout_s: float = Field(default=30.0, gt=0)  # in-flight requests of a drained replica
+    replica_start_timeout_s: float = Field(default=60.0, gt=0)  # model load before "failed"
+    invoke_timeout_s: float = Field(default=60.0, gt=0)  # one request to a replica
 
 
 class SageMakerSettings(BaseModel):
@@ -84,6 +98,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     backends: BackendSettings = BackendSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

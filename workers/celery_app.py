@@ -34,6 +34,44 @@ def transport_options(broker_url: str, time_limit_s: int) -> dict[str, Any]:
     return {}
 
 
+def backend_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per enabled backend: poll runs, poll endpoints, pull endpoint metrics."""
+    backends = settings.backends
+    intervals = {
+        "local": (backends.local.poll_interval_s, 10.0),
+        "sagemaker": (
+            backends.sagemaker.poll_interval_s,
+            float(backends.sagemaker.metrics_period_s),
+        ),
+    }
+    enabled = {"local": backends.local.enabled, "sagemaker": backends.sagemaker.enabled}
+    schedule: dict[str, dict[str, Any]] = {}
+    for name, (poll_s, metrics_s) in intervals.items():
+        if not enabled[name]:
+            continue
+        # A wake-up that waited past its own interval is superseded by the next one.
+        expires = {"expires": max(10.0, 2 * poll_s)}
+        schedule[f"poll_runs_{name}"] = {
+            "task": "stratus.runs.schedule_poll",
+            "schedule": poll_s,
+            "args": (name,),
+            "options": expires,
+        }
+        schedule[f"poll_endpoints_{name}"] = {
+            "task": "stratus.deployments.schedule_poll",
+            "schedule": poll_s,
+            "args": (name,),
+            "options": expires,
+        }
+        schedule[f"pull_endpoint_metrics_{name}"] = {
+            "task": "stratus.deployments.pull_metrics",
+            "schedule": metrics_s,
+            "args": (name,),
+            "options": {"expires": max(10.0, 2 * metrics_s)},
+        }
+    return schedule
+
+
 def configure(app: Celery, settings: Settings) -> None:
     """Apply Stratus' broker, reliability and schedule settings to ``app``."""
     worker = settings.worker
@@ -59,6 +97,7 @@ def configure(app: Celery, settings: Settings) -> None:
         task_soft_time_limit=max(1, time_limit - 10),
         beat_scheduler="workers.beat:GuardedScheduler",
         beat_schedule={
+            **backend_schedule(settings),
             "relay_outbox": {
                 "task": "stratus.outbox.relay",
                 "schedule": worker.outbox_relay_interval_s,

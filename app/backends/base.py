@@ -24,7 +24,27 @@ class BackendError(Exception):
         self.retryable = retryable
 
 
+class NotFoundError(BackendError):
+    """The backend has no job or endpoint of that name."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class ModelError(BackendError):
+    """The model answered with an error status; its status, body and type pass through."""
+
+    def __init__(self, status_code: int, body: bytes, content_type: str) -> None:
+        snippet = body[:300].decode("utf-8", errors="replace")
+        super().__init__(f"the model answered {status_code}: {snippet}", retryable=False)
+        self.status_code = status_code
+        self.body = body
+        self.content_type = content_type
+
+
 class JobState(StrEnum):
+    # Stratus does not know (e.g. a retried submit): any reported state differs from it.
+    UNKNOWN = "unknown"
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
@@ -72,6 +92,8 @@ class TrainingJobSpec:
     use_spot: bool = False
     max_wait_seconds: int | None = None
     role_arn: str | None = None
+    # Labels the backend attaches to the job where it can (project and run ids).
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,6 +143,8 @@ class EndpointSpec:
     framework: str | None = None
     image: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
+    role_arn: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -214,7 +238,7 @@ class Backend(Protocol):
         ...
 
     def describe_endpoints(self, endpoint_names: Sequence[str]) -> Mapping[str, EndpointStatus]:
-        """The status of many endpoints; unknown names are absent from the result."""
+        """The status of each named endpoint; one that does not exist is reported GONE."""
         ...
 
     def invoke(self, endpoint_name: str, body: bytes, content_type: str) -> Invocation:

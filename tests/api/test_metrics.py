@@ -123,6 +123,7 @@ def test_deployment_points_timestamps_and_time_window(
         {"name": "loss", "value": 1.0, "step": -1},
         {"name": "loss", "value": "high"},
         {"name": "loss", "value": 1.0, "timestamp": "0001-01-01T00:00:00+05:00"},
+        {"name": "loss", "value": 1.0, "timestamp": "9999-12-31T23:00:00-05:00"},
         {"name": "loss", "value": 1.0, "extra": True},
     ],
 )
@@ -145,7 +146,10 @@ def test_batch_size_limits(client: TestClient, db: Session, setup: Any) -> None:
     point = {"name": "loss", "value": 0.5}
     assert client.post(url, json={"points": []}, headers=editor.headers).status_code == 422
     too_many = client.post(url, json={"points": [point] * 10_001}, headers=editor.headers)
-    assert too_many.status_code == 422
+    assert too_many.status_code == 413
+    assert too_many.headers["content-type"] == "application/problem+json"
+    assert too_many.json()["code"] == "batch_too_large"
+    assert "10,001" in too_many.json()["detail"]
     assert _count(db) == 0
     full = client.post(url, json={"points": [point] * 10_000}, headers=editor.headers)
     assert full.status_code == 201

@@ -21,7 +21,10 @@ def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _example(spec: dict[str, Any], op: dict[str, Any]) -> Any:
-    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    content = op["requestBody"]["content"]["application/json"]
+    if "example" in content:  # a body passed through to the model as is
+        return content["example"]
+    schema = content["schema"]
     name = schema["$ref"].rsplit("/", 1)[-1]
     examples = spec["components"]["schemas"][name].get("examples")
     assert examples, f"{name} has no example"
@@ -65,6 +68,7 @@ def test_every_request_body_example_is_accepted_as_sent(client: TestClient, worl
         "model_version_id": side.model.id,
         "deployment_id": side.deployment.id,
         "key_id": world.spare_key.id,
+        "model_name": "default",
     }
     for method, path, op in _operations(spec):
         example = _example(spec, op)
@@ -73,4 +77,8 @@ def test_every_request_body_example_is_accepted_as_sent(client: TestClient, worl
         key = world.keys["admin"] if path.startswith("/v1/api-keys") else world.keys["owner"]
         url = path.format(**ids)
         r = client.request(method, url, json=example, headers=key.headers)
+        if "/invocations" in path or ":predict" in path:
+            # Passed through to a model: the API accepts it; what the model says is its own.
+            assert r.status_code not in (400, 422), f"{method} {path}: {r.text}"
+            continue
         assert 200 <= r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"

@@ -16,6 +16,7 @@ from celery.worker import WorkController
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.backends import registry
 from app.db import Base, get_engine, get_sessionmaker, unit_of_work
 from app.domain import models  # noqa: F401 - every table in Base.metadata
 from app.settings import get_settings
@@ -43,6 +44,7 @@ def _reload_settings() -> None:
         get_engine().dispose()
     get_engine.cache_clear()
     get_sessionmaker.cache_clear()
+    registry.reset()
 
 
 @pytest.fixture
@@ -62,6 +64,8 @@ def app_on_pg(pg_url: str) -> Iterator[None]:
         mp.setenv("STRATUS_DATABASE_URL", pg_url)
         mp.setenv("STRATUS_BROKER_URL", "memory://")
         mp.setenv("STRATUS_KEY_PEPPER", TEST_PEPPER)
+        # No backend unless a test brings one (registry.override): the outbox path alone.
+        mp.setenv("STRATUS_BACKENDS__LOCAL__ENABLED", "false")
         _reload_settings()
         reset_celery()
         try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from workers.celery_app import celery_app, transport_options
+from app.settings import Settings
+from workers.celery_app import backend_schedule, celery_app, transport_options
 
 
 def test_reliability_settings() -> None:
@@ -30,6 +31,27 @@ def test_beat_schedule_names_registered_tasks() -> None:
     assert {name: entry["task"] for name, entry in schedule.items()} == {
         "relay_outbox": "stratus.outbox.relay",
         "housekeeping": "stratus.housekeeping.run",
+        # The local backend is on by default; each enabled backend gets its pollers.
+        "poll_runs_local": "stratus.runs.schedule_poll",
+        "poll_endpoints_local": "stratus.deployments.schedule_poll",
+        "pull_endpoint_metrics_local": "stratus.deployments.pull_metrics",
     }
     assert all(entry["task"] in celery_app.tasks for entry in schedule.values())
     assert celery_app.conf.beat_scheduler == "workers.beat:GuardedScheduler"
+
+
+def test_each_enabled_backend_gets_its_pollers() -> None:
+    settings = Settings(
+        backends={
+            "local": {"enabled": False},
+            "sagemaker": {"enabled": True, "poll_interval_s": 20},
+        }
+    )
+    schedule = backend_schedule(settings)
+    assert set(schedule) == {
+        "poll_runs_sagemaker",
+        "poll_endpoints_sagemaker",
+        "pull_endpoint_metrics_sagemaker",
+    }
+    assert schedule["poll_runs_sagemaker"]["schedule"] == 20
+    assert schedule["poll_runs_sagemaker"]["args"] == ("sagemaker",)

@@ -1,83 +1,195 @@
-"""Deployment tasks: create, resize and delete endpoints; woken by the outbox relay."""
+"""Deployment tasks: create, resize and delete endpoints (woken by the outbox relay), and the
+per-backend pollers that follow endpoint status and pull endpoint metrics (beat).
+
+Backend calls happen with no transaction open; results are applied with guarded updates.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 import uuid
+from datetime import UTC, datetime, timedelta
 
-from app.backends.registry import get_backend, unavailable_reason
+from app.backends.base import Backend, BackendError
+from app.backends.naming import endpoint_name
+from app.backends.registry import get_backend, poll_settings, unavailable_reason
+from app.clock import utcnow
 from app.db import unit_of_work
+from app.domain.deployments import lifecycle
 from app.domain.deployments import repository as deployments_repository
 from app.domain.deployments import service as deployments_service
 from app.domain.deployments.states import DeploymentStatus
-from app.domain.outbox import repository as outbox_repository
 from app.domain.outbox import service as outbox
 from app.settings import get_settings
 from workers.celery_app import celery_app
+from workers.tasks.work import acknowledge, defer, payload_id, settle_error
 
 logger = logging.getLogger(__name__)
-
 S = DeploymentStatus
-# The state each topic's work applies to; in any other state (gone, deleted, superseded by
-# a delete) the message has nothing left to do and is acknowledged.
-ACTS_ON: dict[str, frozenset[DeploymentStatus]] = {
-    outbox.DEPLOYMENT_CREATE: frozenset({S.CREATING}),
-    outbox.DEPLOYMENT_UPDATE: frozenset({S.UPDATING}),
-    outbox.DEPLOYMENT_DELETE: frozenset({S.DELETING}),
-}
-WAITING: dict[str, str] = {
-    outbox.DEPLOYMENT_CREATE: "the deployment stays {status} and will be created when one is",
-    outbox.DEPLOYMENT_UPDATE: "the deployment stays {status} and will be resized when one is",
-    outbox.DEPLOYMENT_DELETE: "the deployment stays {status} and will be deleted when one is",
-}
+WATCH_LIMIT = 5000
+# How far back the first metrics pull of a deployment reaches.
+FIRST_PULL = timedelta(minutes=10)
+
+
+def _load(
+    message_id: int, expected: DeploymentStatus, verb: str
+) -> tuple[Backend, uuid.UUID] | None:
+    """The backend for a message's deployment in ``expected``; settles the message otherwise."""
+    with unit_of_work() as session:
+        deployment_id = payload_id(session, message_id, "deployment_id")
+        if deployment_id is None:
+            return None
+        deployment = deployments_repository.get(session, deployment_id)
+        if deployment is None or deployment.status != expected:
+            outbox.acknowledge(session, message_id)
+            return None
+        backend = get_backend(deployment.backend)
+        if backend is None:
+            waiting = f"the deployment stays {deployment.status} and will be {verb} when one is"
+            reason = unavailable_reason(deployment.backend, waiting)
+            deployments_service.record_backend_unavailable(session, deployment.id, reason)
+            defer(session, message_id, reason)
+            return None
+        return backend, deployment.id
 
 
 @celery_app.task(name="stratus.deployments.create")
 def create_deployment(message_id: int) -> None:
-    """Create the endpoint of the deployment named by an outbox message, or record the wait."""
-    _handle(message_id, outbox.DEPLOYMENT_CREATE)
+    """Create the endpoint of a deployment in ``creating``."""
+    loaded = _load(message_id, S.CREATING, "created")
+    if loaded is None:
+        return
+    backend, deployment_id = loaded
+    with unit_of_work() as session:
+        default_role = get_settings().backends.sagemaker.role_arn
+        plan = lifecycle.plan_create(session, deployment_id, default_role)
+    if plan is None:
+        acknowledge(message_id)
+        return
+    try:
+        status = backend.create_endpoint(plan.spec)
+    except BackendError as error:
+        if settle_error(message_id, error):
+            with unit_of_work() as session:
+                lifecycle.record_failed(session, plan.deployment_id, str(error))
+                outbox.acknowledge(session, message_id)
+        return
+    with unit_of_work() as session:
+        lifecycle.record_created(session, plan.deployment_id, status)
+        outbox.acknowledge(session, message_id)
 
 
 @celery_app.task(name="stratus.deployments.update")
 def update_deployment(message_id: int) -> None:
-    """Resize the endpoint of the deployment named by an outbox message, or record the wait."""
-    _handle(message_id, outbox.DEPLOYMENT_UPDATE)
+    """Set the endpoint of a deployment in ``updating`` to its desired instance count."""
+    loaded = _load(message_id, S.UPDATING, "resized")
+    if loaded is None:
+        return
+    backend = loaded[0]
+    with unit_of_work() as session:
+        deployment_id = payload_id(session, message_id, "deployment_id")
+        deployment = deployments_repository.get(session, deployment_id) if deployment_id else None
+        if deployment is None:
+            return
+        name, desired, dep_id = (
+            endpoint_name(deployment.id),
+            deployment.desired_instances,
+            deployment.id,
+        )
+    try:
+        status = backend.update_capacity(name, desired)
+    except BackendError as error:
+        if settle_error(message_id, error):
+            with unit_of_work() as session:
+                lifecycle.record_failed(session, dep_id, str(error))
+                outbox.acknowledge(session, message_id)
+        return
+    with unit_of_work() as session:
+        lifecycle.apply_endpoint_status(session, dep_id, status)
+        outbox.acknowledge(session, message_id)
 
 
 @celery_app.task(name="stratus.deployments.delete")
 def delete_deployment(message_id: int) -> None:
-    """Delete the endpoint of the deployment named by an outbox message, or record the wait."""
-    _handle(message_id, outbox.DEPLOYMENT_DELETE)
-
-
-def _handle(message_id: int, topic: str) -> None:
-    worker = get_settings().worker
-    with unit_of_work() as session:
-        message = outbox_repository.get(session, message_id)
-        if message is None or message.processed_at is not None:
-            return
-        deployment_id = _deployment_id(message.payload)
-        deployment = deployments_repository.get(session, deployment_id) if deployment_id else None
-        if deployment is None or DeploymentStatus(deployment.status) not in ACTS_ON[topic]:
-            outbox.acknowledge(session, message_id)
-            return
-        backend = get_backend(deployment.backend)
-        if backend is None:
-            waiting = WAITING[topic].format(status=deployment.status)
-            reason = unavailable_reason(deployment.backend, waiting)
-            deployments_service.record_backend_unavailable(session, deployment.id, reason)
-            outbox.defer(
-                session, message_id, reason, worker.outbox_retry_base_s, worker.outbox_retry_max_s
-            )
-            return
-    # The backend call belongs here, after the session closed; it lands with the first
-    # backend. Raising keeps the message: it is relayed again when its lease runs out.
-    raise NotImplementedError(f"{topic} through backend {backend.name!r} is not available yet")
-
-
-def _deployment_id(payload: dict[str, object]) -> uuid.UUID | None:
+    """Delete the endpoint of a deployment in ``deleting``."""
+    loaded = _load(message_id, S.DELETING, "deleted")
+    if loaded is None:
+        return
+    backend, deployment_id = loaded
+    name = endpoint_name(deployment_id)
     try:
-        return uuid.UUID(str(payload["deployment_id"]))
-    except (KeyError, ValueError):
-        logger.error("outbox payload without a valid deployment_id: %r", payload)
-        return None
+        backend.delete_endpoint(name)
+        statuses = backend.describe_endpoints([name])
+    except BackendError as error:
+        if settle_error(message_id, error):
+            with unit_of_work() as session:
+                lifecycle.record_failed(session, deployment_id, str(error))
+                outbox.acknowledge(session, message_id)
+        return
+    with unit_of_work() as session:
+        if name in statuses:
+            lifecycle.apply_endpoint_status(session, deployment_id, statuses[name])
+        outbox.acknowledge(session, message_id)
+
+
+@celery_app.task(name="stratus.deployments.schedule_poll")
+def schedule_poll(backend_name: str) -> None:
+    """Queue one endpoint poll of a backend after a random delay."""
+    jitter = poll_settings(backend_name)[1]
+    poll_endpoints.apply_async(args=(backend_name,), countdown=random.uniform(0, jitter))  # noqa: S311
+
+
+@celery_app.task(name="stratus.deployments.poll")
+def poll_endpoints(backend_name: str) -> int:
+    """Apply the status of every watched endpoint of a backend; returns deployments moved."""
+    backend = get_backend(backend_name)
+    if backend is None:
+        return 0
+    with unit_of_work() as session:
+        watched = lifecycle.watched(session, backend_name, WATCH_LIMIT)
+    if not watched:
+        return 0
+    try:
+        statuses = backend.describe_endpoints(list(watched))
+    except BackendError as error:
+        logger.warning("polling endpoints of %s failed: %s", backend_name, error)
+        return 0
+    moved = 0
+    with unit_of_work() as session:
+        for name, deployment_id in watched.items():
+            if name not in statuses:
+                continue
+            try:
+                with session.begin_nested():
+                    moved += lifecycle.apply_endpoint_status(session, deployment_id, statuses[name])
+            except Exception:  # one bad row must not stop the others
+                logger.exception("applying endpoint status to %s failed", deployment_id)
+    return moved
+
+
+@celery_app.task(name="stratus.deployments.pull_metrics")
+def pull_endpoint_metrics(backend_name: str) -> int:
+    """Pull each serving endpoint's metrics since the last pull into metric points."""
+    backend = get_backend(backend_name)
+    if backend is None:
+        return 0
+    period = (
+        get_settings().backends.sagemaker.metrics_period_s if backend_name == "sagemaker" else 10
+    )
+    with unit_of_work() as session:
+        serving = lifecycle.serving(session, backend_name, WATCH_LIMIT)
+    # Only whole periods: the next pull starts where this one ended, with nothing half-counted.
+    now = utcnow().timestamp()
+    end = datetime.fromtimestamp(now - now % period, tz=UTC)
+    stored = 0
+    for name, (deployment_id, synced_until) in serving.items():
+        start = synced_until or end - FIRST_PULL
+        try:
+            samples = backend.fetch_endpoint_metrics(name, start, end, period)
+        except BackendError as error:
+            logger.warning("metrics of %s unavailable: %s", name, error)
+            continue
+        with unit_of_work() as session:
+            stored += lifecycle.store_endpoint_metrics(session, deployment_id, samples, end)
+    return stored

@@ -1,74 +1,194 @@
-"""Run tasks: submit a pending run, stop a stopping one; both are woken by the outbox relay."""
+"""Run tasks: submit, stop (woken by the outbox relay) and poll (beat, per backend).
+
+Each loads in a short unit of work, calls the backend with no transaction open, then applies
+the result with guarded updates (STYLE habit 6). A job is created exactly once per run: its
+name comes from the run id, and a retried submit first looks for the job it may have made.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 
-from app.backends.registry import get_backend, unavailable_reason
+from sqlalchemy.orm import Session
+
+from app.backends.base import Backend, BackendError, JobState
+from app.backends.naming import job_name
+from app.backends.registry import get_backend, poll_settings, unavailable_reason
 from app.db import unit_of_work
-from app.domain.outbox import repository as outbox_repository
 from app.domain.outbox import service as outbox
+from app.domain.polling import service as polling
+from app.domain.runs import lifecycle
 from app.domain.runs import repository as runs_repository
 from app.domain.runs import service as runs_service
 from app.domain.runs.states import RunStatus
 from app.settings import get_settings
 from workers.celery_app import celery_app
+from workers.tasks.work import acknowledge, defer, payload_id, settle_error
 
 logger = logging.getLogger(__name__)
-
 S = RunStatus
-# The states each topic's work applies to; in any other state (gone, finished, superseded)
-# the message has nothing left to do and is acknowledged.
-ACTS_ON: dict[str, frozenset[RunStatus]] = {
-    outbox.RUN_SUBMIT: frozenset({S.PENDING, S.SUBMITTING}),
-    outbox.RUN_STOP: frozenset({S.STOPPING}),
-}
-WAITING: dict[str, str] = {
-    outbox.RUN_SUBMIT: "the run stays {status} and will be submitted when one is",
-    outbox.RUN_STOP: "the run stays {status} and the stop will be sent when one is",
-}
+POLL_LIMIT = 5000
 
 
 @celery_app.task(name="stratus.runs.submit")
 def submit_run(message_id: int) -> None:
-    """Submit the run named by an outbox message, or record why it has to wait."""
-    _handle(message_id, outbox.RUN_SUBMIT)
-
-
-@celery_app.task(name="stratus.runs.stop")
-def stop_run(message_id: int) -> None:
-    """Stop the run named by an outbox message, or record why it has to wait."""
-    _handle(message_id, outbox.RUN_STOP)
-
-
-def _handle(message_id: int, topic: str) -> None:
-    worker = get_settings().worker
+    """Submit the run named by an outbox message to its backend (exactly once)."""
+    settings = get_settings()
     with unit_of_work() as session:
-        message = outbox_repository.get(session, message_id)
-        if message is None or message.processed_at is not None:
+        run_id = payload_id(session, message_id, "run_id")
+        if run_id is None:
             return
-        run_id = _run_id(message.payload)
-        run = runs_repository.get(session, run_id) if run_id else None
-        if run is None or RunStatus(run.status) not in ACTS_ON[topic]:
+        run = runs_repository.get(session, run_id)
+        stopped_mid_submit = run is not None and run.status == S.STOPPING and not run.external_id
+        if run is None or (run.status not in (S.PENDING, S.SUBMITTING) and not stopped_mid_submit):
             outbox.acknowledge(session, message_id)
             return
         backend = get_backend(run.backend)
         if backend is None:
-            reason = unavailable_reason(run.backend, WAITING[topic].format(status=run.status))
+            waiting = f"the run stays {run.status} and will be submitted when one is"
+            reason = unavailable_reason(run.backend, waiting)
             runs_service.record_backend_unavailable(session, run.id, reason)
-            outbox.defer(
-                session, message_id, reason, worker.outbox_retry_base_s, worker.outbox_retry_max_s
-            )
+            defer(session, message_id, reason)
             return
-    # The backend call belongs here, after the session closed; it lands with the first
-    # backend. Raising keeps the message: it is relayed again when its lease runs out.
-    raise NotImplementedError(f"{topic} through backend {backend.name!r} is not available yet")
-
-
-def _run_id(payload: dict[str, object]) -> uuid.UUID | None:
+        if stopped_mid_submit:
+            _settle_stopped_submit(session, backend, run.id, message_id)
+            return
+        plan = lifecycle.prepare_submit(session, run.id, settings)
+        if plan is None:
+            outbox.acknowledge(session, message_id)
+            return
+    name = plan.spec.job_name
     try:
-        return uuid.UUID(str(payload["run_id"]))
-    except (KeyError, ValueError):
-        logger.error("outbox payload without a valid run_id: %r", payload)
-        return None
+        external_id = None
+        if plan.retry:  # an earlier attempt may have created the job before dying
+            found = backend.describe_jobs({name: JobState.UNKNOWN})
+            external_id = found[name].external_id if name in found else None
+        if external_id is None:
+            external_id = backend.submit_training(plan.spec)
+    except BackendError as error:
+        if settle_error(message_id, error):
+            with unit_of_work() as session:
+                lifecycle.record_submit_failed(session, plan.run_id, str(error))
+                outbox.acknowledge(session, message_id)
+        return
+    with unit_of_work() as session:
+        if lifecycle.record_submitted(session, plan.run_id, external_id):
+            outbox.enqueue(session, outbox.RUN_STOP, run_id=str(plan.run_id))
+        outbox.acknowledge(session, message_id)
+
+
+def _settle_stopped_submit(
+    session: Session, backend: Backend, run_id: uuid.UUID, message_id: int
+) -> None:
+    """Stopped while a submit was under way: stop the job it made, or finish the stop."""
+    name = job_name(run_id)
+    try:
+        found = backend.describe_jobs({name: JobState.UNKNOWN})
+    except BackendError as error:
+        if error.retryable:
+            defer(session, message_id, str(error))
+            return
+        found = {}
+    if name in found:
+        lifecycle.record_submitted(session, run_id, found[name].external_id)
+        outbox.enqueue(session, outbox.RUN_STOP, run_id=str(run_id))
+    else:
+        runs_service.transition(
+            session, run_id, S.STOPPING, S.STOPPED, status_reason="stopped before a job existed"
+        )
+    outbox.acknowledge(session, message_id)
+
+
+@celery_app.task(name="stratus.runs.stop")
+def stop_run(message_id: int) -> None:
+    """Ask the backend to stop the job of a run in ``stopping``."""
+    with unit_of_work() as session:
+        run_id = payload_id(session, message_id, "run_id")
+        if run_id is None:
+            return
+        run = runs_repository.get(session, run_id)
+        if run is None or run.status != S.STOPPING:
+            outbox.acknowledge(session, message_id)
+            return
+        backend = get_backend(run.backend)
+        if backend is None:
+            waiting = "the run stays stopping and the stop will be sent when one is"
+            reason = unavailable_reason(run.backend, waiting)
+            runs_service.record_backend_unavailable(session, run.id, reason)
+            defer(session, message_id, reason)
+            return
+        if run.external_id is None:
+            # No job yet: the submit task sees ``stopping`` when it lands and queues a stop.
+            outbox.acknowledge(session, message_id)
+            return
+    try:
+        backend.stop_training(job_name(run_id))
+    except BackendError as error:
+        if not settle_error(message_id, error):
+            return
+        logger.warning("stopping run %s failed for good: %s", run_id, error)
+    acknowledge(message_id)
+
+
+@celery_app.task(name="stratus.runs.schedule_poll")
+def schedule_poll(backend_name: str) -> None:
+    """Queue one poll of a backend after a random delay, so pollers do not fire in step."""
+    jitter = poll_settings(backend_name)[1]
+    poll_runs.apply_async(args=(backend_name,), countdown=random.uniform(0, jitter))  # noqa: S311
+
+
+@celery_app.task(name="stratus.runs.poll")
+def poll_runs(backend_name: str) -> int:
+    """Apply what changed on a backend's jobs since the last poll; returns runs moved."""
+    return poll_once(backend_name)
+
+
+def poll_once(backend_name: str) -> int:
+    """One poll cycle of a backend's in-flight runs (also driven directly by benchmarks)."""
+    backend = get_backend(backend_name)
+    if backend is None:
+        return 0
+    key = f"runs:{backend_name}"
+    with unit_of_work() as session:
+        window = polling.open_window(session, key)
+        if window is None:
+            return 0
+        known = lifecycle.known_states(session, backend_name, POLL_LIMIT)
+        cursors = lifecycle.in_flight_cursors(session, backend_name, POLL_LIMIT)
+    try:
+        reported = backend.describe_jobs({n: s for n, (_, s) in known.items()}, window.since)
+    except BackendError as error:
+        with unit_of_work() as session:
+            delay = polling.back_off(
+                session, key, get_settings().backends.sagemaker.poll_interval_s
+            )
+        logger.warning("polling %s failed (%s); next poll in %.0f s", backend_name, error, delay)
+        return 0
+    moved = 0
+    with unit_of_work() as session:
+        for run_id, job in lifecycle.job_statuses_to_apply(known, reported):
+            try:
+                with session.begin_nested():
+                    moved += lifecycle.apply_job_status(session, run_id, job)
+            except Exception:  # one bad row must not stop the others
+                logger.exception("applying %s to run %s failed", job.state, run_id)
+        polling.close_window(session, key, window)
+    _pull_training_metrics(backend_name, cursors)
+    return moved
+
+
+def _pull_training_metrics(backend_name: str, cursors: dict[uuid.UUID, str | None]) -> None:
+    backend = get_backend(backend_name)
+    if backend is None:
+        return
+    for run_id, cursor in cursors.items():
+        try:
+            page = backend.fetch_training_metrics(job_name(run_id), cursor)
+        except BackendError as error:
+            logger.warning("live metrics of run %s unavailable: %s", run_id, error)
+            continue
+        if page.points or page.next_cursor != cursor:
+            with unit_of_work() as session:
+                lifecycle.store_training_metrics(session, run_id, page)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
+from pydantic import StringConstraints
 
-from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
-from app.domain.metrics import service
+from app.api.deps import PageDep, PrincipalDep, SessionDep, SettingsDep, Write, WriteDep
+from app.domain.metrics import limits, service
 from app.domain.metrics.schemas import (
+    MAX_BUCKETS,
+    MAX_SERIES,
     METRIC_NAME,
+    LatestPoints,
     MetricBatch,
     MetricPointRead,
     MetricsAccepted,
+    SeriesSet,
 )
 from app.domain.schemas import Page, UtcDatetime
 from app.errors import problem_responses
@@ -22,12 +27,37 @@ from app.errors import problem_responses
 router = APIRouter(tags=["metrics"])
 
 NameFilter = Annotated[str | None, Query(pattern=METRIC_NAME, description="Only this metric")]
+Names = Annotated[
+    list[Annotated[str, StringConstraints(pattern=METRIC_NAME)]] | None,
+    Query(max_length=MAX_SERIES, description="These metrics (repeat it); default: all"),
+]
+Buckets = Annotated[int, Query(ge=1, le=MAX_BUCKETS, description="Number of time buckets")]
 Since = Annotated[
     UtcDatetime | None, Query(description="Points at or after this time (naive = UTC)")
 ]
 Until = Annotated[UtcDatetime | None, Query(description="Points before this time (naive = UTC)")]
-INGEST_ERRORS = problem_responses(401, 403, 404, 409, 413, 422)
+INGEST_ERRORS = problem_responses(401, 403, 404, 409, 413, 422, 429)
 HISTORY_ERRORS = problem_responses(400, 401, 404, 422)
+
+
+def admitted_batch(
+    data: MetricBatch, principal: PrincipalDep, settings: SettingsDep
+) -> MetricBatch:
+    """The parsed batch, once it is within the size cap and the key's ingest budget."""
+    service.check_batch_size(data)
+    limits.charge(settings, principal.id, len(data["points"]))
+    return data
+
+
+AdmittedBatch = Annotated[MetricBatch, Depends(admitted_batch)]
+
+
+def _respond(write: Write, outcome: tuple[MetricsAccepted, bool]) -> JSONResponse:
+    accepted, replayed = outcome
+    response = write.respond(accepted)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @router.post(
@@ -36,9 +66,9 @@ HISTORY_ERRORS = problem_responses(400, 401, 404, 422)
     response_model=MetricsAccepted,
     responses=INGEST_ERRORS,
 )
-def ingest_run_metrics(run_id: uuid.UUID, data: MetricBatch, write: WriteDep) -> JSONResponse:
-    """Store a batch of points (all or nothing)."""
-    return write.respond(service.ingest(write.session, write.principal, "run", run_id, data))
+def ingest_run_metrics(run_id: uuid.UUID, batch: AdmittedBatch, write: WriteDep) -> JSONResponse:
+    """Store a batch of up to 10,000 points (all or nothing; once per batch_id)."""
+    return _respond(write, service.ingest(write.session, write.principal, "run", run_id, batch))
 
 
 @router.get("/v1/runs/{run_id}/metrics", responses=HISTORY_ERRORS)
@@ -56,6 +86,28 @@ def run_metric_history(
     return Page(items=items, next_cursor=cursor)
 
 
+@router.get("/v1/runs/{run_id}/metrics/series", responses=HISTORY_ERRORS)
+def run_metric_series(
+    run_id: uuid.UUID,
+    session: SessionDep,
+    principal: PrincipalDep,
+    name: Names = None,
+    buckets: Buckets = 100,
+    since: Since = None,
+    until: Until = None,
+) -> SeriesSet:
+    """The run's metrics downsampled to time buckets (count, min, max, mean, last)."""
+    return service.series(session, principal, "run", run_id, name, buckets, since, until)
+
+
+@router.get("/v1/runs/{run_id}/metrics/latest", responses=problem_responses(401, 404))
+def run_latest_metrics(
+    run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> LatestPoints:
+    """The most recently received point of each of the run's metrics."""
+    return service.latest(session, principal, "run", run_id)
+
+
 @router.post(
     "/v1/deployments/{deployment_id}/metrics",
     status_code=201,
@@ -63,11 +115,11 @@ def run_metric_history(
     responses=INGEST_ERRORS,
 )
 def ingest_deployment_metrics(
-    deployment_id: uuid.UUID, data: MetricBatch, write: WriteDep
+    deployment_id: uuid.UUID, batch: AdmittedBatch, write: WriteDep
 ) -> JSONResponse:
-    """Store a batch of points (all or nothing)."""
-    accepted = service.ingest(write.session, write.principal, "deployment", deployment_id, data)
-    return write.respond(accepted)
+    """Store a batch of up to 10,000 points (all or nothing; once per batch_id)."""
+    outcome = service.ingest(write.session, write.principal, "deployment", deployment_id, batch)
+    return _respond(write, outcome)
 
 
 @router.get("/v1/deployments/{deployment_id}/metrics", responses=HISTORY_ERRORS)
@@ -85,3 +137,27 @@ def deployment_metric_history(
         session, principal, "deployment", deployment_id, page, name, since, until
     )
     return Page(items=items, next_cursor=cursor)
+
+
+@router.get("/v1/deployments/{deployment_id}/metrics/series", responses=HISTORY_ERRORS)
+def deployment_metric_series(
+    deployment_id: uuid.UUID,
+    session: SessionDep,
+    principal: PrincipalDep,
+    name: Names = None,
+    buckets: Buckets = 100,
+    since: Since = None,
+    until: Until = None,
+) -> SeriesSet:
+    """The deployment's metrics downsampled to time buckets (count, min, max, mean, last)."""
+    return service.series(
+        session, principal, "deployment", deployment_id, name, buckets, since, until
+    )
+
+
+@router.get("/v1/deployments/{deployment_id}/metrics/latest", responses=problem_responses(401, 404))
+def deployment_latest_metrics(
+    deployment_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> LatestPoints:
+    """The most recently received point of each of the deployment's metrics."""
+    return service.latest(session, principal, "deployment", deployment_id)

@@ -11,6 +11,7 @@ from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
 from app.domain.access import Role, authorize
 from app.domain.audit import service as audit
 from app.domain.audit.schemas import AuditEventRead
+from app.domain.costs import service as costs
 from app.domain.projects import service
 from app.domain.projects.schemas import (
     MemberPut,
@@ -109,3 +110,11 @@ def list_audit_events(
     authorize(session, principal, project_id, Role.OWNER)
     items, cursor = audit.list_events(session, project_id, page)
     return Page(items=items, next_cursor=cursor)
+
+
+@router.get("/{project_id}/costs", responses=problem_responses(401, 404))
+def project_costs(
+    project_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> costs.CostSummary:
+    """Spend so far on training and serving, per instance type, against the budget."""
+    return costs.project_costs(session, principal, project_id)

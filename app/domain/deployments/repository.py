@@ -82,3 +82,36 @@ def guarded_update(
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def list_watched(session: Session, backend: str, limit: int) -> Sequence[Deployment]:
+    """Deployments of a backend whose endpoint exists or is coming or going."""
+    return session.scalars(
+        select(Deployment)
+        .where(
+            Deployment.backend == backend,
+            Deployment.status.in_(
+                [
+                    DeploymentStatus.CREATING,
+                    DeploymentStatus.IN_SERVICE,
+                    DeploymentStatus.UPDATING,
+                    DeploymentStatus.DELETING,
+                ]
+            ),
+        )
+        .order_by(Deployment.id)
+        .limit(limit)
+    ).all()
+
+
+def list_serving(session: Session, backend: str, limit: int) -> Sequence[Deployment]:
+    """Deployments of a backend that are serving traffic."""
+    return session.scalars(
+        select(Deployment)
+        .where(
+            Deployment.backend == backend,
+            Deployment.status.in_([DeploymentStatus.IN_SERVICE, DeploymentStatus.UPDATING]),
+        )
+        .order_by(Deployment.id)
+        .limit(limit)
+    ).all()

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from app.domain.costs.accounting import deployment_instance_seconds, priced
 from app.domain.deployments.states import DeploymentStatus
 from app.domain.projects.schemas import SLUG, Backend
 from app.domain.schemas import ReadModel, WriteModel
@@ -152,3 +153,24 @@ class DeploymentRead(ReadModel):
     created_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    accumulated_instance_seconds: float = Field(
+        default=0.0, validation_alias="instance_seconds", exclude=True
+    )
+    capacity_since: datetime | None = Field(default=None, exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def instance_seconds(self) -> float:
+        """Instance-seconds served since the endpoint came up (cost accounting)."""
+        return round(
+            deployment_instance_seconds(
+                self.accumulated_instance_seconds, self.current_instances, self.capacity_since
+            ),
+            3,
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost_usd(self) -> float | None:
+        """instance_seconds at the instance type's price (None when the type has no price)."""
+        return priced(self.instance_type, self.instance_seconds)

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from app.backends.naming import endpoint_name
 from app.clock import utcnow
 from app.domain.access import Principal, Role, authorize
 from app.domain.audit import service as audit
@@ -237,3 +238,16 @@ def record_backend_unavailable(session: Session, deployment_id: uuid.UUID, reaso
     deployment = repository.get(session, deployment_id)
     if deployment is not None and deployment.status_reason != reason:
         deployment.status_reason = reason
+
+
+def invocation_target(
+    session: Session, principal: Principal, deployment_id: uuid.UUID
+) -> tuple[str, str]:
+    """(backend, endpoint name) of a deployment that serves traffic (editors)."""
+    deployment = _load(session, principal, deployment_id, Role.EDITOR)
+    if deployment.status not in (S.IN_SERVICE, S.UPDATING):
+        raise Conflict(
+            f"The deployment is {deployment.status}; it serves requests once in_service.",
+            code="not_serving",
+        )
+    return deployment.backend, endpoint_name(deployment.id)

@@ -5,16 +5,30 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, Index, String
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.clock import utcnow
 from app.db import Base
 from app.types import BigIntId, UTCDateTime
 
 
 class MetricPoint(Base):
     __tablename__ = "metric_points"
-    __table_args__ = (Index("ix_metric_points_subject", "subject_id", "name", "id"),)
+    __table_args__ = (
+        # History by name pages on id; timestamp and value ride along so series, windows and
+        # latest values are index-only scans that never touch the (interleaved) heap.
+        Index(
+            "ix_metric_points_subject",
+            "subject_id",
+            "name",
+            "id",
+            postgresql_include=["timestamp", "value"],
+        ),
+        # Points arrive roughly in time order, so a BRIN (a few pages for 100 M rows) is enough
+        # for the retention purge's time ranges; SQLite gets a plain index.
+        Index("ix_metric_points_timestamp", "timestamp", postgresql_using="brin"),
+    )
 
     # No FK to the subject: points are append-only, high volume, and purged by retention.
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
@@ -25,3 +39,27 @@ class MetricPoint(Base):
     step: Mapped[int | None] = mapped_column(BigInteger)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
     value: Mapped[float] = mapped_column(Float)
+
+
+class MetricBatchRecord(Base):
+    """A client's ``batch_id`` seen for a subject, so a retried batch is stored once."""
+
+    __tablename__ = "metric_batches"
+    __table_args__ = (Index("ix_metric_batches_created_at", "created_at"),)
+
+    subject_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    accepted: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MetricRetention(Base):
+    """How long a project keeps its metric points; no row means forever."""
+
+    __tablename__ = "metric_retention"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

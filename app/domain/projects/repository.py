@@ -66,3 +66,12 @@ def count_owners(session: Session, project_id: uuid.UUID) -> int:
         )
         or 0
     )
+
+
+def backend_option(
+    session: Session, project_id: uuid.UUID, backend: str, option: str
+) -> str | None:
+    """A project's setting for a backend, e.g. its SageMaker role ARN."""
+    project = session.get(Project, project_id)
+    value = (project.backend_config or {}).get(backend, {}).get(option) if project else None
+    return value if isinstance(value, str) else None

@@ -45,6 +45,9 @@ class ProjectUpdate(WriteModel):
     description: str | None = Field(default=None, max_length=2000)
     default_backend: Backend | None = None
     budget_usd: float | None = Field(default=None, ge=0, le=1e12)
+    metrics_retention_days: int | None = Field(
+        default=None, ge=1, le=36_500, description="Days metric points are kept; null: forever"
+    )
 
 
 class ProjectRead(ReadModel):
@@ -53,6 +56,7 @@ class ProjectRead(ReadModel):
     description: str
     default_backend: str
     budget_usd: float | None
+    metrics_retention_days: int | None = None
     created_at: datetime
     updated_at: datetime
 

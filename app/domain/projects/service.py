@@ -11,6 +11,7 @@ from app.domain.access import Principal, Role, authorize
 from app.domain.api_keys import repository as keys_repo
 from app.domain.audit import service as audit
 from app.domain.deployments import repository as deployments_repo
+from app.domain.metrics import service as metrics
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository
 from app.domain.projects.models import Membership, Project
@@ -57,7 +58,18 @@ def list_projects(
     rows, cursor = repository.list_visible(
         session, None if principal.is_admin else principal.id, page
     )
-    return [ProjectRead.model_validate(r) for r in rows], cursor
+    retention = metrics.retention_days(session, [r.id for r in rows])
+    return [_read(r, retention.get(r.id)) for r in rows], cursor
+
+
+def _read(project: Project, retention_days: int | None) -> ProjectRead:
+    read = ProjectRead.model_validate(project)
+    read.metrics_retention_days = retention_days
+    return read
+
+
+def _read_one(session: Session, project: Project) -> ProjectRead:
+    return _read(project, metrics.retention_days(session, [project.id]).get(project.id))
 
 
 def _load(session: Session, principal: Principal, project_id: uuid.UUID, need: Role) -> Project:
@@ -69,16 +81,19 @@ def _load(session: Session, principal: Principal, project_id: uuid.UUID, need: R
 
 
 def get_project(session: Session, principal: Principal, project_id: uuid.UUID) -> ProjectRead:
-    return ProjectRead.model_validate(_load(session, principal, project_id, Role.VIEWER))
+    return _read_one(session, _load(session, principal, project_id, Role.VIEWER))
 
 
 def update_project(
     session: Session, principal: Principal, project_id: uuid.UUID, data: ProjectUpdate
 ) -> ProjectRead:
-    """Change description, default backend or budget (owners)."""
+    """Change description, default backend, budget or metrics retention (owners)."""
     project = _load(session, principal, project_id, Role.OWNER)
     changes = data.model_dump(exclude_unset=True)
     for field, value in changes.items():
+        if field == "metrics_retention_days":
+            metrics.set_retention(session, project.id, value)  # None: keep forever
+            continue
         if value is None and field != "budget_usd":
             continue
         setattr(project, field, value)
@@ -92,7 +107,7 @@ def update_project(
         {"fields": sorted(changes)},
     )
     session.flush()
-    return ProjectRead.model_validate(project)
+    return _read_one(session, project)
 
 
 def delete_project(session: Session, principal: Principal, project_id: uuid.UUID) -> None:

@@ -17,7 +17,11 @@ from app.types import JSONType, UTCDateTime
 
 class TrainingRun(Base):
     __tablename__ = "training_runs"
-    __table_args__ = (Index("ix_training_runs_project_id_id", "project_id", "id"),)
+    __table_args__ = (
+        Index("ix_training_runs_project_id_id", "project_id", "id"),
+        # The list filtered by status pages newest first without scanning the other states.
+        Index("ix_training_runs_project_id_status_id", "project_id", "status", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid7)
     project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))

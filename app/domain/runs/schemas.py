@@ -7,8 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, computed_field, field_validator, model_validator
 
+from app.domain.costs.accounting import priced, run_instance_seconds
 from app.domain.runs.states import RunStatus
 from app.domain.schemas import ReadModel, WriteModel
 
@@ -130,3 +131,20 @@ class RunRead(ReadModel):
     updated_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    secondary_status: str | None = None
+    billable_seconds: float | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def instance_seconds(self) -> float:
+        """Billed instance-seconds, or wall time x instances while the backend has not said."""
+        count = int(self.spec.get("instance_count", 1))
+        return round(
+            run_instance_seconds(self.billable_seconds, self.started_at, self.ended_at, count), 3
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost_usd(self) -> float | None:
+        """instance_seconds at the instance type's price (None when the type has no price)."""
+        return priced(str(self.spec.get("instance_type", "local")), self.instance_seconds)

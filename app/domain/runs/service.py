@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.backends.naming import job_name
 from app.clock import utcnow
 from app.domain.access import Principal, Role, authorize
 from app.domain.audit import service as audit
@@ -163,3 +164,11 @@ def record_backend_unavailable(session: Session, run_id: uuid.UUID, reason: str)
     run = repository.get(session, run_id)
     if run is not None and run.status_reason != reason:
         run.status_reason = reason
+
+
+def log_target(session: Session, principal: Principal, run_id: uuid.UUID) -> tuple[str, str] | None:
+    """(backend, job name) whose logs the run has, or None before it was submitted."""
+    run = _load(session, principal, run_id, Role.VIEWER)
+    if run.status == RunStatus.PENDING:
+        return None
+    return run.backend, job_name(run.id)

@@ -1,0 +1,117 @@
+"""``LocalBackend``: the Backend Protocol with processes on this host, state in files.
+
+Training jobs run under a detached supervisor process each, endpoints under a detached
+controller process each; both keep everything they know in ``work_dir``. So the worker that
+submits, the worker that polls and the API process that invokes can be different processes,
+and any of them can restart without losing a job or an endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.backends.base import (
+    BackendError,
+    EndpointSpec,
+    EndpointStatus,
+    Invocation,
+    JobState,
+    JobStatus,
+    LogPage,
+    MetricPage,
+    MetricSample,
+    TrainingJobSpec,
+)
+from app.backends.local import stats
+from app.backends.local.endpoints import LocalEndpoints
+from app.backends.local.jobs import LocalJobs
+from app.backends.local.routing import Router
+from app.settings import Settings
+
+
+class LocalBackend:
+    """Trains and serves on this host (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        local = settings.backends.local
+        # Absolute: the supervisor, controller and replicas run in directories of their own.
+        self.work_dir = Path(local.work_dir or settings.data_dir / "local").resolve()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs = LocalJobs(self.work_dir, local)
+        self.endpoints = LocalEndpoints(self.work_dir, local)
+        self.router = Router(local.invoke_timeout_s)
+
+    def close(self) -> None:
+        """Release the router's connections."""
+        self.router.close()
+
+    # --- training ---------------------------------------------------------------------------
+
+    def submit_training(self, spec: TrainingJobSpec) -> str:
+        """Start the job under a supervisor; an existing job of that name is returned."""
+        return self.jobs.submit(spec)
+
+    def describe_jobs(
+        self, known: Mapping[str, JobState], changed_since: datetime | None = None
+    ) -> Mapping[str, JobStatus]:
+        """Jobs whose state differs from ``known``, read from their files."""
+        del changed_since  # reading a few small files per job is cheap: nothing to skip
+
+        return self.jobs.describe(known)
+
+    def fetch_training_metrics(self, job_name: str, cursor: str | None) -> MetricPage:
+        """Metrics scraped after ``cursor``; the next cursor is always set."""
+        return self.jobs.metrics(job_name, cursor)
+
+    def stop_training(self, job_name: str) -> None:
+        """Ask the job's supervisor to stop it (SIGTERM, grace, SIGKILL)."""
+        self.jobs.stop(job_name)
+
+    def fetch_logs(self, job_name: str, cursor: str | None, limit: int) -> LogPage:
+        """Log lines after ``cursor``; ``next_cursor`` is None once an ended job is read out."""
+        return self.jobs.logs(job_name, cursor, limit)
+
+    # --- serving ----------------------------------------------------------------------------
+
+    def create_endpoint(self, spec: EndpointSpec) -> EndpointStatus:
+        """Unpack the model and start the endpoint's controller."""
+        return self.endpoints.create(spec)
+
+    def update_capacity(self, endpoint_name: str, instance_count: int) -> EndpointStatus:
+        """Set the desired replica count."""
+        return self.endpoints.update(endpoint_name, instance_count)
+
+    def delete_endpoint(self, endpoint_name: str) -> None:
+        """Drain and stop the endpoint's replicas and remove its files."""
+        self.endpoints.delete(endpoint_name)
+
+    def describe_endpoints(self, endpoint_names: Sequence[str]) -> Mapping[str, EndpointStatus]:
+        """Status of each known endpoint (a deleted one is ``gone``)."""
+        return self.endpoints.describe(endpoint_names)
+
+    def invoke(self, endpoint_name: str, body: bytes, content_type: str) -> Invocation:
+        """One request to a ready replica; a model's 4xx/5xx raises ``ModelError``."""
+        endpoint_dir = self.endpoints.serving_dir(endpoint_name)
+        return self.router.invoke(endpoint_name, endpoint_dir, body, content_type)
+
+    def fetch_endpoint_metrics(
+        self, endpoint_name: str, start: datetime, end: datetime, period_s: int
+    ) -> Sequence[MetricSample]:
+        """ENDPOINT_METRICS per whole period of ``[start, end)``; none for unknown endpoints."""
+        if period_s <= 0:
+            raise BackendError("period_s must be positive", retryable=False)
+        endpoint_dir = self.endpoints.endpoint_dir(endpoint_name)
+        if not endpoint_dir.exists():
+            return []
+        return stats.aggregate(endpoint_dir, start, end, period_s)
+
+
+if TYPE_CHECKING:
+    from app.backends.base import Backend
+
+    _conforms: type[Backend] = LocalBackend

@@ -1,0 +1,212 @@
+"""A run's life on its backend: the service side of the submit, stop and poll tasks.
+
+Tasks call these in short units of work and make the backend call between them, never
+inside a transaction (STYLE habit 6). Every status change goes through ``transition()``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.backends.base import JobState, JobStatus, MetricDefinition, MetricPage, TrainingJobSpec
+from app.backends.naming import job_name
+from app.clock import utcnow
+from app.domain.metrics import repository as metrics_repo
+from app.domain.model_versions import service as model_versions
+from app.domain.projects import repository as projects_repo
+from app.domain.runs import repository
+from app.domain.runs.models import TrainingRun
+from app.domain.runs.service import transition
+from app.domain.runs.states import RunStatus
+from app.settings import Settings
+
+S = RunStatus
+# What Stratus believes the job is doing, in the backend's words, for each in-flight status.
+KNOWN_STATE = {
+    S.SUBMITTING: JobState.STARTING,
+    S.RUNNING: JobState.RUNNING,
+    S.STOPPING: JobState.STOPPING,
+}
+
+
+@dataclass(frozen=True)
+class SubmitPlan:
+    run_id: uuid.UUID
+    backend: str
+    spec: TrainingJobSpec
+    retry: bool  # a previous attempt may have reached the backend
+
+
+def build_job_spec(run: TrainingRun, role_arn: str | None) -> TrainingJobSpec:
+    """The backend's view of a run's spec."""
+    spec = run.spec
+    return TrainingJobSpec(
+        job_name=job_name(run.id),
+        instance_type=spec.get("instance_type", "local"),
+        instance_count=int(spec.get("instance_count", 1)),
+        max_runtime_seconds=int(spec.get("max_runtime_seconds", 86400)),
+        entrypoint=spec.get("entrypoint"),
+        source_dir=spec.get("source_dir"),
+        image=spec.get("image"),
+        framework=spec.get("framework"),
+        framework_version=spec.get("framework_version"),
+        hyperparameters=dict(spec.get("hyperparameters", {})),
+        input_channels=dict(spec.get("input_channels", {})),
+        output_location=spec.get("output_location"),
+        metric_definitions=tuple(
+            MetricDefinition(m["name"], m["regex"]) for m in spec.get("metric_definitions", [])
+        ),
+        environment=dict(spec.get("environment", {})),
+        volume_size_gb=int(spec.get("volume_size_gb", 30)),
+        use_spot=bool(spec.get("use_spot", False)),
+        max_wait_seconds=spec.get("max_wait_seconds"),
+        role_arn=spec.get("role_arn") or role_arn,
+        tags={"stratus:project-id": str(run.project_id), "stratus:run-id": str(run.id)},
+    )
+
+
+def prepare_submit(session: Session, run_id: uuid.UUID, settings: Settings) -> SubmitPlan | None:
+    """Claim a pending run for submission (pending -> submitting); None when nothing to do."""
+    run = repository.get(session, run_id)
+    if run is None or run.status not in (S.PENDING, S.SUBMITTING):
+        return None
+    retry = run.status == S.SUBMITTING
+    if not retry and not transition(session, run.id, S.PENDING, S.SUBMITTING, status_reason=None):
+        return None
+    role = projects_repo.backend_option(session, run.project_id, run.backend, "role_arn")
+    role = role or settings.backends.sagemaker.role_arn
+    return SubmitPlan(run.id, run.backend, build_job_spec(run, role), retry)
+
+
+def record_submitted(session: Session, run_id: uuid.UUID, external_id: str) -> bool:
+    """The job exists: submitting -> running. True when a stop arrived meanwhile."""
+    if transition(session, run_id, S.SUBMITTING, S.RUNNING, external_id=external_id):
+        return False
+    # Stopped while submitting: keep the job id so the stop reaches the job.
+    repository.guarded_update(session, run_id, S.STOPPING, {"external_id": external_id})
+    return True
+
+
+def record_submit_failed(session: Session, run_id: uuid.UUID, reason: str) -> None:
+    """The backend refused the job for good: submitting -> failed (stopping -> stopped)."""
+    if not transition(session, run_id, S.SUBMITTING, S.FAILED, failure_reason=reason[:4000]):
+        # A stop arrived while submitting: no job exists, so the stop is complete.
+        transition(session, run_id, S.STOPPING, S.STOPPED, status_reason=reason[:4000])
+
+
+def known_states(
+    session: Session, backend: str, limit: int
+) -> dict[str, tuple[uuid.UUID, JobState]]:
+    """In-flight runs of a backend by job name, with the state Stratus last saw."""
+    return {
+        job_name(run.id): (run.id, KNOWN_STATE[S(run.status)])
+        for run in repository.list_in_flight(session, backend, limit)
+    }
+
+
+def apply_job_status(session: Session, run_id: uuid.UUID, job: JobStatus) -> bool:
+    """Move the run to what the backend reports; False when it had already moved on."""
+    run = repository.get(session, run_id)
+    if run is None or run.status not in KNOWN_STATE:
+        return False
+    current = S(run.status)
+    reported = {"secondary_status": job.secondary_status, "billable_seconds": job.billable_seconds}
+    details: dict[str, Any] = {k: v for k, v in reported.items() if v is not None}
+    if job.external_id and not run.external_id:
+        details["external_id"] = job.external_id
+    if job.state in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING):
+        if current == S.SUBMITTING:
+            return transition(
+                session,
+                run.id,
+                current,
+                S.RUNNING,
+                started_at=job.started_at or utcnow(),
+                **details,
+            )
+        return bool(details) and repository.guarded_update(session, run.id, current, details)
+    if job.state == JobState.COMPLETED:
+        return _complete(session, run, current, job, details)
+    if current == S.SUBMITTING and job.state == JobState.STOPPED:
+        # The graph has no submitting -> stopped edge: a stop always passes through stopping.
+        transition(session, run.id, current, S.STOPPING)
+        current = S.STOPPING
+    target = S.FAILED if job.state == JobState.FAILED else S.STOPPED
+    if target == S.FAILED:
+        details["failure_reason"] = (job.failure_reason or "the job failed")[:4000]
+    return transition(
+        session, run.id, current, target, ended_at=job.ended_at or utcnow(), **details
+    )
+
+
+def _complete(
+    session: Session,
+    run: TrainingRun,
+    current: RunStatus,
+    job: JobStatus,
+    details: dict[str, Any],
+) -> bool:
+    final = {k: float(v) for k, v in job.final_metrics.items()}
+    if not transition(
+        session,
+        run.id,
+        current,
+        S.COMPLETED,
+        artifact_uri=job.artifact_uri,
+        final_metrics=final,
+        ended_at=job.ended_at or utcnow(),
+        **details,
+    ):
+        return False
+    now = utcnow()
+    if final:
+        metrics_repo.add_many(
+            session,
+            run.project_id,
+            "run",
+            run.id,
+            [(name, None, job.ended_at or now, value) for name, value in final.items()],
+        )
+    session.refresh(run)
+    if run.artifact_uri:
+        model_versions.create_from_run(session, run)
+    return True
+
+
+def in_flight_cursors(session: Session, backend: str, limit: int) -> dict[uuid.UUID, str | None]:
+    """Running runs of a backend and where their live metrics continue."""
+    return {
+        run.id: run.metrics_cursor
+        for run in repository.list_in_flight(session, backend, limit)
+        if run.status in (S.RUNNING, S.STOPPING)
+    }
+
+
+def store_training_metrics(session: Session, run_id: uuid.UUID, page: MetricPage) -> int:
+    """Store live metric points and move the run's cursor past them, in one transaction."""
+    run = repository.get(session, run_id)
+    if run is None:
+        return 0
+    if page.points:
+        metrics_repo.add_many(
+            session,
+            run.project_id,
+            "run",
+            run.id,
+            [(p.name, p.step, p.timestamp, p.value) for p in page.points],
+        )
+    if page.next_cursor is not None:
+        run.metrics_cursor = page.next_cursor
+    return len(page.points)
+
+
+def job_statuses_to_apply(
+    known: Mapping[str, tuple[uuid.UUID, JobState]], reported: Mapping[str, JobStatus]
+) -> Sequence[tuple[uuid.UUID, JobStatus]]:
+    """Pair each reported job with its run; foreign jobs are ignored."""
+    return [(known[name][0], job) for name, job in reported.items() if name in known]

@@ -1,0 +1,410 @@
+"""One optimizer pass for one deployment: window, policy and state in, a Decision out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.optimizer.efficiency import Baseline, efficiency
+from app.optimizer.fit import fit
+from app.optimizer.forecast import forecast_load, load_sigma
+from app.optimizer.types import (
+    Action,
+    Candidate,
+    Decision,
+    Fit,
+    FloatArray,
+    Inputs,
+    Policy,
+    State,
+    Window,
+    WindowArrays,
+)
+
+# How many of the newest observations anchor predictions to what is happening now.
+RECENT_POINTS = 5
+# The target-tracking fallback aims at this fraction of the highest per-instance load observed to
+# meet the SLO, as AWS's recipe does with a load-tested maximum.
+FALLBACK_SAFETY = 0.5
+# Candidates costing up to (1 - cost_weight) × this fraction more than the cheapest feasible count
+# count as ties, which E then breaks: cost_weight 1 is strictly the cheapest.
+TIE_BAND = 0.1
+# A probe assumes latency may grow as (per-instance load)^1.5 (steeper than most services short of
+# saturation) and only goes ahead if even that stays under the scale-in threshold.
+PROBE_ELASTICITY = 1.5
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Quantities every mode needs, computed once per pass."""
+
+    cols: WindowArrays
+    load_now: float
+    forecast: float  # expected load to provision for: the latency target must hold here
+    peak: float  # forecast raised by z·σ of bucket-to-bucket variation: the SLO must hold here
+    observed_p95: float  # newest observation
+    recent_p95: float  # median of the newest few, robust to one noisy bucket
+    guard: float | None  # highest per-instance forecast load allowed for a candidate
+    slo_guard: float | None  # highest per-instance peak load allowed for a candidate
+    slo_ok_max: float | None  # highest per-instance load observed to meet the SLO itself
+    baseline: Baseline
+    mean_ratio: float  # mean / p95 in the window, to predict t̄ from a predicted p95
+
+
+def decide(window: Window, policy: Policy, state: State) -> Decision:
+    """Choose the instance count for the next period and say why in one sentence."""
+    now = window.time_s
+    cur = state.current_instances
+    lo, hi = policy.min_instances, policy.max_instances
+    cols = window.arrays
+    f = fit(window, criteria=policy.fit_criteria()) if cols.n else None
+    ctx = _context(cols, policy) if cols.n else None
+
+    if ctx is None or f is None:
+        target = min(max(cur, lo), hi)
+        reason = (
+            f"Hold at {cur}: no usable observations in the window."
+            if target == cur
+            else f"Move {cur} → {target}: the count lies outside [{lo}, {hi}] and no data to fit."
+        )
+        action: Action = "hold" if target == cur else ("scale_out" if target > cur else "scale_in")
+        return Decision(
+            target,
+            cur,
+            target,
+            action,
+            "no_data",
+            reason,
+            None,
+            (),
+            _inputs(window, policy, state, None, 1.0),
+        )
+
+    corr = _residual_correction(f, cols)
+    candidates = _candidates(f, ctx, policy, corr)
+    inputs = _inputs(window, policy, state, ctx, corr)
+
+    if not lo <= cur <= hi:
+        target = min(max(cur, lo), hi)
+        act: Action = "scale_out" if target > cur else "scale_in"
+        reason = f"Move {cur} → {target}: the count lies outside the policy's [{lo}, {hi}]."
+        return Decision(
+            target,
+            cur,
+            target,
+            act,
+            "model" if f.trustworthy else "fallback",
+            reason,
+            f,
+            candidates,
+            inputs,
+        )
+
+    if f.trustworthy:
+        return _model_decision(f, ctx, policy, state, now, candidates, inputs)
+    steady = not f.identified and len(f.problems) == 1  # precise data, but nothing varied
+    if steady and _probe_allowed(ctx, policy, state, now):
+        target = cur - 1
+        reason = (
+            f"Probe {cur} → {target}: the fit cannot yet tell how latency depends on load "
+            f"({f.quality()}), and p95 {ctx.recent_p95:.0f} ms is well under the "
+            f"{policy.latency_target_ms:.0f} ms target, so one instance fewer is tried to learn."
+        )
+        return Decision(target, cur, target, "scale_in", "probe", reason, f, candidates, inputs)
+    if steady and ctx.recent_p95 <= policy.latency_target_ms:
+        # A deployment that sat at one count under steady load is healthy, not broken: target
+        # tracking with a derived, halved target would double it for nothing.
+        reason = (
+            f"fallback: fit not trustworthy ({f.quality()}); nothing varied in the window and "
+            f"p95 {ctx.recent_p95:.0f} ms meets the {policy.latency_target_ms:.0f} ms target, "
+            f"so holding at {cur}."
+        )
+        return Decision(cur, cur, cur, "hold", "fallback", reason, f, candidates, inputs)
+    return _fallback_decision(f, ctx, policy, state, now, candidates, inputs)
+
+
+def what_if(window: Window, policy: Policy, instances: Sequence[int]) -> tuple[Candidate, ...]:
+    """Candidate rows for arbitrary counts at the window's forecast load (the what-if view)."""
+    cols = window.arrays
+    if cols.n == 0:
+        return ()
+    f = fit(window, criteria=policy.fit_criteria())
+    ctx = _context(cols, policy)
+    counts = np.asarray(sorted({max(int(c), 1) for c in instances}), dtype=np.float64)
+    return _rows(f, ctx, policy, _residual_correction(f, cols), counts)
+
+
+def _context(cols: WindowArrays, policy: Policy) -> _Context:
+    per_inst = cols.load_rps / cols.instances
+    met_slo = cols.p95_ms <= policy.latency_slo_ms
+    forecast = forecast_load(cols.t_s, cols.load_rps, policy.forecast_horizon_s)
+    sigma = load_sigma(cols.t_s, cols.load_rps)
+    ratios = cols.mean_ms / cols.p95_ms
+    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+    return _Context(
+        cols=cols,
+        load_now=float(cols.load_rps[-1]),
+        forecast=forecast,
+        peak=forecast * math.exp(policy.load_quantile_z * sigma),
+        observed_p95=float(cols.p95_ms[-1]),
+        recent_p95=float(np.median(cols.p95_ms[-RECENT_POINTS:])),
+        guard=_guard(cols, per_inst, policy.latency_target_ms, policy.explore),
+        slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore),
+        slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
+        baseline=Baseline.from_window(cols),
+        mean_ratio=float(np.median(ratios)) if ratios.size else math.nan,
+    )
+
+
+def _guard(
+    cols: WindowArrays, per_inst: FloatArray, limit_ms: float, explore: float
+) -> float | None:
+    """Highest per-instance load to allow: a little past the highest seen to meet ``limit_ms``."""
+    met = cols.p95_ms <= limit_ms
+    if not met.any():
+        return None
+    good = per_inst[met]
+    ok_max = float(good.max())
+    # Explore less the nearer the latency seen at the highest good load is to the limit: the
+    # queue's knee is where the log-linear model is most wrong.
+    near_top = cols.p95_ms[met][good >= 0.95 * ok_max]
+    room = max(1.0 - float(np.median(near_top)) / limit_ms, 0.0)
+    # A miss above the highest good load stops exploration there; one below it is left to the
+    # fit and the residual correction, so a single odd bucket cannot collapse the guard.
+    missed = per_inst[~met]
+    bad_min = float(missed.min()) if missed.size else math.inf
+    return min(max(bad_min, ok_max), ok_max * (1.0 + min(explore, room)))
+
+
+def _residual_correction(f: Fit, cols: WindowArrays) -> float:
+    """Factor ≥ 1 so that predictions never fall below what the newest buckets observed."""
+    # Saturated buckets measure a growing queue, which the guard and the urgency rule handle;
+    # letting their timeouts scale every prediction would make every count look infeasible.
+    usable = np.flatnonzero(~cols.saturated)[-RECENT_POINTS:]
+    if usable.size == 0:
+        return 1.0
+    model = f.predict(cols.instances[usable], cols.load_rps[usable])
+    ratio = cols.p95_ms[usable] / model
+    ratio = ratio[np.isfinite(ratio)]
+    return max(1.0, float(np.median(ratio))) if ratio.size else 1.0
+
+
+def _candidates(f: Fit, ctx: _Context, policy: Policy, corr: float) -> tuple[Candidate, ...]:
+    counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
+    return _rows(f, ctx, policy, corr, counts)
+
+
+def _rows(
+    f: Fit, ctx: _Context, policy: Policy, corr: float, counts: FloatArray
+) -> tuple[Candidate, ...]:
+    p95, mean, eff, per_inst, feasible = _evaluate(f, ctx, policy, corr, counts)
+    price = policy.price_per_instance_hour
+    return tuple(
+        Candidate(int(c), float(u), float(p), float(m), float(e), float(c) * price, bool(ok))
+        for c, u, p, m, e, ok in zip(counts, per_inst, p95, mean, eff, feasible, strict=True)
+    )
+
+
+def _evaluate(
+    f: Fit, ctx: _Context, policy: Policy, corr: float, counts: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Predicted p95, mean, E, per-instance load and feasibility (1/0) for each count."""
+    load = max(ctx.forecast, 1e-9)
+    p95 = f.predict(counts, np.full_like(counts, load)) * corr
+    peak_p95 = f.predict(counts, np.full_like(counts, max(ctx.peak, 1e-9))) * corr
+    mean = p95 * ctx.mean_ratio if math.isfinite(ctx.mean_ratio) else p95
+    eff = efficiency(
+        task_rate=np.full_like(counts, ctx.forecast),
+        mean_ms=mean,
+        p95_ms=p95,
+        baseline=ctx.baseline,
+        weights=policy.weights,
+    )
+    per_inst = ctx.forecast / counts
+    feasible = (p95 <= policy.latency_target_ms) & (peak_p95 <= policy.latency_slo_ms)
+    if ctx.guard is not None:
+        feasible &= per_inst <= ctx.guard
+    if ctx.slo_guard is not None:
+        feasible &= ctx.peak / counts <= ctx.slo_guard
+    return p95, mean, eff, per_inst, feasible.astype(np.float64)
+
+
+def _choose(counts: FloatArray, eff: FloatArray, mask: FloatArray, band: float) -> int | None:
+    """Cheapest masked count, or the best E among those costing at most ``band`` more."""
+    idx = np.flatnonzero(mask > 0)
+    if idx.size == 0:
+        return None
+    # Counts ascend and cost is proportional to the count, so the first qualifying one is cheapest.
+    ties = idx[counts[idx] <= counts[idx[0]] * (1.0 + band) + 1e-9]
+    return int(counts[ties[int(np.argmax(eff[ties]))]])  # argmax keeps the cheapest of equal E
+
+
+def _model_decision(
+    f: Fit,
+    ctx: _Context,
+    policy: Policy,
+    state: State,
+    now: float,
+    candidates: tuple[Candidate, ...],
+    inputs: Inputs,
+) -> Decision:
+    cur = state.current_instances
+    counts = np.asarray([c.instances for c in candidates], dtype=np.float64)
+    p95, _, eff, _, feasible = _evaluate(f, ctx, policy, inputs.residual_correction, counts)
+    target_ms = policy.latency_target_ms
+    in_ms = target_ms * (1.0 - policy.scale_in_margin)
+    band = (1.0 - policy.cost_weight) * TIE_BAND
+    ideal = _choose(counts, eff, feasible, band)
+    cheapest = _choose(counts, eff, feasible, 0.0)
+    ideal_in = _choose(counts, eff, feasible * (p95 <= in_ms), band)
+    at_cur = float(p95[cur - policy.min_instances])
+    urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms
+    want = ideal if ideal is not None else policy.max_instances
+    desired, action, blocked = _act(want, ideal_in, cur, urgent, policy, state, now)
+
+    load = f"{ctx.forecast:.0f} req/s"
+    if ideal is None:
+        why = f"no count meets the {target_ms:.0f} ms target at a forecast {load}"
+    else:
+        pred = float(p95[ideal - policy.min_instances])
+        why = (
+            f"{ideal} is the cheapest count predicted to keep p95 under {target_ms:.0f} ms "
+            f"at a forecast {load} ({pred:.0f} ms)"
+        )
+        if cheapest is not None and cheapest != ideal:
+            why = (
+                f"{ideal} has the best E within {band:.0%} of the cheapest cost at cost weight "
+                f"{policy.cost_weight:g} (the cheapest meeting {target_ms:.0f} ms at {load} is "
+                f"{cheapest})"
+            )
+    if action == "scale_out":
+        reason = f"Scale out {cur} → {desired}: {why}{_step_note(want, desired, urgent)}."
+    elif action == "scale_in":
+        pred_in = float(p95[desired - policy.min_instances])
+        reason = (
+            f"Scale in {cur} → {desired}: {desired} predicts p95 {pred_in:.0f} ms at a forecast "
+            f"{load}, under the {in_ms:.0f} ms scale-in threshold"
+            f"{_step_note(ideal_in or desired, desired, False)}."
+        )
+    elif blocked:
+        reason = f"Hold at {cur}: {blocked}."
+    elif want < cur:
+        below = float(p95[cur - 1 - policy.min_instances])
+        reason = (
+            f"Hold at {cur}: {cur - 1} would predict p95 {below:.0f} ms at a forecast {load}, "
+            f"not under the {in_ms:.0f} ms scale-in threshold, or past a load guard."
+        )
+    else:
+        reason = f"Hold at {cur}: {why}."
+    return Decision(desired, cur, want, action, "model", reason, f, candidates, inputs)
+
+
+def _fallback_decision(
+    f: Fit,
+    ctx: _Context,
+    policy: Policy,
+    state: State,
+    now: float,
+    candidates: tuple[Candidate, ...],
+    inputs: Inputs,
+) -> Decision:
+    cur = state.current_instances
+    head = f"fallback: fit not trustworthy ({f.quality()})"
+    target = policy.fallback_target_rps
+    if target is None and ctx.slo_ok_max is not None:
+        target = FALLBACK_SAFETY * ctx.slo_ok_max
+    if target is None:
+        reason = f"{head}; no target-tracking target is known yet, so holding at {cur}."
+        return Decision(cur, cur, cur, "hold", "fallback", reason, f, candidates, inputs)
+    lo, hi = policy.min_instances, policy.max_instances
+    want = min(max(math.ceil(ctx.forecast / target - 1e-9), lo), hi)
+    want_in = min(max(math.ceil(ctx.forecast / (target * (1 - policy.scale_in_margin))), lo), hi)
+    if ctx.observed_p95 > policy.latency_slo_ms:
+        want_in = cur  # never shed capacity while the SLO is being missed
+    urgent = ctx.observed_p95 > policy.latency_slo_ms
+    desired, action, blocked = _act(want, want_in, cur, urgent, policy, state, now)
+    rule = f"target tracking at {target:.1f} req/s per instance wants {want} for {ctx.forecast:.0f}"
+    if action == "hold":
+        tail = f"{blocked}, holding at {cur}" if blocked else f"holding at {cur}"
+        reason = f"{head}; {rule} req/s, {tail}."
+    else:
+        verb = "scale out" if action == "scale_out" else "scale in"
+        reason = f"{head}; {rule} req/s, {verb} {cur} → {desired}."
+    return Decision(desired, cur, want, action, "fallback", reason, f, candidates, inputs, target)
+
+
+def _act(
+    want: int,
+    want_in: int | None,
+    cur: int,
+    urgent: bool,
+    policy: Policy,
+    state: State,
+    now: float,
+) -> tuple[int, Action, str]:
+    """Apply cooldowns, hysteresis and the step limit; returns (count, action, why held)."""
+    if want > cur:
+        wait = _remaining(policy.scale_out_cooldown_s, now, state.last_scale_out_s)
+        if wait > 0 and not urgent:
+            return cur, "hold", f"scale-out to {want} waits {wait:.0f} s of cooldown"
+        # The step limit guards against flapping; when the SLO is already missed it would only
+        # trade violation minutes for nothing, so the full step is taken.
+        step = want - cur if urgent else min(want - cur, policy.max_step)
+        return cur + step, "scale_out", ""
+    if want_in is not None and want_in < cur:
+        last = max(state.last_scale_in_s or -math.inf, state.last_scale_out_s or -math.inf)
+        wait = _remaining(policy.scale_in_cooldown_s, now, last if math.isfinite(last) else None)
+        if wait > 0:
+            return cur, "hold", f"scale-in to {want_in} waits {wait:.0f} s of cooldown"
+        return max(want_in, cur - policy.max_step), "scale_in", ""
+    return cur, "hold", ""
+
+
+def _remaining(cooldown_s: float, now: float, since: float | None) -> float:
+    return 0.0 if since is None else max(0.0, cooldown_s - (now - since))
+
+
+def _step_note(want: int, desired: int, urgent: bool) -> str:
+    if desired == want:
+        return " (SLO already missed: full step)" if urgent else ""
+    return f" (max step; heading for {want})"
+
+
+def _probe_allowed(ctx: _Context, policy: Policy, state: State, now: float) -> bool:
+    """Whether to learn by trying one instance fewer when nothing varied in the window."""
+    cur = state.current_instances
+    if cur <= policy.min_instances:
+        return False
+    steeper = (cur / (cur - 1)) ** PROBE_ELASTICITY
+    if ctx.recent_p95 * steeper > policy.latency_target_ms * (1.0 - policy.scale_in_margin):
+        return False
+    if ctx.guard is None or ctx.forecast / (cur - 1) > ctx.guard:
+        return False
+    if ctx.slo_guard is not None and ctx.peak / (cur - 1) > ctx.slo_guard:
+        return False
+    last = max(state.last_scale_in_s or -math.inf, state.last_scale_out_s or -math.inf)
+    since = last if math.isfinite(last) else None
+    return _remaining(policy.scale_in_cooldown_s, now, since) == 0.0
+
+
+def _inputs(
+    window: Window, policy: Policy, state: State, ctx: _Context | None, corr: float
+) -> Inputs:
+    summary = window.summary()
+    return Inputs(
+        now_s=window.time_s,
+        current_instances=state.current_instances,
+        n_observations=summary["n_observations"],
+        window_start_s=summary["start_s"],
+        window_end_s=summary["end_s"],
+        load_now_rps=ctx.load_now if ctx else None,
+        load_forecast_rps=ctx.forecast if ctx else None,
+        load_peak_rps=ctx.peak if ctx else None,
+        observed_p95_ms=ctx.observed_p95 if ctx else None,
+        latency_target_ms=policy.latency_target_ms,
+        utilisation_guard_rps=ctx.guard if ctx else None,
+        residual_correction=corr,
+    )

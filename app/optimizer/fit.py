@@ -1,0 +1,230 @@
+"""Least-squares fit of ``t = a·C^(-α)·(λ/C)^β`` in log space, with α, β ≥ 0."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from app.optimizer.types import Fit, FitCriteria, FloatArray, Observation, Window
+
+# A coefficient whose unconstrained estimate lies this many standard errors below zero is evidence
+# that the power law is the wrong model (latency falling as load rises), not noise to clamp.
+SIGN_T_STAT = 3.0
+# ... and only when it is also materially negative: with hundreds of points a slope of -0.02 is
+# "significant" yet harmless once clamped to 0. α gets more slack because the queue's knee, which a
+# straight line cannot follow, leaks into it after every scale-out; α ≤ -0.5 (latency growing with
+# C at a fixed per-instance load, as behind a shared bottleneck) is still caught.
+SIGN_TOLERANCE = {"alpha": 0.5, "beta": 0.1}
+# Above this |correlation| between log C and log(λ/C) the two effects cannot be told apart.
+MAX_CONFOUNDING = 0.98
+# When log latency varies less than this, R² only measures noise and is not asked for.
+FLAT_LOG_STD = 0.1
+# Residuals beyond this many robust standard deviations (and beyond the floor, in log units) are
+# outliers; trimming needs enough points for the median absolute deviation to mean something.
+OUTLIER_SIGMAS = 4.0
+OUTLIER_FLOOR = 0.15
+MIN_POINTS_TO_TRIM = 10
+MAX_OUTLIER_FRACTION = 0.2
+
+
+def fit(
+    observations: Window | Sequence[Observation],
+    *,
+    beta: float | None = None,
+    criteria: FitCriteria | None = None,
+) -> Fit:
+    """Fit p95 latency against instance count and per-instance load, saturated buckets left out."""
+    window = observations if isinstance(observations, Window) else Window.of(observations)
+    cols = window.arrays
+    keep = ~cols.saturated
+    return fit_arrays(
+        cols.instances[keep], cols.load_rps[keep], cols.p95_ms[keep], beta=beta, criteria=criteria
+    )
+
+
+def fit_arrays(
+    instances: npt.ArrayLike,
+    load_rps: npt.ArrayLike | None,
+    value: npt.ArrayLike,
+    *,
+    beta: float | None = None,
+    criteria: FitCriteria | None = None,
+) -> Fit:
+    """Fit ``value = a·C^(-α)·(λ/C)^β``; β is estimated when ``beta`` is None and λ/C varies."""
+    crit = criteria or FitCriteria()
+    c = np.asarray(instances, dtype=np.float64)
+    t = np.asarray(value, dtype=np.float64)
+    lam = np.ones_like(c) if load_rps is None else np.asarray(load_rps, dtype=np.float64)
+    keep = np.isfinite(c) & np.isfinite(t) & np.isfinite(lam) & (c >= 1) & (t > 0) & (lam > 0)
+    c, t, lam = c[keep], t[keep], lam[keep]
+    n = int(c.size)
+    distinct = int(np.unique(c).size)
+    if n == 0:
+        return _empty_fit(beta)
+
+    y = np.log(t)
+    log_c = np.log(c)
+    log_u = np.log(lam / c)
+    spread = float(np.std(log_u))
+    problems: list[str] = []
+    notes: list[str] = []
+
+    alpha_free = distinct >= 2
+    beta_free = beta is None and load_rps is not None and spread >= crit.min_load_spread
+    if alpha_free and beta_free and _confounded(log_c, log_u):
+        # Only C moved (load constant): the data cannot split α from β. Attributing the effect to
+        # per-instance load is the cautious choice, as it predicts slower responses at higher load.
+        alpha_free = False
+        notes.append("C and λ/C moved together: effect attributed to per-instance load")
+    fixed_beta = 0.0 if beta is None else float(beta)
+    if not beta_free:
+        y = y - fixed_beta * log_u
+
+    columns = [np.ones(n)]
+    names = ["log_a"]
+    if alpha_free:
+        columns.append(-log_c)
+        names.append("alpha")
+    if beta_free:
+        columns.append(log_u)
+        names.append("beta")
+    x = np.column_stack(columns)
+    coef, sign_problems = _nonnegative_lstsq(x, y, names)
+    resid = y - x @ coef
+    outliers = _outliers(resid) if n >= MIN_POINTS_TO_TRIM else np.zeros(n, dtype=bool)
+    n_out = int(outliers.sum())
+    if n_out:
+        # Buckets near the queue's knee sit far above any straight line in log space; one such
+        # minute would otherwise wreck R² for the whole window. They still bound the utilisation
+        # guard in ``decide``, which is where that knowledge is used.
+        x, y = x[~outliers], y[~outliers]
+        coef, sign_problems = _nonnegative_lstsq(x, y, names)
+        resid = y - x @ coef
+        notes.append(f"{n_out} outlying bucket(s) left out of the fit")
+        if n_out > MAX_OUTLIER_FRACTION * n:
+            problems.append(f"{n_out} of {n} points are outliers")
+    problems.extend(sign_problems)
+    dof = max(int(y.size) - len(names), 1)
+    residual_std = float(math.sqrt(float(resid @ resid) / dof))
+    centred = y - y.mean()
+    sst = float(centred @ centred)
+    r2 = 1.0 - float(resid @ resid) / sst if sst > 1e-12 else float("nan")
+    log_std = float(np.std(y))
+
+    values = dict(zip(names, coef.tolist(), strict=True))
+    identified = alpha_free or beta_free
+    if n < crit.min_points:
+        problems.append(f"only {n} points (need {crit.min_points})")
+    if not identified:
+        problems.append(
+            f"not identifiable: {distinct} distinct C and λ/C spread {spread:.3f} "
+            f"(need 2 distinct C or spread ≥ {crit.min_load_spread})"
+        )
+    if residual_std > crit.max_residual_std:
+        problems.append(f"residual spread {residual_std:.2f} above {crit.max_residual_std}")
+    if log_std > FLAT_LOG_STD and not r2 >= crit.min_r2:
+        problems.append(f"R² {r2:.2f} below {crit.min_r2}")
+    return Fit(
+        a=math.exp(values["log_a"]),
+        alpha=values.get("alpha", 0.0),
+        beta=values.get("beta", fixed_beta),
+        beta_fixed=not beta_free,
+        alpha_identified=alpha_free,
+        n=n,
+        distinct_instances=distinct,
+        load_spread=spread,
+        r2=r2,
+        residual_std=residual_std,
+        trustworthy=not problems,
+        problems=tuple(problems),
+        notes=tuple(notes),
+        outliers=n_out,
+    )
+
+
+def _nonnegative_lstsq(
+    x: FloatArray, y: FloatArray, names: list[str]
+) -> tuple[FloatArray, list[str]]:
+    """Least squares with every coefficient but the intercept ≥ 0, by enumerating active sets."""
+    coef, se = _lstsq(x, y)
+    problems = [
+        f"{name} = {coef[i]:.2f} is significantly negative"
+        for i, name in enumerate(names)
+        if i > 0
+        and coef[i] < -SIGN_TOLERANCE[name]
+        and se[i] > 0
+        and coef[i] / se[i] < -SIGN_T_STAT
+    ]
+    if all(coef[1:] >= 0):
+        return coef, problems
+    # With at most two constrained coefficients, the constrained optimum is the best of the
+    # feasible unconstrained solutions over the subsets of free columns (KKT, convex problem).
+    # The intercept-only solution is always feasible, so it seeds the search.
+    intercept = np.zeros(len(names))
+    intercept[0] = float(y.mean())
+    rest = y - intercept[0]
+    best = (float(rest @ rest), intercept)
+    constrained = range(1, len(names))
+    for k in range(len(names) - 1, 0, -1):
+        for subset in itertools.combinations(constrained, k):
+            cols = [0, *subset]
+            sub, _ = _lstsq(x[:, cols], y)
+            if any(sub[1:] < 0):
+                continue
+            full = np.zeros(len(names))
+            full[cols] = sub
+            resid = y - x @ full
+            sse = float(resid @ resid)
+            if sse < best[0]:
+                best = (sse, full)
+    return best[1], problems
+
+
+def _outliers(resid: FloatArray) -> npt.NDArray[np.bool_]:
+    """Residuals far from the bulk, by the median absolute deviation."""
+    centre = float(np.median(resid))
+    scale = 1.4826 * float(np.median(np.abs(resid - centre)))
+    return np.asarray(np.abs(resid - centre) > max(OUTLIER_SIGMAS * scale, OUTLIER_FLOOR))
+
+
+def _lstsq(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Ordinary least squares and the coefficients' standard errors (inf when unidentified)."""
+    solution, _, rank, _ = np.linalg.lstsq(x, y, rcond=None)
+    coef = np.asarray(solution, dtype=np.float64)
+    n, p = x.shape
+    if rank < p or n <= p:
+        return coef, np.full(p, np.inf, dtype=np.float64)
+    resid = y - x @ coef
+    sigma2 = float(resid @ resid) / (n - p)
+    cov = sigma2 * np.linalg.inv(x.T @ x)
+    return coef, np.asarray(np.sqrt(np.maximum(np.diag(cov), 0.0)), dtype=np.float64)
+
+
+def _confounded(log_c: FloatArray, log_u: FloatArray) -> bool:
+    """Whether log C and log(λ/C) are (anti-)collinear in this window."""
+    sc, su = float(np.std(log_c)), float(np.std(log_u))
+    if sc == 0 or su == 0:
+        return False
+    corr = float(np.mean((log_c - log_c.mean()) * (log_u - log_u.mean()))) / (sc * su)
+    return abs(corr) > MAX_CONFOUNDING
+
+
+def _empty_fit(beta: float | None) -> Fit:
+    return Fit(
+        a=1.0,
+        alpha=0.0,
+        beta=0.0 if beta is None else beta,
+        beta_fixed=True,
+        alpha_identified=False,
+        n=0,
+        distinct_instances=0,
+        load_spread=0.0,
+        r2=float("nan"),
+        residual_std=float("nan"),
+        trustworthy=False,
+        problems=("no usable observations",),
+    )

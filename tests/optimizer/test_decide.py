@@ -1,0 +1,193 @@
+"""One optimizer pass: choice, hysteresis, cooldowns, fallback and the decision record."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from app.optimizer import Observation, Policy, State, Window, decide, what_if
+from tests.optimizer.synthetic import power_law, varied_window
+
+POLICY = Policy(latency_slo_ms=300.0, min_instances=1, max_instances=40)
+
+
+def _steady(
+    c: int, lam: float, *, truth: tuple[float, float, float], n: int = 90, tail_n: int = 40
+) -> Window:
+    """A varied history, then ``tail_n`` steady buckets at (c, lam), all from the same truth."""
+    a, alpha, beta = truth
+    history = list(varied_window(a, alpha, beta, n=n, noise=0.01).observations)
+    t0 = history[-1].t_s
+    tail = [
+        Observation(
+            t0 + 60.0 * (i + 1),
+            c,
+            lam,
+            float(power_law(a, alpha, beta, np.array(c), np.array(lam))),
+        )
+        for i in range(tail_n)
+    ]
+    return Window((*history, *tail))
+
+
+TRUTH = (20.0, 0.1, 0.6)
+
+
+def test_chooses_the_cheapest_count_meeting_the_target() -> None:
+    window = _steady(10, 400.0, truth=TRUTH)
+    d = decide(window, POLICY, State(current_instances=10))
+    assert d.mode == "model"
+    feasible = [c.instances for c in d.candidates if c.feasible]
+    assert d.ideal_instances == min(feasible)
+    row = d.candidates[d.ideal_instances - POLICY.min_instances]
+    assert row.predicted_p95_ms <= POLICY.latency_target_ms
+    below = d.candidates[d.ideal_instances - 1 - POLICY.min_instances]
+    assert not below.feasible
+
+
+def test_scale_out_is_limited_by_max_step_while_the_slo_holds() -> None:
+    # p95 = 40·√(λ/C): target 320 ms at 64 req/s per instance, SLO 400 ms at 100.
+    policy = Policy(latency_slo_ms=400.0, max_instances=40, max_step=2)
+    window = _steady(10, 800.0, truth=(40.0, 0.0, 0.5))
+    d = decide(window, policy, State(current_instances=10))
+    assert d.action == "scale_out"
+    assert d.ideal_instances >= 13
+    assert d.desired_instances == 12
+    assert "max step" in d.reason
+
+
+def test_full_step_when_the_slo_is_already_missed() -> None:
+    policy = Policy(latency_slo_ms=400.0, max_instances=40, max_step=2)
+    window = _steady(4, 800.0, truth=(40.0, 0.0, 0.5))
+    d = decide(window, policy, State(current_instances=4))
+    assert d.action == "scale_out"
+    assert d.desired_instances == d.ideal_instances >= 13
+    assert "SLO already missed" in d.reason
+
+
+def test_scale_in_waits_for_cooldown_and_moves_at_most_max_step() -> None:
+    window = _steady(30, 300.0, truth=TRUTH)
+    now = window.time_s
+    d = decide(window, POLICY, State(current_instances=30, last_scale_in_s=now - 100))
+    assert d.action == "hold"
+    assert "cooldown" in d.reason
+    d = decide(window, POLICY, State(current_instances=30, last_scale_in_s=now - 400))
+    assert d.action == "scale_in"
+    assert d.desired_instances == 30 - POLICY.max_step
+
+
+def test_recent_scale_out_also_blocks_scale_in() -> None:
+    window = _steady(30, 300.0, truth=TRUTH)
+    d = decide(window, POLICY, State(current_instances=30, last_scale_out_s=window.time_s - 60))
+    assert d.action == "hold"
+
+
+def test_fallback_engages_on_a_bad_fit_and_says_so() -> None:
+    rng = np.random.default_rng(11)
+    obs = tuple(
+        Observation(
+            60.0 * i,
+            int(rng.integers(2, 9)),
+            float(rng.uniform(50, 400)),
+            float(np.exp(rng.normal(5, 0.7))),
+        )
+        for i in range(60)
+    )
+    policy = Policy(latency_slo_ms=300.0, max_instances=40, fallback_target_rps=20.0)
+    d = decide(Window(obs), policy, State(current_instances=int(obs[-1].instances)))
+    assert d.mode == "fallback"
+    assert d.reason.startswith("fallback: fit not trustworthy (R²=")
+    assert "distinct C=" in d.reason
+    assert d.fallback_target_rps == 20.0
+    assert d.fit is not None
+    assert not d.fit.trustworthy
+    forecast = d.inputs.load_forecast_rps
+    assert forecast is not None
+    assert d.ideal_instances == min(int(np.ceil(forecast / 20.0)), policy.max_instances)
+
+
+def test_fallback_derives_its_target_from_observations() -> None:
+    obs = tuple(Observation(60.0 * i, 4, 100.0, 150.0) for i in range(3))
+    d = decide(Window(obs), POLICY, State(current_instances=4))
+    assert d.mode == "fallback"
+    assert d.fallback_target_rps == 0.5 * 25.0
+
+
+def test_probe_when_nothing_varies_and_latency_is_far_below_target() -> None:
+    obs = tuple(Observation(60.0 * i, 10, 100.0, 120.0 + (i % 2)) for i in range(30))
+    d = decide(Window(obs), POLICY, State(current_instances=10))
+    assert d.mode == "probe"
+    assert d.desired_instances == 9
+
+
+def test_no_data_holds() -> None:
+    d = decide(Window(()), POLICY, State(current_instances=3))
+    assert d.mode == "no_data"
+    assert d.desired_instances == 3
+    assert not d.applied
+
+
+def test_out_of_bounds_count_is_brought_back() -> None:
+    window = _steady(10, 400.0, truth=TRUTH)
+    d = decide(
+        window,
+        Policy(latency_slo_ms=300.0, min_instances=12, max_instances=20),
+        State(current_instances=10),
+    )
+    assert d.desired_instances == 12
+
+
+def test_never_predicts_below_observed_latency() -> None:
+    window = _steady(10, 400.0, truth=TRUTH)
+    slow = Window(
+        (
+            *window.observations[:-5],
+            *(
+                Observation(o.t_s, o.instances, o.load_rps, o.p95_ms * 1.5)
+                for o in window.observations[-5:]
+            ),
+        )
+    )
+    d = decide(slow, POLICY, State(current_instances=10))
+    row = d.candidates[10 - POLICY.min_instances]
+    assert row.predicted_p95_ms >= 0.99 * 1.5 * window.observations[-1].p95_ms
+    assert d.inputs.residual_correction > 1.4
+
+
+def test_decision_is_json_serialisable() -> None:
+    window = _steady(10, 400.0, truth=TRUTH)
+    state = State(current_instances=10)
+    d = decide(window, POLICY, state)
+    text = json.dumps(d.to_dict(), allow_nan=False)
+    back = json.loads(text)
+    assert back["desired_instances"] == d.desired_instances
+    assert back["reason"] == d.reason
+    assert len(back["candidates"]) == POLICY.max_instances - POLICY.min_instances + 1
+    assert {"instances", "predicted_p95_ms", "efficiency", "cost_per_hour"} <= set(
+        back["candidates"][0]
+    )
+    json.dumps(state.after(d, window.time_s).to_dict(), allow_nan=False)
+    json.dumps(POLICY.to_dict(), allow_nan=False)
+
+
+def test_reason_is_one_sentence() -> None:
+    window = _steady(10, 400.0, truth=TRUTH)
+    for c in (3, 10, 30):
+        reason = decide(window, POLICY, State(current_instances=c)).reason
+        assert reason.endswith(".")
+        assert ". " not in reason.rstrip(".")
+
+
+def test_what_if_evaluates_any_count() -> None:
+    rows = what_if(_steady(10, 400.0, truth=TRUTH), POLICY, [1, 5, 60])
+    assert [r.instances for r in rows] == [1, 5, 60]
+    assert rows[0].predicted_p95_ms > rows[2].predicted_p95_ms
+
+
+def test_policy_from_stored_mapping_ignores_unknown_keys() -> None:
+    stored = {"optimizer_enabled": True, "latency_slo_ms": 150, "max_step": 3, "headroom": 0.1}
+    policy = Policy.from_mapping(stored, min_instances=2, max_instances=8)
+    assert policy.latency_slo_ms == 150
+    assert policy.max_step == 3
+    assert policy.min_instances == 2

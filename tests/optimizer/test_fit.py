@@ -1,0 +1,115 @@
+"""The log-space least-squares fit: recovery, constraints and trust."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.optimizer import Observation, Window, fit, fit_arrays
+from tests.optimizer.synthetic import power_law, varied_window
+
+
+def _close(estimate: float, truth: float) -> bool:
+    """Within 5 % of the truth (absolute 0.05 for exponents near zero)."""
+    return abs(estimate - truth) <= max(0.05 * abs(truth), 0.05 if abs(truth) < 1 else 0.0)
+
+
+def test_recovers_a_alpha_beta_within_5_percent() -> None:
+    f = fit(varied_window(120.0, 0.3, 0.6))
+    assert f.trustworthy, f.problems
+    assert f.a == pytest.approx(120.0, rel=0.05)
+    assert f.alpha == pytest.approx(0.3, rel=0.05)
+    assert f.beta == pytest.approx(0.6, rel=0.05)
+    assert f.r2 > 0.95
+    assert f.distinct_instances == 11
+    assert f.residual_std == pytest.approx(0.02, rel=0.3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    a=st.floats(10, 1000),
+    alpha=st.floats(0.0, 1.0),
+    beta=st.floats(0.0, 2.0),
+    seed=st.integers(0, 10_000),
+)
+def test_recovery_property(a: float, alpha: float, beta: float, seed: int) -> None:
+    f = fit(varied_window(a, alpha, beta, n=120, noise=0.01, seed=seed))
+    assert f.a == pytest.approx(a, rel=0.05)
+    assert _close(f.alpha, alpha)
+    assert _close(f.beta, beta)
+
+
+def test_beta_fixed_at_zero_is_the_seed_model() -> None:
+    c = np.array([1, 2, 4, 8, 16, 2, 4], dtype=float)
+    t = 3600.0 * c**-0.7
+    f = fit_arrays(c, None, t, beta=0.0)
+    assert f.beta_fixed
+    assert f.beta == 0.0
+    assert f.a == pytest.approx(3600.0, rel=1e-6)
+    assert f.alpha == pytest.approx(0.7, rel=1e-6)
+
+
+def test_beta_fixed_when_per_instance_load_does_not_vary() -> None:
+    c = np.arange(2, 14, dtype=float)
+    lam = 30.0 * c  # λ/C constant: nothing to learn β from
+    f = fit_arrays(c, lam, power_law(100, 0.4, 0.8, c, lam))
+    assert f.beta_fixed
+    assert f.beta == 0.0
+
+
+def test_negative_slopes_are_clamped_and_flagged() -> None:
+    rng = np.random.default_rng(3)
+    c = rng.integers(2, 10, 80).astype(float)
+    lam = rng.uniform(5, 60, 80) * c
+    t = power_law(200, 0.0, -0.8, c, lam) * np.exp(rng.normal(0, 0.02, 80))
+    f = fit_arrays(c, lam, t)
+    assert f.beta == 0.0
+    assert f.alpha >= 0.0
+    assert not f.trustworthy
+    assert any("significantly negative" in p for p in f.problems)
+
+
+def test_single_count_at_constant_load_is_not_identifiable() -> None:
+    obs = [Observation(60.0 * i, 4, 100.0, 150.0 + (i % 3)) for i in range(30)]
+    f = fit(obs)
+    assert not f.trustworthy
+    assert not f.identified
+    assert f.distinct_instances == 1
+
+
+def test_noise_without_structure_is_not_trusted() -> None:
+    rng = np.random.default_rng(7)
+    c = rng.integers(2, 10, 60).astype(float)
+    lam = rng.uniform(5, 60, 60) * c
+    t = np.exp(rng.normal(5, 0.6, 60))
+    f = fit_arrays(c, lam, t)
+    assert not f.trustworthy
+    assert f.residual_std > 0.3
+
+
+def test_too_few_points_are_not_trusted() -> None:
+    f = fit(list(varied_window(100, 0.2, 0.5).observations)[:5])
+    assert not f.trustworthy
+    assert any("only 5 points" in p for p in f.problems)
+
+
+def test_saturated_buckets_and_outliers_are_left_out() -> None:
+    base = list(varied_window(100, 0.2, 0.5, n=60).observations)
+    overloaded = Observation(1e5, 2, 400.0, 30_000.0, errors=50.0)
+    knee = Observation(1e5 + 60, 3, 150.0, 5_000.0)
+    f = fit(Window.of([*base, overloaded, knee]))
+    assert f.trustworthy, f.problems
+    assert f.n == 61  # the saturated bucket never enters
+    assert f.outliers == 1
+    assert f.beta == pytest.approx(0.5, rel=0.05)
+
+
+def test_empty_input() -> None:
+    f = fit([])
+    assert not f.trustworthy
+    assert f.n == 0
+    assert math.isnan(f.r2)
