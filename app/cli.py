@@ -210,6 +210,28 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def _become_subreaper() -> None:
+    # Training supervisors and replica controllers detach from the worker that starts them;
+    # as a subreaper, `stratus dev` adopts them when they end, so they are reaped, not zombies.
+    if sys.platform == "linux":
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None).prctl(36, 1)  # 36 = PR_SET_CHILD_SUBREAPER
+
+
+def _reap_adopted(managed: set[int]) -> None:
+    """Reap exited processes this one adopted (never the worker or beat, which Popen owns)."""
+    me = str(os.getpid())
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(stat_file.parent.name)
+        if fields[0] == "Z" and fields[1] == me and pid not in managed:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
 @dataclass
 class _Child:
     name: str
@@ -248,6 +270,7 @@ class DevChildren:
 
     def _watch(self) -> None:
         while not self.stopping.wait(1.0):
+            _reap_adopted({c.proc.pid for c in self.children if c.proc is not None})
             for child in self.children:
                 code = child.proc.poll() if child.proc else None
                 if code is not None and not child.reported and not self.stopping.is_set():
@@ -362,6 +385,7 @@ def dev(
         ASGI_APP, host=host, port=port, log_level=level if level in LOG_LEVELS else "info"
     )
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _become_subreaper()
     try:
         children.start()
         _DevServer(config, _banner(url, key_file, secret, logs)).run()
@@ -376,6 +400,33 @@ def dev(
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _say("Stopped.")
+
+
+@cli.command()
+def demo(
+    url: Annotated[str, typer.Option(help="A running Stratus.")] = "http://127.0.0.1:8000",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="API key (default: $STRATUS_API_KEY, else DATA_DIR/admin-key).",
+            envvar="STRATUS_API_KEY",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path, typer.Option(help="Where `stratus dev` keeps its admin key.")
+    ] = DEFAULT_DATA_DIR,
+    requests: Annotated[int, typer.Option(min=1, help="Requests to send to the model.")] = 300,
+    keep: Annotated[bool, typer.Option(help="Keep the deployment afterwards.")] = False,
+) -> None:
+    """Train, register, deploy, invoke and measure the shipped recommender, end to end."""
+    from app.demo import run_demo
+
+    if key is None:
+        key_file = data_dir.expanduser() / ADMIN_KEY_FILE
+        if not key_file.is_file():
+            _fail(f"no --key given and no {key_file}; start `stratus dev` or pass --key", 2)
+        key = key_file.read_text().strip()
+    raise typer.Exit(run_demo(url, key, requests=requests, keep=keep))
 
 
 def main() -> None:

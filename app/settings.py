@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_KEY_PEPPER = "dev-only-pepper-change-me"  # noqa: S105 - refused outside dev below
@@ -72,6 +72,12 @@ class SageMakerSettings(BaseModel):
     poll_interval_s: float = Field(default=15.0, gt=0)
     poll_jitter_s: float = Field(default=3.0, ge=0)
     metrics_period_s: int = Field(default=60, ge=1)
+
+    @field_validator("role_arn", "endpoint_url", "inference_image", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # Compose files pass ${VAR:-} as "" when the variable is not set.
+        return None if value == "" else value
 
 
 class BackendSettings(BaseModel):

@@ -219,3 +219,30 @@ def test_dev_runs_api_broker_beat_and_worker_with_no_servers(
     )
     assert secret not in again.out.read_text()
     assert again.stop() == 0
+
+
+def test_demo_walks_the_whole_loop(start_dev: Callable[[Path], Dev], tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    dev = start_dev(data_dir)
+    _wait_for("/docs", dev.serves_docs, STARTUP_DEADLINE_S, dev)
+    demo = subprocess.run(
+        [
+            *_stratus(),
+            "demo",
+            "--url",
+            dev.base_url,
+            "--data-dir",
+            str(data_dir),
+            "--requests",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "Demo complete." in demo.stdout
+    assert "ndcg_at_10=" in demo.stdout
+    assert "Invocation latency through Stratus: p50" in demo.stdout
+    assert dev.stop() == 0

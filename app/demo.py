@@ -1,0 +1,264 @@
+"""``stratus demo``: the whole loop against a running Stratus, through its public API only.
+
+Create a project, train the shipped recommender on the local backend, take the model version
+it produced, deploy it, send load, read the metrics back, and clean up. Every step must work
+for the command to exit 0.
+"""
+
+from __future__ import annotations
+
+import secrets
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from app.backends.local.examples import recommender_spec
+
+TERMINAL_RUN = ("completed", "failed", "stopped")
+
+
+class DemoFailed(Exception):
+    """A step of the demo did not work; the message says which and why."""
+
+
+def say(message: str) -> None:
+    print(message, flush=True)  # noqa: T201 - the demo's output is for a person
+
+
+@dataclass
+class LoadReport:
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Demo:
+    """One walk through the loop; each method is a step that raises DemoFailed."""
+
+    def __init__(self, url: str, key: str, *, timeout_s: float = 300.0) -> None:
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=30.0
+        )
+        self.url = url
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise DemoFailed(f"cannot reach Stratus at {self.url} ({exc}); is it running?") from exc
+        if response.status_code >= 400:
+            raise DemoFailed(f"{method} {path} answered {response.status_code}: {response.text}")
+        return response.json() if response.content else None
+
+    def _wait(self, what: str, probe: Callable[[], Any], timeout_s: float) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            result = probe()
+            if result:
+                return result
+            time.sleep(1.0)
+        raise DemoFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+    def check_server(self) -> None:
+        self._call("GET", "/healthz")
+        self._call("GET", "/v1/projects", params={"limit": 1})
+
+    def create_project(self) -> str:
+        name = f"demo-{secrets.token_hex(3)}"
+        project = self._call(
+            "POST",
+            "/v1/projects",
+            json={"name": name, "description": "stratus demo: the recommender, end to end"},
+        )
+        say(f"1/6 project {name} ({project['id']})")
+        return str(project["id"])
+
+    def train(self, project_id: str, epochs: int) -> dict[str, Any]:
+        body = {"name": "recommender", "spec": recommender_spec(epochs=epochs)}
+        run = self._call(
+            "POST",
+            f"/v1/projects/{project_id}/runs",
+            json=body,
+            headers={"Idempotency-Key": f"demo-run-{project_id}"},
+        )
+        say(f"2/6 training run {run['id']} submitted to the local backend")
+        seen = {"status": "", "points": 0}
+
+        def progress() -> dict[str, Any] | None:
+            current = self._call("GET", f"/v1/runs/{run['id']}")
+            latest = self._call("GET", f"/v1/runs/{run['id']}/metrics/latest")["items"]
+            values = {p["name"]: p for p in latest}
+            step = max((p["step"] or 0 for p in latest), default=0)
+            if current["status"] != seen["status"] or step != seen["points"]:
+                shown = "  ".join(
+                    f"{n}={values[n]['value']:.4f}" for n in ("loss", "ndcg_at_10") if n in values
+                )
+                say(f"    {current['status']:<10} epoch {step:>3}  {shown}")
+                seen.update(status=current["status"], points=step)
+            return current if current["status"] in TERMINAL_RUN else None
+
+        finished: dict[str, Any] = self._wait("the training run", progress, self.timeout_s)
+        if finished["status"] != "completed":
+            reason = finished.get("failure_reason") or finished.get("status_reason")
+            raise DemoFailed(f"the run ended {finished['status']}: {reason}")
+        return finished
+
+    def model_of(self, project_id: str, run_id: str) -> dict[str, Any]:
+        models = self._call("GET", f"/v1/projects/{project_id}/models")["items"]
+        for model in models:
+            if model["source_run_id"] == run_id:
+                name, version, uri = model["name"], model["version"], model["artifact_uri"]
+                say(f"3/6 model version {name} v{version}: {uri}")
+                return dict(model)
+        raise DemoFailed("the completed run left no model version")
+
+    def deploy(self, project_id: str, model_id: str, replicas: int) -> dict[str, Any]:
+        body = {
+            "name": "recommender",
+            "model_version_id": model_id,
+            "backend": "local",
+            "instance_type": "local",
+            "desired_instances": replicas,
+            "min_instances": 1,
+            "max_instances": max(4, replicas),
+        }
+        created = self._call(
+            "POST",
+            f"/v1/projects/{project_id}/deployments",
+            json=body,
+            headers={"Idempotency-Key": f"demo-deployment-{project_id}"},
+        )
+        say(f"4/6 deployment {created['id']} with {replicas} replicas: waiting for in_service")
+
+        def ready() -> dict[str, Any] | None:
+            current = self._call("GET", f"/v1/deployments/{created['id']}")
+            if current["status"] == "failed":
+                raise DemoFailed(f"the deployment failed: {current['status_reason']}")
+            done = current["status"] == "in_service" and current["current_instances"] == replicas
+            return current if done else None
+
+        deployment: dict[str, Any] = self._wait("the deployment", ready, 120)
+        return deployment
+
+    def send_load(self, deployment_id: str, requests: int, concurrency: int) -> LoadReport:
+        report = LoadReport()
+        lock = threading.Lock()
+        path = f"/v1/deployments/{deployment_id}/invocations"
+
+        def one(i: int) -> None:
+            started = time.perf_counter()
+            try:
+                response = self.http.post(path, json={"user": i % 500, "k": 10})
+                ok = response.status_code == 200 and len(response.json()["items"]) == 10
+                error = None if ok else f"{response.status_code}: {response.text[:200]}"
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                error = repr(exc)
+            elapsed = (time.perf_counter() - started) * 1000.0
+            with lock:
+                if error:
+                    report.errors.append(error)
+                else:
+                    report.latencies_ms.append(elapsed)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(one, range(requests)))
+        report.seconds = time.perf_counter() - started
+        tf = self._call(
+            "POST",
+            f"/v1/deployments/{deployment_id}/v1/models/recommender:predict",
+            json={"instances": [{"user": 1, "k": 3}, {"user": 2, "k": 3}]},
+        )
+        if len(tf.get("predictions", [])) != 2:
+            raise DemoFailed(f"the TF Serving request got {tf}")
+        if report.errors:
+            raise DemoFailed(
+                f"{len(report.errors)} of {requests} requests failed: {report.errors[0]}"
+            )
+        say(
+            f"5/6 {requests} requests, {concurrency} at a time: {requests / report.seconds:.0f}/s, "
+            f"p50 {report.percentile(0.5):.1f} ms, p95 {report.percentile(0.95):.1f} ms "
+            f"(as the client saw them, through the API); TF Serving shape answered too"
+        )
+        return report
+
+    def served_metrics(self, deployment_id: str, requests: int) -> dict[str, float]:
+        def pulled() -> dict[str, float] | None:
+            points = self._call(
+                "GET",
+                f"/v1/deployments/{deployment_id}/metrics",
+                params={"name": "invocations", "limit": 1000},
+            )["items"]
+            total = sum(p["value"] for p in points)
+            if total < requests:
+                return None
+            latest = self._call("GET", f"/v1/deployments/{deployment_id}/metrics/latest")
+            return {p["name"]: p["value"] for p in latest["items"]} | {"invocations_total": total}
+
+        metrics: dict[str, float] = self._wait("the deployment's metrics", pulled, 90)
+        say(
+            f"6/6 the deployment recorded {metrics['invocations_total']:.0f} invocations; "
+            f"last window: p95 {metrics.get('latency_p95_ms', float('nan')):.1f} ms, "
+            f"mean {metrics.get('latency_mean_ms', float('nan')):.1f} ms at the replicas"
+        )
+        return metrics
+
+    def delete(self, deployment_id: str) -> None:
+        self._call("DELETE", f"/v1/deployments/{deployment_id}")
+
+        def gone() -> bool:
+            status = self._call("GET", f"/v1/deployments/{deployment_id}")["status"]
+            return bool(status == "deleted")
+
+        self._wait("the deployment to be deleted", gone, 60)
+
+
+def run_demo(
+    url: str,
+    key: str,
+    *,
+    epochs: int = 20,
+    replicas: int = 2,
+    requests: int = 300,
+    concurrency: int = 4,
+    keep: bool = False,
+) -> int:
+    """The walk-through; 0 when every step worked, 1 (with the reason printed) otherwise."""
+    demo = Demo(url, key)
+    try:
+        demo.check_server()
+        project_id = demo.create_project()
+        run = demo.train(project_id, epochs)
+        final = run["final_metrics"]
+        model = demo.model_of(project_id, run["id"])
+        deployment = demo.deploy(project_id, model["id"], replicas)
+        report = demo.send_load(deployment["id"], requests, concurrency)
+        demo.served_metrics(deployment["id"], requests)
+        if not keep:
+            demo.delete(deployment["id"])
+    except DemoFailed as failure:
+        say(f"demo failed: {failure}")
+        return 1
+    say("")
+    say(
+        "The recommender's final metrics: "
+        + ", ".join(f"{k}={v:.4f}" for k, v in sorted(final.items()))
+    )
+    say(
+        f"Invocation latency through Stratus: p50 {report.percentile(0.5):.1f} ms, "
+        f"p95 {report.percentile(0.95):.1f} ms, p99 {report.percentile(0.99):.1f} ms, "
+        f"mean {statistics.fmean(report.latencies_ms):.1f} ms over {len(report.latencies_ms)}"
+    )
+    say("Deployment kept; delete it when done." if keep else "Deployment deleted. Demo complete.")
+    return 0
