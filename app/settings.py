@@ -35,6 +35,8 @@ class WorkerSettings(BaseModel):
     housekeeping_interval_s: float = Field(default=3600.0, gt=0)
     outbox_retention_days: int = Field(default=7, ge=1)
     task_time_limit_s: int = Field(default=300, ge=10)
+    # A task's hold on its outbox message, renewed while it runs; a killed task's hold lapses.
+    message_lease_s: int = Field(default=30, ge=2)
 
 
 class MetricsSettings(BaseModel):

@@ -9,6 +9,8 @@ service, offered load λ in requests/s, p95 and mean latency, errors), the optim
 
 by least squares in log space (α, β ≥ 0; with β fixed at 0 this is the seed's T(C) = a·C^(-α)).
 β is estimated only when the per-instance load λ/C varied in the window; α only when C did.
+When only C moved (constant load, so log C and log(λ/C) are collinear) the effect is attributed
+to per-instance load (α = 0), the cautious reading for a load increase.
 A fit is *trustworthy* with enough points, something identified, residual spread ≤ 0.2 in log
 units, R² ≥ 0.5 unless the latencies barely vary, and no significantly negative slope.
 Buckets where over 1 % of requests failed (saturation) are left out of the fit.
@@ -20,30 +22,40 @@ dimensionless and equals 1 at the baseline (see ``efficiency``).
 The decision
 ------------
 ``decide(window, policy, state)`` forecasts the load (max of the current value, an EWMA and a
-statistically significant linear trend over the start-up horizon), predicts p95 for every C in
-[min, max] and calls C feasible when the prediction is ≤ SLO·(1 − headroom) and its per-instance
-load stays under the utilisation guard. Among feasible counts it minimises
-``cost_weight·C/C_now − (1 − cost_weight)·E(C)`` (cost_weight = 1 is "the cheapest feasible C";
-exact ties go to the higher E). Scale-out is immediate up to ``max_step`` per pass (the full step
-when the SLO is already missed) after the scale-out cooldown; scale-in waits for the scale-in
-cooldown (counted from any scaling) and needs the smaller count to be feasible against a target
-shrunk by ``scale_in_margin`` (hysteresis), so constant load does not flap. When the fit is not
-trustworthy the decision falls back to target tracking on invocations per instance (like
-SageMaker's default policy) with ``policy.fallback_target_rps`` or, failing that, half the highest
-per-instance load observed to meet the SLO, and the reason starts "fallback: fit not trustworthy".
-When the only gap is that nothing varied yet (one C, steady load) and latency is well under target,
-it *probes* one instance fewer instead, so a steady deployment can still learn.
+statistically significant, ramp-shaped linear trend over the start-up horizon) and a *peak*: that
+forecast raised by ``load_quantile_z`` σ of the load's bucket-to-bucket variation. For every C in
+[min, max] it predicts p95 and calls C feasible when the prediction at the forecast is ≤
+SLO·(1 − headroom), the prediction at the peak is ≤ the SLO itself, and the per-instance loads
+stay under the utilisation guards below. It picks the cheapest feasible C; candidates costing at
+most (1 − cost_weight)·10 % more count as ties, broken by the higher E (cost_weight = 1 is
+strictly the cheapest). Scale-out is immediate up to ``max_step`` per pass after the scale-out
+cooldown, and takes the full step when the SLO is already missed; scale-in waits for the scale-in
+cooldown (counted from any scaling), moves at most ``max_step``, and needs the smaller count to
+meet a target shrunk by ``scale_in_margin`` (hysteresis), so constant load does not flap.
+
+When the fit is not trustworthy the decision falls back to target tracking on invocations per
+instance (like SageMaker's default policy) with ``policy.fallback_target_rps`` or, failing that,
+half the highest per-instance load observed to meet the SLO; the reason then starts "fallback: fit
+not trustworthy (R²=…, distinct C=…)". When the only gap is that nothing varied (one C, steady
+load), the fallback holds while the SLO is met, and *probes* one instance fewer when even a steep
+response (latency ∝ load^1.5 per instance) would stay under the scale-in threshold, so a steady
+deployment can still learn.
 
 What the model cannot do, and how the decision stays safe
 ----------------------------------------------------------
 A power law is a straight line in log space; real queues are flat at low utilisation and blow up
-near saturation, so the fit underestimates latency beyond the loads it has seen. Three guards:
-(1) headroom below the SLO; (2) a utilisation guard: no candidate may carry more per-instance load
-than ``(1 + explore)`` × the highest per-instance load observed to meet the target (and none past
-a load seen to miss it), so the optimizer creeps towards saturation only as it observes it is
-safe; (3) predictions are scaled so they never fall below the latency the newest buckets observed.
-Load spikes faster than instance start-up can only be absorbed by spare capacity, which a cheaper
-policy by design has less of.
+near saturation, so the fit underestimates latency beyond the loads it has seen, and buckets at
+the knee sit far above the line (more than 4 robust σ off it, they are left out of the fit; over
+20 % of them and the fit is not trusted). Guards: (1) headroom below the SLO at the forecast and
+the SLO itself at the peak; (2) utilisation guards: no candidate may carry more per-instance load
+than (1 + explore) × the highest per-instance load observed to meet the target (for the forecast)
+or the SLO (for the peak), with explore shrinking to 0 as the latency seen there nears the limit,
+and none past a load seen to miss it, so the optimizer approaches saturation only as fast as it
+observes that it is safe; (3) predictions are scaled so they never fall below the latency the
+newest buckets observed. Once a step inwards misses the target, the miss blocks that load until
+it ages out of the window, so at constant load such a probe recurs at most once per window
+length. Load spikes faster than instance start-up can only be absorbed by spare capacity, which
+a cheaper policy by design has less of.
 
 Driving it (a simulator, a notebook, or the periodic pass)
 ----------------------------------------------------------

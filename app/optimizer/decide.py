@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -114,25 +114,32 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
             f"{policy.latency_target_ms:.0f} ms target, so one instance fewer is tried to learn."
         )
         return Decision(target, cur, target, "scale_in", "probe", reason, f, candidates, inputs)
-    if steady and ctx.recent_p95 <= policy.latency_target_ms:
+    if steady and ctx.recent_p95 <= policy.latency_slo_ms:
         # A deployment that sat at one count under steady load is healthy, not broken: target
         # tracking with a derived, halved target would double it for nothing.
         reason = (
             f"fallback: fit not trustworthy ({f.quality()}); nothing varied in the window and "
-            f"p95 {ctx.recent_p95:.0f} ms meets the {policy.latency_target_ms:.0f} ms target, "
+            f"p95 {ctx.recent_p95:.0f} ms meets the {policy.latency_slo_ms:.0f} ms SLO, "
             f"so holding at {cur}."
         )
         return Decision(cur, cur, cur, "hold", "fallback", reason, f, candidates, inputs)
     return _fallback_decision(f, ctx, policy, state, now, candidates, inputs)
 
 
-def what_if(window: Window, policy: Policy, instances: Sequence[int]) -> tuple[Candidate, ...]:
-    """Candidate rows for arbitrary counts at the window's forecast load (the what-if view)."""
+def what_if(
+    window: Window, policy: Policy, instances: Sequence[int], load_rps: float | None = None
+) -> tuple[Candidate, ...]:
+    """Candidate rows for arbitrary counts at the window's forecast load, or at ``load_rps``."""
     cols = window.arrays
     if cols.n == 0:
         return ()
     f = fit(window, criteria=policy.fit_criteria())
     ctx = _context(cols, policy)
+    if load_rps is not None:  # keep the window's noise: the peak scales with the load
+        scale = load_rps / ctx.forecast if ctx.forecast > 0 else 1.0
+        ctx = replace(
+            ctx, forecast=load_rps, peak=ctx.peak * scale if ctx.forecast > 0 else load_rps
+        )
     counts = np.asarray(sorted({max(int(c), 1) for c in instances}), dtype=np.float64)
     return _rows(f, ctx, policy, _residual_correction(f, cols), counts)
 

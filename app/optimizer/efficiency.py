@@ -67,9 +67,11 @@ def efficiency(
     if baseline.p95_ms is not None:
         terms.append((w.p95_latency, baseline.p95_ms / _arr(p95_ms)))
     total = sum(weight for weight, _ in terms)
+    acc = np.zeros_like(_arr(p95_ms))
     if total <= 0:
-        return np.ones_like(_arr(p95_ms))
-    acc = sum((weight * term for weight, term in terms), start=np.zeros(1))
+        return acc + 1.0
+    for weight, term in terms:
+        acc = acc + weight * term
     return np.asarray(acc / total, dtype=np.float64)
 
 

@@ -52,10 +52,10 @@ def test_purges_only_expired_records_and_old_processed_rows(committed: UnitOfWor
         # Never processed, however old: it is work still to do.
         outbox_row(session, "pending-30d", 30 * day, processed=False)
 
-    assert housekeeping() == {"idempotency_records": 1, "outbox": 1}
+    assert housekeeping() == {"idempotency_records": 1, "outbox": 1, "leases": 0}
 
     with committed() as session:
         assert session.scalars(select(IdempotencyRecord.key)).all() == ["live"]
         kept = session.scalars(select(OutboxMessage.payload["run_id"].as_string())).all()
         assert sorted(kept) == ["pending-30d", "processed-1h", "processed-6d"]
-    assert housekeeping() == {"idempotency_records": 0, "outbox": 0}
+    assert housekeeping() == {"idempotency_records": 0, "outbox": 0, "leases": 0}

@@ -23,7 +23,7 @@ from app.domain.deployments.states import DeploymentStatus
 from app.domain.outbox import service as outbox
 from app.settings import get_settings
 from workers.celery_app import celery_app
-from workers.tasks.work import acknowledge, defer, payload_id, settle_error
+from workers.tasks.work import acknowledge, defer, exclusive, payload_id, settle_error
 
 logger = logging.getLogger(__name__)
 S = DeploymentStatus
@@ -57,6 +57,12 @@ def _load(
 @celery_app.task(name="stratus.deployments.create")
 def create_deployment(message_id: int) -> None:
     """Create the endpoint of a deployment in ``creating``."""
+    with exclusive(message_id) as held:
+        if held:
+            _create(message_id)
+
+
+def _create(message_id: int) -> None:
     loaded = _load(message_id, S.CREATING, "created")
     if loaded is None:
         return

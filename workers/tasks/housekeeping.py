@@ -8,6 +8,7 @@ from datetime import timedelta
 from app.clock import utcnow
 from app.db import unit_of_work
 from app.domain.idempotency import repository as idempotency_repository
+from app.domain.leases import repository as leases_repository
 from app.domain.metrics import service as metrics
 from app.domain.outbox import service as outbox
 from app.settings import MetricsSettings, get_settings
@@ -26,10 +27,10 @@ def housekeeping() -> dict[str, int]:
         purged = {
             "idempotency_records": idempotency_repository.purge_expired(session, now),
             "outbox": outbox.purge_processed(session, retention),
+            "leases": leases_repository.purge_expired(session, now - timedelta(days=1)),
         }
     logger.info("housekeeping purged %s", purged)
-    # Logged, not returned: the metric purge runs in its own short transactions and its
-    # counts do not describe this pass's single unit of work above.
+    # Separate from the unit of work above: the metric purge commits batch by batch.
     logger.info("housekeeping purged metrics %s", _purge_metrics(settings.metrics))
     return purged
 

@@ -25,7 +25,7 @@ from app.domain.runs import service as runs_service
 from app.domain.runs.states import RunStatus
 from app.settings import get_settings
 from workers.celery_app import celery_app
-from workers.tasks.work import acknowledge, defer, payload_id, settle_error
+from workers.tasks.work import acknowledge, defer, exclusive, payload_id, settle_error
 
 logger = logging.getLogger(__name__)
 S = RunStatus
@@ -35,6 +35,12 @@ POLL_LIMIT = 5000
 @celery_app.task(name="stratus.runs.submit")
 def submit_run(message_id: int) -> None:
     """Submit the run named by an outbox message to its backend (exactly once)."""
+    with exclusive(message_id) as held:
+        if held:
+            _submit(message_id)
+
+
+def _submit(message_id: int) -> None:
     settings = get_settings()
     with unit_of_work() as session:
         run_id = payload_id(session, message_id, "run_id")

@@ -4,12 +4,19 @@ the message when there is nothing (left) to do or no backend to do it with."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
 from app.backends.base import BackendError
 from app.db import unit_of_work
+from app.domain.leases import service as leases
 from app.domain.outbox import repository as outbox_repository
 from app.domain.outbox import service as outbox
 from app.settings import get_settings
@@ -48,3 +55,43 @@ def settle_error(message_id: int, error: BackendError) -> bool:
 def acknowledge(message_id: int) -> None:
     with unit_of_work() as session:
         outbox.acknowledge(session, message_id)
+
+
+@contextmanager
+def exclusive(message_id: int) -> Iterator[bool]:
+    """Hold the message against a concurrent delivery of it for the block; False if another has it.
+
+    A wake-up can start just before its outbox lease lapses while the relay sends the message
+    again; without this both deliveries would call the backend. The hold is short and renewed
+    while the block runs, so a killed worker's hold lapses within one lease, not a task limit.
+    """
+    name = f"outbox:{message_id}"
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    ttl_s = get_settings().worker.message_lease_s
+    ttl = timedelta(seconds=ttl_s)
+    with unit_of_work() as session:
+        held = leases.try_acquire(session, name, holder, ttl)
+        if not held:
+            outbox.retry_after(session, message_id, ttl_s, "another delivery is being processed")
+    if not held:
+        yield False
+        return
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(ttl_s / 3):
+            try:
+                with unit_of_work() as session:
+                    leases.try_acquire(session, name, holder, ttl)
+            except Exception:  # a missed renewal only shortens the hold
+                logger.warning("renewing the hold on outbox message %s failed", message_id)
+
+    heartbeat = threading.Thread(target=renew, name=f"hold-{message_id}", daemon=True)
+    heartbeat.start()
+    try:
+        yield True
+    finally:
+        done.set()
+        heartbeat.join()
+        with unit_of_work() as session:
+            leases.release(session, name, holder)

@@ -124,27 +124,30 @@ def apply_endpoint_status(session: Session, deployment_id: uuid.UUID, ep: Endpoi
         return transition(
             session, deployment.id, current, S.FAILED, status_reason=reason, **capacity
         )
+    moved = False
     if ep.state == EndpointState.IN_SERVICE and current in (S.CREATING, S.UPDATING):
         # Served at some count: in service; reconcile() queues a resize if it is not desired.
         if not transition(session, deployment.id, current, S.IN_SERVICE, **capacity):
             return False
+        moved = True
     elif ep.current_instances != deployment.current_instances and current != S.DELETED:
-        repository.guarded_update(session, deployment.id, current, capacity)
-    return reconcile(session, deployment.id)
+        moved = repository.guarded_update(session, deployment.id, current, capacity)
+    return reconcile(session, deployment.id) or moved
 
 
 def reconcile(session: Session, deployment_id: uuid.UUID) -> bool:
-    """An in-service endpoint whose count differs from desired is resized (absolute target)."""
+    """Resize an in-service endpoint serving other than desired (absolute target); True if so."""
     deployment = repository.get(session, deployment_id)
     if deployment is None:
         return False
     session.refresh(deployment)  # guarded updates bypass the identity map
     if deployment.status != S.IN_SERVICE:
-        return True
+        return False
     if deployment.current_instances == deployment.desired_instances:
-        return True
-    if transition(session, deployment.id, S.IN_SERVICE, S.UPDATING):
-        outbox.enqueue(session, outbox.DEPLOYMENT_UPDATE, deployment_id=str(deployment.id))
+        return False
+    if not transition(session, deployment.id, S.IN_SERVICE, S.UPDATING):
+        return False
+    outbox.enqueue(session, outbox.DEPLOYMENT_UPDATE, deployment_id=str(deployment.id))
     return True
 
 

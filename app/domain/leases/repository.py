@@ -48,3 +48,9 @@ def delete_held(session: Session, name: str, holder: str) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def purge_expired(session: Session, before: datetime) -> int:
+    """Delete leases that expired before ``before`` (their holders died without releasing)."""
+    result = session.execute(delete(Lease).where(Lease.expires_at < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]

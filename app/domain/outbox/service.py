@@ -43,6 +43,14 @@ def defer(session: Session, message_id: int, error: str, base_s: int, max_s: int
     message.last_error = error[:2000]
 
 
+def retry_after(session: Session, message_id: int, seconds: float, reason: str) -> None:
+    """Look at the message again after ``seconds`` (no backoff: nothing failed)."""
+    message = repository.get(session, message_id)
+    if message is not None and message.processed_at is None:
+        message.available_at = utcnow() + timedelta(seconds=seconds)
+        message.last_error = reason
+
+
 def claim_due(session: Session, lease: timedelta, limit: int) -> Sequence[OutboxMessage]:
     """Lease due messages to the caller's relay; they come back when the lease lapses."""
     return repository.claim_due(session, utcnow(), lease, limit)

@@ -87,9 +87,9 @@ def record_submitted(session: Session, run_id: uuid.UUID, external_id: str) -> b
     """The job exists: submitting -> running. True when a stop arrived meanwhile."""
     if transition(session, run_id, S.SUBMITTING, S.RUNNING, external_id=external_id):
         return False
-    # Stopped while submitting: keep the job id so the stop reaches the job.
-    repository.guarded_update(session, run_id, S.STOPPING, {"external_id": external_id})
-    return True
+    # Stopped while submitting: keep the job id so the stop reaches the job. (A late duplicate
+    # of a submit that already landed finds the run running: nothing to do.)
+    return repository.guarded_update(session, run_id, S.STOPPING, {"external_id": external_id})
 
 
 def record_submit_failed(session: Session, run_id: uuid.UUID, reason: str) -> None:
@@ -132,10 +132,14 @@ def apply_job_status(session: Session, run_id: uuid.UUID, job: JobStatus) -> boo
         return bool(details) and repository.guarded_update(session, run.id, current, details)
     if job.state == JobState.COMPLETED:
         return _complete(session, run, current, job, details)
-    if current == S.SUBMITTING and job.state == JobState.STOPPED:
-        # The graph has no submitting -> stopped edge: a stop always passes through stopping.
+    if current in (S.SUBMITTING, S.RUNNING) and job.state == JobState.STOPPED:
+        # Stopped by the backend itself (max runtime, max wait, its console): a stop always
+        # passes through stopping in the state machine.
         transition(session, run.id, current, S.STOPPING)
         current = S.STOPPING
+        details["status_reason"] = (
+            f"stopped by the backend ({job.secondary_status or 'no reason given'})"
+        )
     target = S.FAILED if job.state == JobState.FAILED else S.STOPPED
     if target == S.FAILED:
         details["failure_reason"] = (job.failure_reason or "the job failed")[:4000]
