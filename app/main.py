@@ -15,6 +15,7 @@ from app.api.routes import (
     health,
     metrics,
     models,
+    optimizer,
     projects,
     runs,
     serving,
@@ -46,7 +47,17 @@ def create_app(
     app.state.session_factory = session_factory
     handlers.install(app)
     openapi.install(app)
-    for module in (health, api_keys, projects, runs, models, deployments, metrics, serving):
+    for module in (
+        health,
+        api_keys,
+        projects,
+        runs,
+        models,
+        deployments,
+        metrics,
+        serving,
+        optimizer,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     return app

@@ -90,6 +90,13 @@ class BackendSettings(BaseModel):
     price_file: Path | None = None  # JSON {instance_type: usd_per_hour}, over the defaults
 
 
+class OptimizerSettings(BaseModel):
+    """The efficiency optimizer's periodic pass."""
+
+    interval_s: float = Field(default=60.0, ge=5)
+    window_s: float = Field(default=3600.0, ge=60)  # metric history each decision reads
+
+
 class Settings(BaseSettings):
     """All Stratus configuration. Nested groups use ``__``: ``STRATUS_API__MAX_BODY_BYTES``."""
 
@@ -107,6 +114,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     backends: BackendSettings = BackendSettings()
     metrics: MetricsSettings = MetricsSettings()
+    optimizer: OptimizerSettings = OptimizerSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

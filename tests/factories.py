@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.clock import utcnow
 from app.domain.access import Principal, Role
 from app.domain.api_keys.service import issue_key
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.schemas import ScalingPolicy
 from app.domain.model_versions.models import ModelVersion
 from app.domain.model_versions.repository import next_version
+from app.domain.optimizer.models import OptimizerDecision
 from app.domain.projects.models import Membership, Project
 from app.domain.runs.models import TrainingRun
 
@@ -113,3 +116,26 @@ def make_deployment(
     session.add(deployment)
     session.flush()
     return deployment
+
+
+def make_decision(session: Session, deployment: Deployment, **fields: Any) -> OptimizerDecision:
+    """A stored optimizer decision for a deployment."""
+    now = utcnow()
+    decision = OptimizerDecision(
+        deployment_id=deployment.id,
+        project_id=deployment.project_id,
+        window_start=fields.pop("window_start", now - timedelta(hours=1)),
+        window_end=fields.pop("window_end", now),
+        mode=fields.pop("mode", "model"),
+        action=fields.pop("action", "hold"),
+        previous_instances=fields.pop("previous_instances", deployment.current_instances),
+        desired_instances=fields.pop("desired_instances", deployment.desired_instances),
+        applied=fields.pop("applied", False),
+        reason=fields.pop("reason", "holding: p95 meets the SLO at the current count."),
+        details=fields.pop("details", {}),
+        policy=fields.pop("policy", {}),
+        **fields,
+    )
+    session.add(decision)
+    session.flush()
+    return decision

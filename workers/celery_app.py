@@ -21,6 +21,7 @@ TASK_MODULES = (
     "workers.tasks.runs",
     "workers.tasks.deployments",
     "workers.tasks.housekeeping",
+    "workers.tasks.optimizer",
 )
 
 
@@ -103,6 +104,11 @@ def configure(app: Celery, settings: Settings) -> None:
                 "schedule": worker.outbox_relay_interval_s,
                 # A relay that waited this long is superseded by a later one.
                 "options": {"expires": max(10.0, 5 * worker.outbox_relay_interval_s)},
+            },
+            "optimizer_pass": {
+                "task": "stratus.optimizer.pass",
+                "schedule": settings.optimizer.interval_s,
+                "options": {"expires": settings.optimizer.interval_s},
             },
             "housekeeping": {
                 "task": "stratus.housekeeping.run",

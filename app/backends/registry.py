@@ -49,6 +49,13 @@ def poll_settings(name: str) -> tuple[float, float]:
     return backends.local.poll_interval_s, 0.0
 
 
+def metrics_period_s(name: str) -> int:
+    """Seconds per endpoint-metric sample pulled from a backend."""
+    if name == "sagemaker":
+        return get_settings().backends.sagemaker.metrics_period_s
+    return 10
+
+
 def _build(name: str, settings: Settings) -> Backend | None:
     known = _KNOWN.get(name)
     if known is None or not known[2](settings):

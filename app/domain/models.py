@@ -7,6 +7,7 @@ from app.domain.idempotency.models import IdempotencyRecord
 from app.domain.leases.models import Lease
 from app.domain.metrics.models import MetricPoint
 from app.domain.model_versions.models import ModelVersion
+from app.domain.optimizer.models import OptimizerDecision
 from app.domain.outbox.models import OutboxMessage
 from app.domain.polling.models import PollCursor
 from app.domain.projects.models import Membership, Project
@@ -21,6 +22,7 @@ __all__ = [
     "Membership",
     "MetricPoint",
     "ModelVersion",
+    "OptimizerDecision",
     "OutboxMessage",
     "PollCursor",
     "Project",

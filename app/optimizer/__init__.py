@@ -76,7 +76,7 @@ counts; ``training.recommend_instance_count(past_runs)`` applies the same fit to
 
 from app.optimizer.decide import decide, what_if
 from app.optimizer.efficiency import Baseline, efficiency
-from app.optimizer.fit import fit, fit_arrays
+from app.optimizer.fit import fit, fit_arrays, fit_knee
 from app.optimizer.forecast import forecast_load
 from app.optimizer.types import (
     Candidate,
@@ -84,6 +84,7 @@ from app.optimizer.types import (
     Fit,
     FitCriteria,
     Inputs,
+    Knee,
     Observation,
     Policy,
     State,
@@ -98,6 +99,7 @@ __all__ = [
     "Fit",
     "FitCriteria",
     "Inputs",
+    "Knee",
     "Observation",
     "Policy",
     "State",
@@ -107,6 +109,7 @@ __all__ = [
     "efficiency",
     "fit",
     "fit_arrays",
+    "fit_knee",
     "forecast_load",
     "what_if",
 ]

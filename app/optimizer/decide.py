@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from app.optimizer.efficiency import Baseline, efficiency
-from app.optimizer.fit import fit
+from app.optimizer.fit import fit, fit_knee
 from app.optimizer.forecast import forecast_load, load_sigma
 from app.optimizer.types import (
     Action,
@@ -18,6 +19,7 @@ from app.optimizer.types import (
     Fit,
     FloatArray,
     Inputs,
+    Knee,
     Policy,
     State,
     Window,
@@ -35,6 +37,18 @@ TIE_BAND = 0.1
 # A probe assumes latency may grow as (per-instance load)^1.5 (steeper than most services short of
 # saturation) and only goes ahead if even that stays under the scale-in threshold.
 PROBE_ELASTICITY = 1.5
+# The reserve below the SLO at the forecast load never shrinks below this fraction, however well
+# the latency model fits; above it, the reserve is twice the model's relative prediction error
+# (capped by ``policy.headroom``), so a model that predicts within ±5 % runs within 10 % of the SLO.
+MIN_HEADROOM = 0.2
+# The level forecast carries its own error: an EWMA over about this many buckets; the peak's σ is
+# widened by √(1 + 1/n) to cover it.
+LEVEL_BUCKETS = 14.0
+# Scale-in commits the deployment for the forecast horizon (undoing it takes a start-up delay), so
+# the smaller count must hold through the worst bucket of that horizon and through the load's
+# recent rise, measured over this span (not only when the rise is significant enough to forecast).
+GROWTH_SPAN_S = 1800.0
+_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,11 @@ class _Context:
     load_now: float
     forecast: float  # expected load to provision for: the latency target must hold here
     peak: float  # forecast raised by z·σ of bucket-to-bucket variation: the SLO must hold here
+    peak_in: float  # what a smaller count must carry: the worst bucket over the horizon
     observed_p95: float  # newest observation
     recent_p95: float  # median of the newest few, robust to one noisy bucket
+    target_ms: float  # p95 the forecast must meet: SLO less the (model-dependent) headroom
+    knee: Knee | None  # queueing fit, when trusted
     guard: float | None  # highest per-instance forecast load allowed for a candidate
     slo_guard: float | None  # highest per-instance peak load allowed for a candidate
     slo_ok_max: float | None  # highest per-instance load observed to meet the SLO itself
@@ -61,7 +78,7 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
     lo, hi = policy.min_instances, policy.max_instances
     cols = window.arrays
     f = fit(window, criteria=policy.fit_criteria()) if cols.n else None
-    ctx = _context(cols, policy) if cols.n else None
+    ctx = _context(cols, policy, f) if cols.n and f is not None else None
 
     if ctx is None or f is None:
         target = min(max(cur, lo), hi)
@@ -83,7 +100,7 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
             _inputs(window, policy, state, None, 1.0),
         )
 
-    corr = _residual_correction(f, cols)
+    corr = _residual_correction(f, ctx.knee, cols)
     candidates = _candidates(f, ctx, policy, corr)
     inputs = _inputs(window, policy, state, ctx, corr)
 
@@ -134,36 +151,90 @@ def what_if(
     if cols.n == 0:
         return ()
     f = fit(window, criteria=policy.fit_criteria())
-    ctx = _context(cols, policy)
+    ctx = _context(cols, policy, f)
     if load_rps is not None:  # keep the window's noise: the peak scales with the load
         scale = load_rps / ctx.forecast if ctx.forecast > 0 else 1.0
         ctx = replace(
             ctx, forecast=load_rps, peak=ctx.peak * scale if ctx.forecast > 0 else load_rps
         )
     counts = np.asarray(sorted({max(int(c), 1) for c in instances}), dtype=np.float64)
-    return _rows(f, ctx, policy, _residual_correction(f, cols), counts)
+    return _rows(f, ctx, policy, _residual_correction(f, ctx.knee, cols), counts)
 
 
-def _context(cols: WindowArrays, policy: Policy) -> _Context:
+def _knee(f: Fit, cols: WindowArrays) -> Knee | None:
+    """The queueing fit on the unsaturated buckets, when the power law is trusted and it is too."""
+    if not f.trustworthy:
+        return None
+    keep = ~cols.saturated
+    k = fit_knee(cols.instances[keep], cols.load_rps[keep], cols.p95_ms[keep], alpha=f.alpha)
+    return k if k.trustworthy else None
+
+
+def _target_ms(policy: Policy, f: Fit, knee: Knee | None) -> float:
+    """SLO less a headroom: the policy's when the fit is weak, the model's error when it is good."""
+    # A power law alone bends the wrong way near saturation, so only a located knee earns less
+    # headroom than the policy's.
+    if knee is None or not f.trustworthy:
+        return policy.latency_target_ms
+    headroom = min(policy.headroom, max(MIN_HEADROOM, 2.0 * knee.residual_std))
+    return policy.latency_slo_ms * (1.0 - headroom)
+
+
+def _context(cols: WindowArrays, policy: Policy, f: Fit) -> _Context:
     per_inst = cols.load_rps / cols.instances
     met_slo = cols.p95_ms <= policy.latency_slo_ms
-    forecast = forecast_load(cols.t_s, cols.load_rps, policy.forecast_horizon_s)
+    z = policy.load_quantile_z
     sigma = load_sigma(cols.t_s, cols.load_rps)
+    forecast = forecast_load(cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z)
+    sigma *= math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
+    # Capacity ordered now serves only after the start-up delay: provision for the recent rise
+    # over that horizon too, capped at the noise margin so that a step (whose slope is not a
+    # trend) overshoots by at most z·σ.
+    growth = min(_growth(cols, policy), math.exp(z * sigma))
+    knee = _knee(f, cols)
+    target_ms = _target_ms(policy, f, knee)
     ratios = cols.mean_ms / cols.p95_ms
     ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
     return _Context(
         cols=cols,
         load_now=float(cols.load_rps[-1]),
         forecast=forecast,
-        peak=forecast * math.exp(policy.load_quantile_z * sigma),
+        peak=forecast * math.exp(z * sigma) * growth,
+        peak_in=forecast * math.exp(_horizon_z(cols, policy) * sigma) * growth,
         observed_p95=float(cols.p95_ms[-1]),
         recent_p95=float(np.median(cols.p95_ms[-RECENT_POINTS:])),
-        guard=_guard(cols, per_inst, policy.latency_target_ms, policy.explore),
+        target_ms=target_ms,
+        knee=knee,
+        guard=_guard(cols, per_inst, target_ms, policy.explore),
         slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
         baseline=Baseline.from_window(cols),
         mean_ratio=float(np.median(ratios)) if ratios.size else math.nan,
     )
+
+
+def _horizon_z(cols: WindowArrays, policy: Policy) -> float:
+    """z such that the worst of the horizon's buckets exceeds z·σ as rarely as one bucket z·σ."""
+    z = policy.load_quantile_z
+    if cols.n < 2 or z <= 0:
+        return z
+    step = float(np.median(np.diff(cols.t_s[-RECENT_POINTS:]))) if cols.n > 2 else 60.0
+    buckets = max(policy.forecast_horizon_s / max(step, 1e-9), 1.0)
+    tail = (1.0 - _NORMAL.cdf(z)) / buckets
+    return max(z, _NORMAL.inv_cdf(1.0 - tail)) if 0.0 < tail < 1.0 else z
+
+
+def _growth(cols: WindowArrays, policy: Policy) -> float:
+    """Factor ≥ 1: the rise of log load over the horizon at its recent least-squares slope."""
+    recent = (cols.t_s >= cols.t_s[-1] - GROWTH_SPAN_S) & (cols.load_rps > 0)
+    if int(recent.sum()) < 4:
+        return 1.0
+    t = cols.t_s[recent]
+    y = np.log(cols.load_rps[recent])
+    tc = t - t.mean()
+    sxx = float(tc @ tc)
+    slope = float(tc @ (y - y.mean())) / sxx if sxx > 0 else 0.0
+    return math.exp(max(slope, 0.0) * policy.forecast_horizon_s)
 
 
 def _guard(
@@ -186,14 +257,20 @@ def _guard(
     return min(max(bad_min, ok_max), ok_max * (1.0 + min(explore, room)))
 
 
-def _residual_correction(f: Fit, cols: WindowArrays) -> float:
+def _predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray) -> FloatArray:
+    """The more pessimistic of the power law and, when trusted, the queueing fit."""
+    p95 = f.predict(counts, load)
+    return p95 if knee is None else np.maximum(p95, knee.predict(counts, load))
+
+
+def _residual_correction(f: Fit, knee: Knee | None, cols: WindowArrays) -> float:
     """Factor ≥ 1 so that predictions never fall below what the newest buckets observed."""
     # Saturated buckets measure a growing queue, which the guard and the urgency rule handle;
     # letting their timeouts scale every prediction would make every count look infeasible.
     usable = np.flatnonzero(~cols.saturated)[-RECENT_POINTS:]
     if usable.size == 0:
         return 1.0
-    model = f.predict(cols.instances[usable], cols.load_rps[usable])
+    model = _predict(f, knee, cols.instances[usable], cols.load_rps[usable])
     ratio = cols.p95_ms[usable] / model
     ratio = ratio[np.isfinite(ratio)]
     return max(1.0, float(np.median(ratio))) if ratio.size else 1.0
@@ -220,8 +297,8 @@ def _evaluate(
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """Predicted p95, mean, E, per-instance load and feasibility (1/0) for each count."""
     load = max(ctx.forecast, 1e-9)
-    p95 = f.predict(counts, np.full_like(counts, load)) * corr
-    peak_p95 = f.predict(counts, np.full_like(counts, max(ctx.peak, 1e-9))) * corr
+    p95 = _predict(f, ctx.knee, counts, np.full_like(counts, load)) * corr
+    peak_p95 = _predict(f, ctx.knee, counts, np.full_like(counts, max(ctx.peak, 1e-9))) * corr
     mean = p95 * ctx.mean_ratio if math.isfinite(ctx.mean_ratio) else p95
     eff = efficiency(
         task_rate=np.full_like(counts, ctx.forecast),
@@ -231,7 +308,7 @@ def _evaluate(
         weights=policy.weights,
     )
     per_inst = ctx.forecast / counts
-    feasible = (p95 <= policy.latency_target_ms) & (peak_p95 <= policy.latency_slo_ms)
+    feasible = (p95 <= ctx.target_ms) & (peak_p95 <= policy.latency_slo_ms)
     if ctx.guard is not None:
         feasible &= per_inst <= ctx.guard
     if ctx.slo_guard is not None:
@@ -261,12 +338,15 @@ def _model_decision(
     cur = state.current_instances
     counts = np.asarray([c.instances for c in candidates], dtype=np.float64)
     p95, _, eff, _, feasible = _evaluate(f, ctx, policy, inputs.residual_correction, counts)
-    target_ms = policy.latency_target_ms
+    target_ms = ctx.target_ms
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
     band = (1.0 - policy.cost_weight) * TIE_BAND
     ideal = _choose(counts, eff, feasible, band)
     cheapest = _choose(counts, eff, feasible, 0.0)
-    ideal_in = _choose(counts, eff, feasible * (p95 <= in_ms), band)
+    _, _, _, _, feasible_in = _evaluate(
+        f, replace(ctx, peak=ctx.peak_in), policy, inputs.residual_correction, counts
+    )
+    ideal_in = _choose(counts, eff, feasible * feasible_in * (p95 <= in_ms), band)
     at_cur = float(p95[cur - policy.min_instances])
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms
     want = ideal if ideal is not None else policy.max_instances
@@ -306,7 +386,9 @@ def _model_decision(
         )
     else:
         reason = f"Hold at {cur}: {why}."
-    return Decision(desired, cur, want, action, "model", reason, f, candidates, inputs)
+    return Decision(
+        desired, cur, want, action, "model", reason, f, candidates, inputs, knee=ctx.knee
+    )
 
 
 def _fallback_decision(
@@ -411,7 +493,7 @@ def _inputs(
         load_forecast_rps=ctx.forecast if ctx else None,
         load_peak_rps=ctx.peak if ctx else None,
         observed_p95_ms=ctx.observed_p95 if ctx else None,
-        latency_target_ms=policy.latency_target_ms,
+        latency_target_ms=ctx.target_ms if ctx else policy.latency_target_ms,
         utilisation_guard_rps=ctx.guard if ctx else None,
         residual_correction=corr,
     )

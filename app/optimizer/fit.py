@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from app.optimizer.types import Fit, FitCriteria, FloatArray, Observation, Window
+from app.optimizer.types import Fit, FitCriteria, FloatArray, Knee, Observation, Window
 
 # A coefficient whose unconstrained estimate lies this many standard errors below zero is evidence
 # that the power law is the wrong model (latency falling as load rises), not noise to clamp.
@@ -227,4 +227,91 @@ def _empty_fit(beta: float | None) -> Fit:
         residual_std=float("nan"),
         trustworthy=False,
         problems=("no usable observations",),
+    )
+
+
+# --- the queueing ("knee") model of latency against per-instance load ---
+
+# Candidate capacities μ, as multiples of the highest per-instance load observed: from just past it
+# (the data already shows the blow-up) to far beyond it (no curvature seen: nearly a straight line).
+KNEE_GRID = np.geomspace(1.01, 12.0, 28)
+# The knee model is trusted with this many points, this much variation in log(λ/C), and relative
+# residuals no wider than this.
+KNEE_MIN_POINTS = 10
+KNEE_MIN_SPREAD = 0.05
+KNEE_MAX_RESIDUAL = 0.15
+# χ² (1 degree of freedom) at 95 %: how much worse than the best a plausible capacity may fit.
+KNEE_CHI2 = 3.84
+
+
+def fit_knee(
+    instances: npt.ArrayLike,
+    load_rps: npt.ArrayLike,
+    value: npt.ArrayLike,
+    *,
+    alpha: float = 0.0,
+) -> Knee:
+    """Fit ``t·C^α = A + B/(μ − λ/C)``: flat at low load, unbounded as λ/C nears capacity μ.
+
+    This is the shape of a queue's waiting time (M/M/1 exactly, M/M/c closely), which a power law
+    cannot follow: fitted to the flat part, a power law under-predicts the knee. μ is searched on a
+    grid of multiples of the highest per-instance load seen; A ≥ 0 and B > 0 by linear least squares
+    with relative (≈ log-space) errors for each μ. ``alpha`` (from the power-law fit) takes out the
+    effect of the count itself, so the queue is modelled per instance.
+    """
+    c = np.asarray(instances, dtype=np.float64)
+    u = np.asarray(load_rps, dtype=np.float64) / np.maximum(c, 1.0)
+    y = np.asarray(value, dtype=np.float64) * np.power(np.maximum(c, 1.0), alpha)
+    keep = np.isfinite(u) & np.isfinite(y) & (u > 0) & (y > 0)
+    u, y = u[keep], y[keep]
+    n = int(u.size)
+    if n < 3:
+        return Knee(0.0, 0.0, math.inf, alpha, n, 0.0, math.nan, False, ("too few points",))
+    u_max = float(u.max())
+    spread = float(np.std(np.log(u)))
+    mu = u_max * KNEE_GRID  # (G,)
+    x = 1.0 / (mu[None, :] - u[:, None])  # (n, G)
+    w = 1.0 / (y * y)  # relative errors
+    sw, swy = float(w.sum()), float(w @ y)
+    swx = w @ x
+    swxx = w @ (x * x)
+    swxy = (w * y) @ x
+    det = sw * swxx - swx * swx
+    ok = det > 1e-12 * np.maximum(sw * swxx, 1e-300)
+    det = np.where(ok, det, 1.0)
+    b = (sw * swxy - swx * swy) / det
+    a = (swy - b * swx) / sw
+    resid = (a[None, :] + b[None, :] * x - y[:, None]) / y[:, None]
+    sse = (resid * resid).sum(axis=0)
+    sse = np.where(ok & (b > 0) & (a >= 0), sse, np.inf)
+    best = int(np.argmin(sse))
+    problems: list[str] = []
+    if not math.isfinite(float(sse[best])):
+        return Knee(0.0, 0.0, math.inf, alpha, n, spread, math.nan, False, ("no rising fit",))
+    rms = math.sqrt(float(sse[best]) / max(n - 3, 1))
+    # Most buckets sit on the flat part, which says little about where the knee is; among the
+    # capacities the data cannot reject (profile likelihood, ≈ 95 %), take the smallest: the most
+    # pessimistic latency near saturation that is still consistent with what was observed.
+    plausible = sse <= float(sse[best]) * (1.0 + KNEE_CHI2 / max(n - 3, 1))
+    best = int(np.flatnonzero(plausible)[0])
+    if best == 0:
+        # A wall just past the highest load seen fits as well as anything: the data has not shown
+        # where the knee is, so this model says nothing beyond the power law and the guards.
+        problems.append("knee not located: the data cannot reject capacity at the highest load")
+    if n < KNEE_MIN_POINTS:
+        problems.append(f"only {n} points (need {KNEE_MIN_POINTS})")
+    if spread < KNEE_MIN_SPREAD:
+        problems.append(f"per-instance load spread {spread:.3f} below {KNEE_MIN_SPREAD}")
+    if rms > KNEE_MAX_RESIDUAL:
+        problems.append(f"relative residual {rms:.2f} above {KNEE_MAX_RESIDUAL}")
+    return Knee(
+        float(a[best]),
+        float(b[best]),
+        float(mu[best]),
+        alpha,
+        n,
+        spread,
+        rms,
+        not problems,
+        tuple(problems),
     )

@@ -10,7 +10,7 @@ from app.optimizer.types import FloatArray
 
 EWMA_HALFLIFE_S = 300.0
 TREND_SPAN_S = 600.0
-SIGMA_SPAN_S = 1800.0
+SIGMA_SPAN_S = 3600.0
 # Past this, bucket-to-bucket variation says the feed is broken or the traffic is pure bursts;
 # either way the headroom it buys (e^(zσ)) must stay bounded.
 MAX_SIGMA = 0.3
@@ -22,13 +22,26 @@ TREND_T_STAT = 2.0
 TREND_MIN_R2 = 0.85
 
 
-def forecast_load(t_s: FloatArray, load_rps: FloatArray, horizon_s: float) -> float:
-    """max(current, EWMA, significant linear trend ``horizon_s`` ahead); 0 with no data."""
+def forecast_load(
+    t_s: FloatArray,
+    load_rps: FloatArray,
+    horizon_s: float,
+    *,
+    sigma: float = 0.0,
+    z: float = 0.0,
+) -> float:
+    """max(current·e^(−zσ), EWMA, significant linear trend ``horizon_s`` ahead); 0 with no data.
+
+    The result is the *level* to provision for; callers add z·σ of bucket noise on top for the
+    peak. The newest bucket counts discounted by that same z·σ, so a jump larger than the noise
+    (a step) is followed at once, while a bucket that is merely high by chance does not get the
+    noise margin twice. With ``sigma = 0`` the current value counts in full.
+    """
     # The max is deliberately one-sided: over-forecasting costs an instance for a few minutes,
     # under-forecasting costs SLO minutes for a whole start-up delay.
     if load_rps.size == 0:
         return 0.0
-    now = float(load_rps[-1])
+    now = float(load_rps[-1]) * math.exp(-z * sigma)
     candidates = [now, _ewma(t_s, load_rps)]
     trend = _trend(t_s, load_rps, horizon_s)
     if trend is not None:

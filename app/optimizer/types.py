@@ -188,6 +188,44 @@ class Fit:
 
 
 @dataclass(frozen=True, slots=True)
+class Knee:
+    """Queueing fit ``t·C^α = A + B/(μ − λ/C)``: per-instance capacity μ and the latency's knee."""
+
+    a: float  # latency floor (ms) far below capacity
+    b: float  # scale of the queueing delay (ms · req/s)
+    capacity_rps: float  # μ: per-instance load at which the predicted latency diverges
+    alpha: float  # count effect taken from the power-law fit
+    n: int
+    load_spread: float  # std of log(λ/C)
+    residual_std: float  # relative rms error: 0.05 ≈ predictions within ±5 %
+    trustworthy: bool
+    problems: tuple[str, ...] = ()
+
+    def predict(self, instances: npt.ArrayLike, load_rps: npt.ArrayLike) -> FloatArray:
+        """Predicted value at each (C, λ): infinite at or past the fitted capacity."""
+        c = np.maximum(np.asarray(instances, dtype=np.float64), 1.0)
+        u = np.asarray(load_rps, dtype=np.float64) / c
+        gap = self.capacity_rps - u
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(gap > 0, self.a + self.b / np.where(gap > 0, gap, 1.0), np.inf)
+        return np.asarray(t * np.power(c, -self.alpha), dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """This fit as JSON-native values."""
+        return {
+            "a": json_float(self.a),
+            "b": json_float(self.b),
+            "capacity_rps": json_float(self.capacity_rps),
+            "alpha": json_float(self.alpha),
+            "n": self.n,
+            "load_spread": json_float(self.load_spread),
+            "residual_std": json_float(self.residual_std),
+            "trustworthy": self.trustworthy,
+            "problems": list(self.problems),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Weights:
     """Weights of the four normalised terms of E (default equal)."""
 
@@ -354,6 +392,7 @@ class Decision:
     candidates: tuple[Candidate, ...]
     inputs: Inputs
     fallback_target_rps: float | None = None
+    knee: Knee | None = None  # the queueing fit the model used, when trusted
 
     @property
     def applied(self) -> bool:
@@ -374,6 +413,7 @@ class Decision:
             "candidates": [c.to_dict() for c in self.candidates],
             "inputs": self.inputs.to_dict(),
             "fallback_target_rps": json_float(self.fallback_target_rps, 4),
+            "knee": self.knee.to_dict() if self.knee is not None else None,
         }
 
 

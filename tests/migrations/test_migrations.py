@@ -30,6 +30,7 @@ TABLES = {
     "metric_points",
     "metric_retention",
     "model_versions",
+    "optimizer_decisions",
     "outbox",
     "poll_cursors",
     "projects",

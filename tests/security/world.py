@@ -14,6 +14,7 @@ from app.domain.projects.models import Project
 from app.domain.runs.models import TrainingRun
 from tests.factories import (
     Key,
+    make_decision,
     make_deployment,
     make_key,
     make_model_version,
@@ -59,6 +60,7 @@ def build_world(db: Session) -> World:
         run = make_run(db, project, status="running")
         model = make_model_version(db, project)
         deployment = make_deployment(db, project, model, status="in_service")
+        make_decision(db, deployment)
         sides.append(Side(project, run, model, deployment))
     spare = make_key(db, name="spare")
     db.commit()

@@ -31,6 +31,7 @@ def test_beat_schedule_names_registered_tasks() -> None:
     assert {name: entry["task"] for name, entry in schedule.items()} == {
         "relay_outbox": "stratus.outbox.relay",
         "housekeeping": "stratus.housekeeping.run",
+        "optimizer_pass": "stratus.optimizer.pass",
         # The local backend is on by default; each enabled backend gets its pollers.
         "poll_runs_local": "stratus.runs.schedule_poll",
         "poll_endpoints_local": "stratus.deployments.schedule_poll",

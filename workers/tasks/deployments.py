@@ -13,7 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 from app.backends.base import Backend, BackendError
 from app.backends.naming import endpoint_name
-from app.backends.registry import get_backend, poll_settings, unavailable_reason
+from app.backends.registry import (
+    get_backend,
+    metrics_period_s,
+    poll_settings,
+    unavailable_reason,
+)
 from app.clock import utcnow
 from app.db import unit_of_work
 from app.domain.deployments import lifecycle
@@ -180,9 +185,7 @@ def pull_endpoint_metrics(backend_name: str) -> int:
     backend = get_backend(backend_name)
     if backend is None:
         return 0
-    period = (
-        get_settings().backends.sagemaker.metrics_period_s if backend_name == "sagemaker" else 10
-    )
+    period = metrics_period_s(backend_name)
     with unit_of_work() as session:
         serving = lifecycle.serving(session, backend_name, WATCH_LIMIT)
     # Only whole periods: the next pull starts where this one ended, with nothing half-counted.

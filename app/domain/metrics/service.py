@@ -1,5 +1,4 @@
-"""Metric points of runs and deployments: batch ingest, history, series, latest values,
-optimizer windows and retention."""
+"""Metric points of runs and deployments: ingest, history, series, latest, windows, retention."""
 
 from __future__ import annotations
 

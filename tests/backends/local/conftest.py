@@ -20,6 +20,7 @@ from app.backends.base import JobState, JobStatus, MetricDefinition, TrainingJob
 from app.backends.local import LocalBackend
 from app.backends.local.procs import children_of
 from app.settings import Settings
+from tests.workers.conftest import app_on_pg, committed  # noqa: F401 - shared fixtures
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"

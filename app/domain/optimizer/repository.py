@@ -1,0 +1,114 @@
+"""Every query the optimizer's service glue makes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.domain.deployments.models import Deployment
+from app.domain.deployments.states import DeploymentStatus
+from app.domain.metrics.models import MetricPoint
+from app.domain.optimizer.models import OptimizerDecision
+from app.domain.pagination import PageRequest, paginate
+from app.domain.runs.models import TrainingRun
+
+
+def optimized_deployments(session: Session, limit: int) -> Sequence[uuid.UUID]:
+    """In-service deployments whose scaling policy turns the optimizer on."""
+    return session.scalars(
+        select(Deployment.id)
+        .where(
+            Deployment.status == DeploymentStatus.IN_SERVICE,
+            Deployment.scaling_policy["optimizer_enabled"].as_boolean().is_(True),
+        )
+        .order_by(Deployment.id)
+        .limit(limit)
+    ).all()
+
+
+def window_points(
+    session: Session,
+    deployment_id: uuid.UUID,
+    names: Sequence[str],
+    since: datetime,
+    until: datetime,
+) -> Sequence[tuple[str, datetime, float]]:
+    """(name, timestamp, value) of a deployment's metrics in ``[since, until)``, oldest first."""
+    rows = session.execute(
+        select(MetricPoint.name, MetricPoint.timestamp, MetricPoint.value)
+        .where(
+            MetricPoint.subject_id == deployment_id,
+            MetricPoint.subject_type == "deployment",
+            MetricPoint.name.in_(names),
+            MetricPoint.timestamp >= since,
+            MetricPoint.timestamp < until,
+        )
+        .order_by(MetricPoint.timestamp)
+    ).all()
+    return [(name, ts, value) for name, ts, value in rows]
+
+
+def exists(session: Session, deployment_id: uuid.UUID, window_end: datetime) -> bool:
+    return (
+        session.scalar(
+            select(OptimizerDecision.id).where(
+                OptimizerDecision.deployment_id == deployment_id,
+                OptimizerDecision.window_end == window_end,
+            )
+        )
+        is not None
+    )
+
+
+def last_applied(session: Session, deployment_id: uuid.UUID, action: str) -> datetime | None:
+    """When the optimizer last applied an action of this kind to the deployment."""
+    return session.scalar(
+        select(OptimizerDecision.window_end)
+        .where(
+            OptimizerDecision.deployment_id == deployment_id,
+            OptimizerDecision.action == action,
+            OptimizerDecision.applied.is_(True),
+        )
+        .order_by(OptimizerDecision.id.desc())
+        .limit(1)
+    )
+
+
+def list_for_deployment(
+    session: Session, deployment_id: uuid.UUID, page: PageRequest
+) -> tuple[Sequence[OptimizerDecision], str | None]:
+    stmt = select(OptimizerDecision).where(OptimizerDecision.deployment_id == deployment_id)
+    return paginate(session, stmt, OptimizerDecision.id, page)
+
+
+def latest(session: Session, deployment_id: uuid.UUID) -> OptimizerDecision | None:
+    return session.scalar(
+        select(OptimizerDecision)
+        .where(OptimizerDecision.deployment_id == deployment_id)
+        .order_by(OptimizerDecision.id.desc())
+        .limit(1)
+    )
+
+
+def finished_runs(
+    session: Session,
+    project_id: uuid.UUID,
+    entrypoint: str,
+    instance_type: str | None,
+    limit: int = 500,
+) -> Sequence[TrainingRun]:
+    """Completed runs of one entrypoint (and instance type), newest first."""
+    stmt = select(TrainingRun).where(
+        TrainingRun.project_id == project_id,
+        TrainingRun.status == "completed",
+        TrainingRun.spec["entrypoint"].as_string() == entrypoint,
+        TrainingRun.started_at.is_not(None),
+        TrainingRun.ended_at.is_not(None),
+    )
+    if instance_type is not None:
+        stmt = stmt.where(TrainingRun.spec["instance_type"].as_string() == instance_type)
+    return session.scalars(stmt.order_by(TrainingRun.id.desc()).limit(limit)).all()

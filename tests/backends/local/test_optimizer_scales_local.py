@@ -1,0 +1,108 @@
+"""The optimizer's pass really resizes a local deployment: replica processes come up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.backends import registry
+from app.backends.local import LocalBackend
+from app.backends.naming import endpoint_name
+from app.clock import utcnow
+from app.domain.deployments.models import Deployment
+from app.domain.metrics import repository as metrics_repo
+from app.domain.optimizer.models import OptimizerDecision
+from app.domain.outbox import service as outbox
+from app.domain.outbox.models import OutboxMessage
+from tests.backends.local.conftest import wait_for
+from tests.factories import make_deployment, make_model_version, make_project
+from tests.workers.conftest import UnitOfWork
+from workers.tasks import deployments as deployment_tasks
+from workers.tasks import optimizer as optimizer_tasks
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("app_on_pg")]
+POLICY = {"optimizer_enabled": True, "latency_slo_ms": 200.0, "max_step": 2}
+
+
+@pytest.fixture
+def local(backend: LocalBackend) -> Iterator[LocalBackend]:
+    with registry.override("local", backend):
+        yield backend
+
+
+def _status(committed: UnitOfWork, deployment_id: object) -> tuple[str, int, int]:
+    with committed() as session:
+        d = session.get(Deployment, deployment_id)
+        assert d is not None
+        return d.status, d.current_instances, d.desired_instances
+
+
+def _serving(committed: UnitOfWork, deployment_id: object, count: int) -> bool:
+    deployment_tasks.poll_endpoints("local")
+    return _status(committed, deployment_id)[:2] == ("in_service", count)
+
+
+def test_a_pass_over_an_overloaded_deployment_adds_replicas(
+    committed: UnitOfWork, local: LocalBackend, recommender_artifact: Path
+) -> None:
+    with committed() as session:
+        project = make_project(session)
+        model = make_model_version(session, project, artifact_uri=recommender_artifact.as_uri())
+        deployment = make_deployment(
+            session,
+            project,
+            model,
+            desired_instances=1,
+            min_instances=1,
+            max_instances=3,
+            scaling_policy=POLICY,
+        )
+        message = outbox.enqueue(
+            session, outbox.DEPLOYMENT_CREATE, deployment_id=str(deployment.id)
+        )
+        session.flush()
+        deployment_id, message_id, project_id = deployment.id, message.id, project.id
+    deployment_tasks.create_deployment(message_id)
+    wait_for(lambda: _serving(committed, deployment_id, 1), timeout=60, every=0.3)
+
+    # Thirty minutes in which p95 grew with load on the one replica, now past the SLO.
+    now = utcnow().replace(microsecond=0)
+    rows = []
+    for i in range(180):
+        ts = now - timedelta(seconds=10 * (180 - i))
+        load = 5.0 + 10.0 * i / 180
+        rows += [
+            ("invocations", None, ts, load * 10),
+            ("latency_p95_ms", None, ts, 20.0 * load),
+            ("latency_mean_ms", None, ts, 10.0 * load),
+            ("instances", None, ts, 1.0),
+        ]
+    with committed() as session:
+        metrics_repo.add_many(session, project_id, "deployment", deployment_id, rows)
+
+    assert optimizer_tasks.optimizer_pass() == 1  # fans out this deployment (memory broker)
+    end = optimizer_tasks.window_end(utcnow(), 60.0)
+    assert optimizer_tasks.optimize_deployment(str(deployment_id), end.isoformat())
+    status, _, desired = _status(committed, deployment_id)
+    assert (status, desired) == ("updating", 3)
+    with committed() as session:
+        decision = session.scalars(select(OptimizerDecision)).one()
+        update_id = session.scalars(
+            select(OutboxMessage.id).where(OutboxMessage.topic == outbox.DEPLOYMENT_UPDATE)
+        ).one()
+    assert decision.action == "scale_out"
+    assert "p95" in decision.reason or "SLO" in decision.reason
+
+    deployment_tasks.update_deployment(update_id)
+    wait_for(lambda: _serving(committed, deployment_id, 3), timeout=60, every=0.3)
+    endpoint = local.describe_endpoints([endpoint_name(deployment_id)])[
+        endpoint_name(deployment_id)
+    ]
+    assert endpoint.current_instances == 3
+    reply = local.invoke(endpoint_name(deployment_id), b'{"user": 3, "k": 5}', "application/json")
+    assert len(json.loads(reply.body)["items"]) == 5
