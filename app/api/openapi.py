@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
 
 from app.errors import PROBLEM_JSON, problem_schema
 
@@ -24,6 +25,25 @@ def _validation_problem() -> dict[str, Any]:
         },
     }
     return schema
+
+
+# Request bodies that routes parse from raw bytes themselves, so FastAPI does not see them.
+_RAW_BODIES: dict[str, TypeAdapter[Any]] = {}
+
+
+def body_from_bytes(name: str, adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body the route parses itself, as component ``name``."""
+    _RAW_BODIES[name] = adapter
+    schema = {"$ref": f"#/components/schemas/{name}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _add_raw_bodies(spec: dict[str, Any]) -> None:
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, adapter in _RAW_BODIES.items():
+        schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
 
 
 def install(app: FastAPI) -> None:
@@ -46,6 +66,7 @@ def install(app: FastAPI) -> None:
                         "description": "Invalid input",
                         "content": {PROBLEM_JSON: {"schema": _validation_problem()}},
                     }
+        _add_raw_bodies(spec)
         schemas = spec.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)

@@ -21,9 +21,19 @@ dimensionless and equals 1 at the baseline (see ``efficiency``).
 
 The decision
 ------------
-``decide(window, policy, state)`` forecasts the load (max of the current value, an EWMA and a
-statistically significant, ramp-shaped linear trend over the start-up horizon) and a *peak*: that
-forecast raised by ``load_quantile_z`` σ of the load's bucket-to-bucket variation. For every C in
+``decide(window, policy, state)`` forecasts the load level (max of the current value discounted by
+z·σ, an EWMA and a statistically significant, ramp-shaped linear trend over the start-up horizon)
+and a *peak*: that level raised by ``load_quantile_z`` σ of the load's bucket-to-bucket variation
+(σ widened for the level's own error) and by the load's significant recent rise over the horizon
+(capped at the noise margin, so a step overshoots by at most z·σ). Discounting the current value
+means a bucket that is merely high by chance does not get the noise margin twice, while a jump
+larger than the noise is followed at once. Scale-in must hold at a stricter peak, ``peak_in``: the
+worst bucket of the horizon (z raised so that the worst of horizon/bucket buckets is exceeded as
+rarely as one bucket at z) times the recent rise, significant or not, since undoing a scale-in
+takes a whole start-up delay. Predicted p95 is the more pessimistic of the power law and, when it
+is located, a queueing fit ``t·C^α = A + B/(μ − λ/C)`` (``fit_knee``) whose capacity μ is the
+smallest the data cannot reject (profile likelihood, ≈ 95 %); a wall right past the highest load
+seen is "not located" and leaves the power law and the guards in charge. For every C in
 [min, max] it predicts p95 and calls C feasible when the prediction at the forecast is ≤
 SLO·(1 − headroom), the prediction at the peak is ≤ the SLO itself, and the per-instance loads
 stay under the utilisation guards below. It picks the cheapest feasible C; candidates costing at

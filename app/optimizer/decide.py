@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from statistics import NormalDist
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 import numpy as np
 
@@ -37,10 +37,6 @@ TIE_BAND = 0.1
 # A probe assumes latency may grow as (per-instance load)^1.5 (steeper than most services short of
 # saturation) and only goes ahead if even that stays under the scale-in threshold.
 PROBE_ELASTICITY = 1.5
-# The reserve below the SLO at the forecast load never shrinks below this fraction, however well
-# the latency model fits; above it, the reserve is twice the model's relative prediction error
-# (capped by ``policy.headroom``), so a model that predicts within ±5 % runs within 10 % of the SLO.
-MIN_HEADROOM = 0.2
 # The level forecast carries its own error: an EWMA over about this many buckets; the peak's σ is
 # widened by √(1 + 1/n) to cover it.
 LEVEL_BUCKETS = 14.0
@@ -48,6 +44,9 @@ LEVEL_BUCKETS = 14.0
 # the smaller count must hold through the worst bucket of that horizon and through the load's
 # recent rise, measured over this span (not only when the rise is significant enough to forecast).
 GROWTH_SPAN_S = 1800.0
+# Scale-out provisions for the rise only when its slope is this many standard errors above zero:
+# on noisy traffic an insignificant slope would turn noise into capacity.
+GROWTH_T_STAT = 3.0
 _NORMAL = NormalDist()
 
 
@@ -62,7 +61,7 @@ class _Context:
     peak_in: float  # what a smaller count must carry: the worst bucket over the horizon
     observed_p95: float  # newest observation
     recent_p95: float  # median of the newest few, robust to one noisy bucket
-    target_ms: float  # p95 the forecast must meet: SLO less the (model-dependent) headroom
+    target_ms: float  # p95 the forecast must meet: the SLO less the headroom
     knee: Knee | None  # queueing fit, when trusted
     guard: float | None  # highest per-instance forecast load allowed for a candidate
     slo_guard: float | None  # highest per-instance peak load allowed for a candidate
@@ -170,16 +169,6 @@ def _knee(f: Fit, cols: WindowArrays) -> Knee | None:
     return k if k.trustworthy else None
 
 
-def _target_ms(policy: Policy, f: Fit, knee: Knee | None) -> float:
-    """SLO less a headroom: the policy's when the fit is weak, the model's error when it is good."""
-    # A power law alone bends the wrong way near saturation, so only a located knee earns less
-    # headroom than the policy's.
-    if knee is None or not f.trustworthy:
-        return policy.latency_target_ms
-    headroom = min(policy.headroom, max(MIN_HEADROOM, 2.0 * knee.residual_std))
-    return policy.latency_slo_ms * (1.0 - headroom)
-
-
 def _context(cols: WindowArrays, policy: Policy, f: Fit) -> _Context:
     per_inst = cols.load_rps / cols.instances
     met_slo = cols.p95_ms <= policy.latency_slo_ms
@@ -190,17 +179,19 @@ def _context(cols: WindowArrays, policy: Policy, f: Fit) -> _Context:
     # Capacity ordered now serves only after the start-up delay: provision for the recent rise
     # over that horizon too, capped at the noise margin so that a step (whose slope is not a
     # trend) overshoots by at most z·σ.
-    growth = min(_growth(cols, policy), math.exp(z * sigma))
+    cap = math.exp(z * sigma)
+    rise, trend = _growth(cols, policy)
+    rise, trend = min(rise, cap), min(trend, cap)
     knee = _knee(f, cols)
-    target_ms = _target_ms(policy, f, knee)
+    target_ms = policy.latency_target_ms
     ratios = cols.mean_ms / cols.p95_ms
     ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
     return _Context(
         cols=cols,
         load_now=float(cols.load_rps[-1]),
         forecast=forecast,
-        peak=forecast * math.exp(z * sigma) * growth,
-        peak_in=forecast * math.exp(_horizon_z(cols, policy) * sigma) * growth,
+        peak=forecast * math.exp(z * sigma) * trend,
+        peak_in=forecast * math.exp(_horizon_z(cols, policy) * sigma) * rise,
         observed_p95=float(cols.p95_ms[-1]),
         recent_p95=float(np.median(cols.p95_ms[-RECENT_POINTS:])),
         target_ms=target_ms,
@@ -224,17 +215,26 @@ def _horizon_z(cols: WindowArrays, policy: Policy) -> float:
     return max(z, _NORMAL.inv_cdf(1.0 - tail)) if 0.0 < tail < 1.0 else z
 
 
-def _growth(cols: WindowArrays, policy: Policy) -> float:
-    """Factor ≥ 1: the rise of log load over the horizon at its recent least-squares slope."""
+def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
+    """Factors ≥ 1: the rise of log load over the horizon at its recent least-squares slope, and
+    the same counting only a slope significantly (``GROWTH_T_STAT`` standard errors) above 0."""
     recent = (cols.t_s >= cols.t_s[-1] - GROWTH_SPAN_S) & (cols.load_rps > 0)
-    if int(recent.sum()) < 4:
-        return 1.0
+    n = int(recent.sum())
+    if n < 4:
+        return 1.0, 1.0
     t = cols.t_s[recent]
     y = np.log(cols.load_rps[recent])
     tc = t - t.mean()
     sxx = float(tc @ tc)
-    slope = float(tc @ (y - y.mean())) / sxx if sxx > 0 else 0.0
-    return math.exp(max(slope, 0.0) * policy.forecast_horizon_s)
+    if sxx <= 0:
+        return 1.0, 1.0
+    slope = float(tc @ (y - y.mean())) / sxx
+    if slope <= 0:
+        return 1.0, 1.0
+    resid = y - y.mean() - slope * tc
+    se = math.sqrt(float(resid @ resid) / (n - 2) / sxx)
+    rise = math.exp(slope * policy.forecast_horizon_s)
+    return rise, rise if slope > GROWTH_T_STAT * se else 1.0
 
 
 def _guard(

@@ -191,3 +191,45 @@ def test_policy_from_stored_mapping_ignores_unknown_keys() -> None:
     assert policy.latency_slo_ms == 150
     assert policy.max_step == 3
     assert policy.min_instances == 2
+
+
+def _queue_window(c: int, per_instance: float, *, rising: float = 0.0) -> Window:
+    """Buckets from an M/M/1-like instance (capacity 80 req/s) at varied counts, then steady."""
+    rng = np.random.default_rng(4)
+    obs = []
+    for i in range(150):
+        ci = int(rng.integers(3, 12)) if i < 100 else c
+        u = float(rng.uniform(20.0, 70.0)) if i < 100 else per_instance * (1 + rising * (i - 100))
+        p95 = (100.0 + 2000.0 / (80.0 - u)) * float(np.exp(rng.normal(0, 0.02)))
+        obs.append(Observation(60.0 * i, ci, u * ci, p95, p95 / 2))
+    return Window(tuple(obs))
+
+
+def test_queueing_fit_is_used_and_recorded() -> None:
+    policy = Policy(latency_slo_ms=300.0, max_instances=40)
+    window = _queue_window(10, 50.0)
+    d = decide(window, policy, State(current_instances=10))
+    assert d.mode == "model"
+    assert d.knee is not None
+    assert d.to_dict()["knee"]["capacity_rps"] <= 88.0  # within 10 % of the true 80
+    # Beyond the fitted capacity nothing is feasible: a count that would carry 85 req/s each.
+    rows = what_if(window, policy, [1, 10], load_rps=850.0)
+    assert not rows[1].feasible
+    assert rows[1].predicted_p95_ms == float("inf") or rows[1].predicted_p95_ms > 300.0
+
+
+def test_scale_in_is_held_while_the_load_rises() -> None:
+    policy = Policy(latency_slo_ms=300.0, max_instances=40, scale_in_margin=0.0)
+    flat = decide(_queue_window(12, 40.0), policy, State(current_instances=12))
+    rising = decide(_queue_window(12, 40.0, rising=0.004), policy, State(current_instances=12))
+    assert flat.inputs.load_peak_rps is not None
+    assert rising.desired_instances >= flat.desired_instances
+
+
+def test_horizon_z_covers_the_worst_bucket_of_the_start_up_horizon() -> None:
+    from app.optimizer.decide import _horizon_z
+
+    window = _queue_window(10, 50.0)
+    z = _horizon_z(window.arrays, Policy(load_quantile_z=3.0, forecast_horizon_s=300.0))
+    assert 3.3 < z < 3.6  # five one-minute buckets
+    assert _horizon_z(window.arrays, Policy(load_quantile_z=3.0, forecast_horizon_s=60.0)) == 3.0

@@ -65,3 +65,13 @@ def test_load_sigma_measures_bucket_noise_not_trend() -> None:
     assert load_sigma(t, 100.0 + 10.0 * np.arange(60)) < 0.01
     noisy = 100.0 * np.exp(np.random.default_rng(2).normal(0, 0.1, 60))
     assert load_sigma(t, noisy) == pytest.approx(0.1, rel=0.35)
+
+
+def test_forecast_discounts_a_noisy_current_bucket_but_follows_a_jump() -> None:
+    t = np.arange(30) * 60.0
+    high_by_chance = np.append(np.full(29, 100.0), 130.0)
+    # σ = 0.1, z = 3: a 30 % bucket is within the noise margin, so the level stays near the EWMA.
+    assert forecast_load(t, high_by_chance, 300.0, sigma=0.1, z=3.0) < 115.0
+    assert forecast_load(t, high_by_chance, 300.0) == pytest.approx(130.0)
+    jump = np.append(np.full(29, 100.0), 300.0)
+    assert forecast_load(t, jump, 300.0, sigma=0.1, z=3.0) >= 300.0 * np.exp(-0.3) - 1e-9

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.optimizer import Observation, Window, fit, fit_arrays
+from app.optimizer import Observation, Window, fit, fit_arrays, fit_knee
 from tests.optimizer.synthetic import power_law, varied_window
 
 
@@ -113,3 +113,24 @@ def test_empty_input() -> None:
     assert not f.trustworthy
     assert f.n == 0
     assert math.isnan(f.r2)
+
+
+def test_knee_fit_locates_a_queue_capacity_and_errs_pessimistic() -> None:
+    rng = np.random.default_rng(5)
+    u = rng.uniform(10.0, 72.0, 150)  # per-instance load up to 90 % of capacity 80
+    c = rng.integers(2, 10, 150).astype(float)
+    t = (100.0 + 2000.0 / (80.0 - u)) * np.exp(rng.normal(0, 0.03, 150))
+    k = fit_knee(c, u * c, t)
+    assert k.trustworthy, k.problems
+    assert 70.0 < k.capacity_rps <= 80.0 * 1.05  # the smallest plausible capacity, not above it
+    truth = 100.0 + 2000.0 / (80.0 - 75.0)
+    assert float(k.predict(np.array([4.0]), np.array([300.0]))[0]) >= 0.9 * truth
+
+
+def test_knee_fit_on_flat_latencies_is_not_located() -> None:
+    rng = np.random.default_rng(6)
+    u = rng.uniform(10.0, 40.0, 100)
+    c = np.full(100, 4.0)
+    t = 150.0 * np.exp(rng.normal(0, 0.03, 100))
+    k = fit_knee(c, u * c, t)
+    assert not k.trustworthy

@@ -6,10 +6,20 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import StringConstraints
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
-from app.api.deps import PageDep, PrincipalDep, SessionDep, SettingsDep, Write, WriteDep
+from app.api.deps import (
+    PageDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    Write,
+    WriteDep,
+    raw_body,
+)
+from app.api.openapi import body_from_bytes
 from app.domain.metrics import limits, service
 from app.domain.metrics.schemas import (
     MAX_BUCKETS,
@@ -40,10 +50,22 @@ INGEST_ERRORS = problem_responses(401, 403, 404, 409, 413, 422, 429)
 HISTORY_ERRORS = problem_responses(400, 401, 404, 422)
 
 
+BATCH = TypeAdapter(MetricBatch)
+# The body is parsed straight from its bytes by pydantic (one pass, no intermediate dicts from
+# json.loads): at 10,000 points a request, parsing is most of the API's work.
+BATCH_BODY = body_from_bytes("MetricBatch", BATCH)
+
+
 def admitted_batch(
-    data: MetricBatch, principal: PrincipalDep, settings: SettingsDep
+    body: Annotated[bytes, Depends(raw_body)], principal: PrincipalDep, settings: SettingsDep
 ) -> MetricBatch:
     """The parsed batch, once it is within the size cap and the key's ingest budget."""
+    try:
+        data = BATCH.validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from exc
     service.check_batch_size(data)
     limits.charge(settings, principal.id, len(data["points"]))
     return data
@@ -65,6 +87,7 @@ def _respond(write: Write, outcome: tuple[MetricsAccepted, bool]) -> JSONRespons
     status_code=201,
     response_model=MetricsAccepted,
     responses=INGEST_ERRORS,
+    openapi_extra=BATCH_BODY,
 )
 def ingest_run_metrics(run_id: uuid.UUID, batch: AdmittedBatch, write: WriteDep) -> JSONResponse:
     """Store a batch of up to 10,000 points (all or nothing; once per batch_id)."""
@@ -113,6 +136,7 @@ def run_latest_metrics(
     status_code=201,
     response_model=MetricsAccepted,
     responses=INGEST_ERRORS,
+    openapi_extra=BATCH_BODY,
 )
 def ingest_deployment_metrics(
     deployment_id: uuid.UUID, batch: AdmittedBatch, write: WriteDep
