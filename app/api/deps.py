@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import unit_of_work
 from app.domain.access import Principal
 from app.domain.api_keys import service as api_keys
 from app.domain.idempotency import service as idempotency
@@ -40,15 +41,8 @@ FactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 
 def get_session(factory: FactoryDep) -> Iterator[Session]:
     """One unit of work per request: committed before the response is sent."""
-    session = factory()
-    try:
+    with unit_of_work(factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": the commit runs before the response goes out, so a failed commit is a 500,

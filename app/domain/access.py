@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -52,3 +53,31 @@ def authorize(
     if RANK[Role(role)] < RANK[need]:
         raise Forbidden(f"This needs the {need} role on the project; the key has {role}.")
     return Role(role)
+
+
+class ProjectOwned(Protocol):
+    @property
+    def project_id(self) -> uuid.UUID: ...
+
+
+Owned = TypeVar("Owned", bound=ProjectOwned)
+
+
+def visible(
+    session: Session,
+    principal: Principal,
+    obj: Owned | None,
+    need: Role,
+    what: str,
+    obj_id: uuid.UUID,
+) -> Owned:
+    """``obj`` once the caller has ``need`` on its project.
+
+    A missing object and another project's object give the same 404, so ids do not reveal
+    what exists elsewhere.
+    """
+    missing = NotFound(f"{what} {obj_id} not found.")
+    if obj is None:
+        raise missing
+    authorize(session, principal, obj.project_id, need, missing=missing)
+    return obj

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.backends.naming import endpoint_name
 from app.clock import utcnow
-from app.domain.access import Principal, Role, authorize
+from app.domain.access import Principal, Role, authorize, visible
 from app.domain.audit import service as audit
 from app.domain.deployments import repository
 from app.domain.deployments.models import Deployment
@@ -104,12 +104,8 @@ def _load(
     session: Session, principal: Principal, deployment_id: uuid.UUID, need: Role
 ) -> Deployment:
     """The deployment if the caller may see it; another project's answers as missing."""
-    missing = NotFound(f"Deployment {deployment_id} not found.")
     deployment = repository.get(session, deployment_id)
-    if deployment is None:
-        raise missing
-    authorize(session, principal, deployment.project_id, need, missing=missing)
-    return deployment
+    return visible(session, principal, deployment, need, "Deployment", deployment_id)
 
 
 def get_deployment(

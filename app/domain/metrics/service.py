@@ -10,10 +10,9 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.domain.access import Principal, Role, authorize
+from app.domain.access import Principal, Role, visible
 from app.domain.audit import service as audit
 from app.domain.deployments import repository as deployments_repo
-from app.domain.deployments.models import Deployment
 from app.domain.metrics import aggregates, repository
 from app.domain.metrics.repository import PointRow
 from app.domain.metrics.schemas import (
@@ -30,9 +29,8 @@ from app.domain.metrics.schemas import (
 )
 from app.domain.pagination import PageRequest
 from app.domain.runs import repository as runs_repo
-from app.domain.runs.models import TrainingRun
 from app.domain.schemas import as_utc
-from app.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
+from app.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
 
 SubjectType = Literal["run", "deployment"]
 
@@ -74,17 +72,11 @@ def _subject_project(
     need: Role,
 ) -> uuid.UUID:
     """The subject's project, once the caller is allowed ``need`` on it."""
-    subject: TrainingRun | Deployment | None
     if subject_type == "run":
-        missing = NotFound(f"Run {subject_id} not found.")
-        subject = runs_repo.get(session, subject_id)
-    else:
-        missing = NotFound(f"Deployment {subject_id} not found.")
-        subject = deployments_repo.get(session, subject_id)
-    if subject is None:
-        raise missing
-    authorize(session, principal, subject.project_id, need, missing=missing)
-    return subject.project_id
+        run = runs_repo.get(session, subject_id)
+        return visible(session, principal, run, need, "Run", subject_id).project_id
+    deployment = deployments_repo.get(session, subject_id)
+    return visible(session, principal, deployment, need, "Deployment", subject_id).project_id
 
 
 def check_batch_size(batch: MetricBatch) -> None:

@@ -9,14 +9,14 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.domain.access import Principal, Role, authorize
+from app.domain.access import Principal, Role, authorize, visible
 from app.domain.audit import service as audit
 from app.domain.model_versions import repository
 from app.domain.model_versions.models import ModelVersion
 from app.domain.model_versions.schemas import ModelVersionCreate, ModelVersionRead
 from app.domain.pagination import PageRequest
 from app.domain.runs.models import TrainingRun
-from app.errors import Conflict, NotFound
+from app.errors import Conflict
 
 # Concurrent registrations of one name race for the same next number; the loser retries.
 VERSION_ATTEMPTS = 5
@@ -73,12 +73,8 @@ def _load(
     session: Session, principal: Principal, model_version_id: uuid.UUID, need: Role
 ) -> ModelVersion:
     """The model version if the caller may see it; another project's answers as missing."""
-    missing = NotFound(f"Model version {model_version_id} not found.")
     model = repository.get(session, model_version_id)
-    if model is None:
-        raise missing
-    authorize(session, principal, model.project_id, need, missing=missing)
-    return model
+    return visible(session, principal, model, need, "Model version", model_version_id)
 
 
 def get_model_version(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.backends.prices import hourly_price
 from app.backends.registry import metrics_period_s
-from app.domain.access import Principal, Role, authorize
+from app.domain.access import Principal, Role, visible
 from app.domain.audit import service as audit
 from app.domain.deployments import lifecycle
 from app.domain.deployments import repository as deployments_repo
@@ -203,9 +203,5 @@ def evaluate(
 
 
 def _visible(session: Session, principal: Principal, deployment_id: uuid.UUID) -> Deployment:
-    missing = NotFound(f"Deployment {deployment_id} not found.")
     deployment = deployments_repo.get(session, deployment_id)
-    if deployment is None:
-        raise missing
-    authorize(session, principal, deployment.project_id, Role.VIEWER, missing=missing)
-    return deployment
+    return visible(session, principal, deployment, Role.VIEWER, "Deployment", deployment_id)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.backends.naming import job_name
 from app.clock import utcnow
-from app.domain.access import Principal, Role, authorize
+from app.domain.access import Principal, Role, authorize, visible
 from app.domain.audit import service as audit
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
@@ -88,12 +88,7 @@ def create_run(
 
 
 def _load(session: Session, principal: Principal, run_id: uuid.UUID, need: Role) -> TrainingRun:
-    missing = NotFound(f"Run {run_id} not found.")
-    run = repository.get(session, run_id)
-    if run is None:
-        raise missing
-    authorize(session, principal, run.project_id, need, missing=missing)
-    return run
+    return visible(session, principal, repository.get(session, run_id), need, "Run", run_id)
 
 
 def get_run(session: Session, principal: Principal, run_id: uuid.UUID) -> RunRead:
