@@ -25,12 +25,13 @@ from app.errors import Unauthorized
 from app.settings import Settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Plain lookups are async so they run on the event loop, not via a threadpool hop each.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.session_factory
     return factory
 
@@ -70,7 +71,7 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_page(
+async def get_page(
     settings: SettingsDep,
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page")

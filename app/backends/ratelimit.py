@@ -17,25 +17,9 @@ from typing import Protocol
 import redis
 
 from app.backends.base import BackendError
+from app.ratelimit import LocalBuckets, RedisBuckets, is_redis
 
 logger = logging.getLogger(__name__)
-
-# Returns the seconds to wait before a token is free (0: one was taken).
-_TAKE = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return tostring(wait)
-"""
 
 
 class TokenBucket(Protocol):
@@ -91,21 +75,10 @@ class InProcessTokenBucket(_Waiting):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(clock, sleep)
-        self._rate = rate_per_s
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._ts = clock()
-        self._lock = threading.Lock()
+        self._buckets = LocalBuckets(rate_per_s, burst, clock)
 
     def try_take(self) -> float:
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self._burst, self._tokens + max(0.0, now - self._ts) * self._rate)
-            self._ts = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return 0.0
-            return (1 - self._tokens) / self._rate
+        return self._buckets.take("")
 
 
 class RedisTokenBucket(_Waiting):
@@ -123,15 +96,13 @@ class RedisTokenBucket(_Waiting):
     ) -> None:
         super().__init__(sleep=sleep)
         self.key = key
-        self._rate = rate_per_s
-        self._burst = burst
-        self._script = client.register_script(_TAKE)
+        self._buckets = RedisBuckets(client, rate_per_s, burst)
         # Redis down should not stop the control plane: fall back to a per-process budget.
         self._fallback = fallback or InProcessTokenBucket(rate_per_s, burst)
 
     def try_take(self) -> float:
         try:
-            return float(self._script(keys=[self.key], args=[self._rate, self._burst]))
+            return self._buckets.take(self.key)
         except redis.RedisError as exc:
             logger.warning(
                 "rate limit bucket %s unavailable (%s); using a local one", self.key, exc
@@ -145,7 +116,7 @@ _LOCAL_LOCK = threading.Lock()
 
 def bucket_for(broker_url: str, key: str, rate_per_s: float, burst: int) -> TokenBucket:
     """The bucket behind ``key``: in Redis when the broker is Redis, else one per process."""
-    if broker_url.startswith(("redis://", "rediss://")):
+    if is_redis(broker_url):
         client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
         return RedisTokenBucket(client, key, rate_per_s, burst)
     with _LOCAL_LOCK:

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.domain.access import Role
-from app.domain.metrics.limits import LocalBuckets
 from app.domain.metrics.models import MetricBatchRecord, MetricPoint
 from app.main import create_app
+from app.ratelimit import LocalBuckets
 from app.settings import MetricsSettings, Settings
 from tests.factories import make_key, make_project, make_run
 
@@ -145,10 +145,9 @@ def test_a_key_over_its_budget_gets_429_and_others_do_not(
     assert _count(db) == 10_500
 
 
-def test_local_buckets_refill_with_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_buckets_refill_with_time() -> None:
     now = [1000.0]
-    monkeypatch.setattr("app.domain.metrics.limits.time.monotonic", lambda: now[0])
-    buckets = LocalBuckets(rate=100, burst=1000)
+    buckets = LocalBuckets(rate=100, burst=1000, clock=lambda: now[0])
     key = uuid.uuid4()
     assert buckets.take(key, 1000) == 0
     assert buckets.take(key, 200) == pytest.approx(2.0)

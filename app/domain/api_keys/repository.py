@@ -16,10 +16,14 @@ def get(session: Session, key_id: uuid.UUID) -> ApiKey | None:
     return session.get(ApiKey, key_id)
 
 
-def get_active_by_hash(session: Session, key_hash: str) -> ApiKey | None:
-    return session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-    )
+def principal_by_hash(session: Session, key_hash: str) -> tuple[uuid.UUID, str, bool] | None:
+    """(id, name, is_admin) of the active key with this hash; runs on every request, so lean."""
+    row = session.execute(
+        select(ApiKey.id, ApiKey.name, ApiKey.is_admin).where(
+            ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 def list_keys(session: Session, page: PageRequest) -> tuple[Sequence[ApiKey], str | None]:

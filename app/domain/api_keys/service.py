@@ -94,10 +94,11 @@ def authenticate(session: Session, secret: str, pepper: str) -> Principal | None
     """The principal for a presented secret, or None when unknown or revoked."""
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
         return None
-    key = repository.get_active_by_hash(session, hash_secret(secret, pepper))
-    if key is None:
+    found = repository.principal_by_hash(session, hash_secret(secret, pepper))
+    if found is None:
         return None
-    return Principal(id=key.id, name=key.name, is_admin=key.is_admin)
+    key_id, name, is_admin = found
+    return Principal(id=key_id, name=name, is_admin=is_admin)
 
 
 def has_any_admin(session: Session) -> bool:
