@@ -20,27 +20,24 @@ import http.client
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import PG, ROOT, free_port, scratch_database, server  # noqa: I001 - bench/ is on sys.path
+
 sys.path.insert(0, str(ROOT))  # this checkout's app, whatever is installed
 
 import psycopg  # noqa: E402
 
-PG = os.environ.get("STRATUS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("STRATUS_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 MLFLOW_VERSION = "3.17.2"
 CACHE = Path.home() / ".cache" / "stratus-bench"
@@ -49,57 +46,6 @@ NAMES = [f"metric_{i}" for i in range(10)]
 
 
 # --- plumbing -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def scratch_database(prefix: str) -> Iterator[str]:
-    """A new empty database, dropped (with its connections) on exit."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def server(cmd: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[int]:
-    """A server process group, stopped on exit; yields its pid once it accepts connections."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited early:\n{log.read_text()[-3000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError as exc:
-                if time.monotonic() > deadline:
-                    tail = log.read_text()[-3000:]
-                    raise RuntimeError(f"{cmd[0]} did not start:\n{tail}") from exc
-                time.sleep(0.3)
-        yield proc.pid
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def tree(pid: int) -> list[int]:

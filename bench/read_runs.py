@@ -27,9 +27,6 @@ import json
 import os
 import queue
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,13 +39,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import PG, ROOT, free_port, scratch_database, server  # noqa: I001 - bench/ is on sys.path
+
 sys.path.insert(0, str(ROOT))  # this checkout's app, whatever is installed
 
 import psycopg  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
-PG = os.environ.get("STRATUS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 PEPPER = "bench-pepper-0123456789abcdef"
 STATUSES = [("completed", 60), ("failed", 15), ("stopped", 10), ("running", 5)]
 STATUSES += [("pending", 5), ("submitting", 3), ("stopping", 2)]
@@ -135,18 +132,6 @@ def uuid7_at(ms: int, counter: int) -> uuid.UUID:
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (counter & 0xFFF) << 64
     value |= 0b10 << 62 | random.getrandbits(62)
     return uuid.UUID(int=value)
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    name = f"stratus_bench_runs_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed(url: str, runs: int, now: datetime) -> tuple[uuid.UUID, str]:
@@ -243,44 +228,14 @@ def request_mix(project_id: uuid.UUID, runs: int, dsn: str, now: datetime) -> li
 # --- load ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serve(app: str, env: dict[str, str], workers: int, log: Path, factory: bool) -> Iterator[int]:
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
     cmd += ["--factory", "--app-dir", str(ROOT / "bench")] if factory else []
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{app} exited early:\n{log.read_text()[-3000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError as exc:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{app} did not start:\n{log.read_text()}") from exc
-                time.sleep(0.2)
+    with server(cmd, env, port, log, timeout_s=60):
         yield port
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def fetch_all(port: int, urls: list[str], secret: str) -> list[Any]:
@@ -344,7 +299,7 @@ def main() -> None:
     args = parser.parse_args()
     now = datetime.now(UTC)
     logs = Path(tempfile.mkdtemp(prefix="stratus-bench-runs-"))
-    with scratch_database() as name:
+    with scratch_database("stratus_bench_runs") as name:
         dsn = f"{PG}/{name}"
         url = dsn.replace("postgresql://", "postgresql+psycopg://")
         project_id, secret = seed(url, args.runs, now)
