@@ -48,8 +48,17 @@ def authorize(
             raise missing or NotFound(f"Project {project_id} not found.")
         return Role.OWNER
     role = projects_repo.get_role(session, project_id, principal.id)
+    return check_role(
+        principal, role, need, missing or NotFound(f"Project {project_id} not found.")
+    )
+
+
+def check_role(principal: Principal, role: str | None, need: Role, missing: AppError) -> Role:
+    """The caller's role, already loaded with the object; ``missing`` for a non-member."""
+    if principal.is_admin:
+        return Role.OWNER
     if role is None:
-        raise missing or NotFound(f"Project {project_id} not found.")
+        raise missing
     if RANK[Role(role)] < RANK[need]:
         raise Forbidden(f"This needs the {need} role on the project; the key has {role}.")
     return Role(role)

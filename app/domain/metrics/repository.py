@@ -8,13 +8,16 @@ from datetime import datetime
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, and_, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.domain.deployments.models import Deployment
 from app.domain.metrics.models import MetricBatchRecord, MetricPoint, MetricRetention
 from app.domain.pagination import PageRequest, paginate
+from app.domain.projects.models import Membership
+from app.domain.runs.models import TrainingRun
 
 # (name, step, timestamp, value): the per-point part of a row; the subject part is shared.
 PointRow = tuple[str, int | None, datetime, float]
@@ -167,3 +170,26 @@ def purge_batches(session: Session, before: datetime) -> int:
     """Forget batch ids recorded before ``before`` (retries of them are long over)."""
     result = session.execute(delete(MetricBatchRecord).where(MetricBatchRecord.created_at < before))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def subject_access(
+    session: Session, subject_type: str, subject_id: uuid.UUID, principal_id: uuid.UUID
+) -> tuple[uuid.UUID, str | None] | None:
+    """(project id, the principal's role there or None) of a run or deployment, in one query.
+
+    Ingest runs this on every batch, so the subject and the membership come back together.
+    """
+    table: type[TrainingRun] | type[Deployment] = (
+        TrainingRun if subject_type == "run" else Deployment
+    )
+    row = session.execute(
+        select(table.project_id, Membership.role)
+        .outerjoin(
+            Membership,
+            and_(
+                Membership.project_id == table.project_id, Membership.principal_id == principal_id
+            ),
+        )
+        .where(table.id == subject_id)
+    ).first()
+    return None if row is None else (row[0], row[1])

@@ -10,9 +10,8 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.domain.access import Principal, Role, visible
+from app.domain.access import Principal, Role, check_role
 from app.domain.audit import service as audit
-from app.domain.deployments import repository as deployments_repo
 from app.domain.metrics import aggregates, repository
 from app.domain.metrics.repository import PointRow
 from app.domain.metrics.schemas import (
@@ -28,9 +27,8 @@ from app.domain.metrics.schemas import (
     WindowStats,
 )
 from app.domain.pagination import PageRequest
-from app.domain.runs import repository as runs_repo
 from app.domain.schemas import as_utc
-from app.errors import BadRequest, Conflict, PayloadTooLarge, Unprocessable
+from app.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
 
 SubjectType = Literal["run", "deployment"]
 
@@ -72,11 +70,14 @@ def _subject_project(
     need: Role,
 ) -> uuid.UUID:
     """The subject's project, once the caller is allowed ``need`` on it."""
-    if subject_type == "run":
-        run = runs_repo.get(session, subject_id)
-        return visible(session, principal, run, need, "Run", subject_id).project_id
-    deployment = deployments_repo.get(session, subject_id)
-    return visible(session, principal, deployment, need, "Deployment", subject_id).project_id
+    what = "Run" if subject_type == "run" else "Deployment"
+    missing = NotFound(f"{what} {subject_id} not found.")
+    found = repository.subject_access(session, subject_type, subject_id, principal.id)
+    if found is None:
+        raise missing
+    project_id, role = found
+    check_role(principal, role, need, missing)
+    return project_id
 
 
 def check_batch_size(batch: MetricBatch) -> None:
