@@ -316,14 +316,30 @@ def _evaluate(
     return p95, mean, eff, per_inst, feasible.astype(np.float64)
 
 
-def _choose(counts: FloatArray, eff: FloatArray, mask: FloatArray, band: float) -> int | None:
-    """Cheapest masked count, or the best E among those costing at most ``band`` more."""
+def _choose(
+    counts: FloatArray, eff: FloatArray, mask: FloatArray, band: float, noise: float = 0.0
+) -> int | None:
+    """Cheapest masked count, or the best E among those costing at most ``band`` more whose E
+    beats the cheapest's by more than ``noise`` (relative)."""
     idx = np.flatnonzero(mask > 0)
     if idx.size == 0:
         return None
     # Counts ascend and cost is proportional to the count, so the first qualifying one is cheapest.
     ties = idx[counts[idx] <= counts[idx[0]] * (1.0 + band) + 1e-9]
-    return int(counts[ties[int(np.argmax(eff[ties]))]])  # argmax keeps the cheapest of equal E
+    best = ties[int(np.argmax(eff[ties]))]  # argmax keeps the cheapest of equal E
+    return int(counts[best if eff[best] > eff[ties[0]] * (1.0 + noise) else ties[0]])
+
+
+def _e_noise(f: Fit, policy: Policy) -> float:
+    """Relative E gain a dearer count must beat: the fit's log-latency scatter times the latency
+    terms' share of a candidate's E (which has no data-rate term). A smaller gain is within the
+    noise of the feed the fit came from, so it is not worth paying for."""
+    w = policy.weights
+    latency = w.mean_latency + w.p95_latency
+    total = w.task_rate + latency
+    if not (total > 0 and math.isfinite(f.residual_std)):
+        return 0.0
+    return latency / total * f.residual_std
 
 
 def _model_decision(
@@ -341,12 +357,13 @@ def _model_decision(
     target_ms = ctx.target_ms
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
     band = (1.0 - policy.cost_weight) * TIE_BAND
-    ideal = _choose(counts, eff, feasible, band)
+    noise = _e_noise(f, policy)
+    ideal = _choose(counts, eff, feasible, band, noise)
     cheapest = _choose(counts, eff, feasible, 0.0)
     _, _, _, _, feasible_in = _evaluate(
         f, replace(ctx, peak=ctx.peak_in), policy, inputs.residual_correction, counts
     )
-    ideal_in = _choose(counts, eff, feasible * feasible_in * (p95 <= in_ms), band)
+    ideal_in = _choose(counts, eff, feasible * feasible_in * (p95 <= in_ms), band, noise)
     at_cur = float(p95[cur - policy.min_instances])
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms
     want = ideal if ideal is not None else policy.max_instances

@@ -233,3 +233,15 @@ def test_horizon_z_covers_the_worst_bucket_of_the_start_up_horizon() -> None:
     z = _horizon_z(window.arrays, Policy(load_quantile_z=3.0, forecast_horizon_s=300.0))
     assert 3.3 < z < 3.6  # five one-minute buckets
     assert _horizon_z(window.arrays, Policy(load_quantile_z=3.0, forecast_horizon_s=60.0)) == 3.0
+
+
+def test_a_dearer_count_needs_an_e_gain_above_the_fits_noise() -> None:
+    from app.optimizer.decide import _choose
+
+    counts = np.arange(1.0, 6.0)
+    mask = np.asarray([0.0, 0.0, 1.0, 1.0, 1.0])
+    eff = np.asarray([0.0, 0.0, 1.00, 1.01, 1.02])
+    assert _choose(counts, eff, mask, band=0.5) == 4  # no noise: the best E among the ties
+    assert _choose(counts, eff, mask, band=0.5, noise=0.03) == 3  # gain within noise: cheapest
+    assert _choose(counts, eff, mask, band=0.5, noise=0.005) == 4
+    assert _choose(counts, eff, mask, band=0.0, noise=0.0) == 3
