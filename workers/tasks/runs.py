@@ -11,8 +11,6 @@ import logging
 import random
 import uuid
 
-from sqlalchemy.orm import Session
-
 from app.backends.base import Backend, BackendError, JobState
 from app.backends.naming import job_name
 from app.backends.registry import get_backend, poll_settings, unavailable_reason
@@ -58,13 +56,13 @@ def _submit(message_id: int) -> None:
             runs_service.record_backend_unavailable(session, run.id, reason)
             defer(session, message_id, reason)
             return
-        if stopped_mid_submit:
-            _settle_stopped_submit(session, backend, run.id, message_id)
-            return
-        plan = lifecycle.prepare_submit(session, run.id, settings)
-        if plan is None:
+        plan = None if stopped_mid_submit else lifecycle.prepare_submit(session, run.id, settings)
+        if plan is None and not stopped_mid_submit:
             outbox.acknowledge(session, message_id)
             return
+    if plan is None:  # stopped while a submit was under way
+        _settle_stopped_submit(backend, run_id, message_id)
+        return
     name = plan.spec.job_name
     try:
         external_id = None
@@ -85,26 +83,26 @@ def _submit(message_id: int) -> None:
         outbox.acknowledge(session, message_id)
 
 
-def _settle_stopped_submit(
-    session: Session, backend: Backend, run_id: uuid.UUID, message_id: int
-) -> None:
+def _settle_stopped_submit(backend: Backend, run_id: uuid.UUID, message_id: int) -> None:
     """Stopped while a submit was under way: stop the job it made, or finish the stop."""
     name = job_name(run_id)
     try:
-        found = backend.describe_jobs({name: JobState.UNKNOWN})
+        found = backend.describe_jobs({name: JobState.UNKNOWN})  # no transaction open
     except BackendError as error:
         if error.retryable:
-            defer(session, message_id, str(error))
+            with unit_of_work() as session:
+                defer(session, message_id, str(error))
             return
         found = {}
-    if name in found:
-        lifecycle.record_submitted(session, run_id, found[name].external_id)
-        outbox.enqueue(session, outbox.RUN_STOP, run_id=str(run_id))
-    else:
-        runs_service.transition(
-            session, run_id, S.STOPPING, S.STOPPED, status_reason="stopped before a job existed"
-        )
-    outbox.acknowledge(session, message_id)
+    with unit_of_work() as session:
+        if name in found:
+            lifecycle.record_submitted(session, run_id, found[name].external_id)
+            outbox.enqueue(session, outbox.RUN_STOP, run_id=str(run_id))
+        else:
+            runs_service.transition(
+                session, run_id, S.STOPPING, S.STOPPED, status_reason="stopped before a job existed"
+            )
+        outbox.acknowledge(session, message_id)
 
 
 @celery_app.task(name="stratus.runs.stop")
