@@ -18,16 +18,24 @@ Policies, all on the same traces, noise and latency model:
   gave); it never reads the service's parameters.
 
 Run: ``.venv/bin/python bench/autoscale_sim.py``. The last line is one JSON object.
+
+``--diagnose`` adds one more run per trace: Stratus with its decision rule and default margins
+unchanged but its fitted latency model replaced by the simulator's true curve (and the
+utilisation guards, which only stand in for model uncertainty, off). The gap between that run and
+the oracle is what the policy's margins cost; the gap between it and the normal run is what
+learning the curve from the feed costs.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +46,7 @@ from scipy.special import gammaln
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.optimizer import Observation, Policy, State, Window, decide  # noqa: E402
+from app.optimizer import decide as _decide_function  # noqa: E402
 from app.optimizer.types import FloatArray  # noqa: E402
 
 SEED = 20240611
@@ -251,6 +260,22 @@ def stratus_policy(recipe_target: float) -> Policy:
     )
 
 
+@contextmanager
+def true_latency_model(service: Service) -> Iterator[None]:
+    """Diagnostic: make ``decide`` predict with the service's true p95 curve, guards off."""
+    module = sys.modules[_decide_function.__module__]
+    saved = module._predict, module._guard  # type: ignore[attr-defined]
+
+    def predict(_f: object, _knee: object, counts: FloatArray, load: FloatArray) -> FloatArray:
+        return np.array([service.latency(lam / c)[0] for c, lam in zip(counts, load, strict=True)])
+
+    module._predict, module._guard = predict, lambda *_a, **_k: None  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        module._predict, module._guard = saved  # type: ignore[attr-defined]
+
+
 @dataclass
 class TraceResult:
     recipe: Outcome
@@ -258,10 +283,13 @@ class TraceResult:
     oracle_target: float
     stratus: Outcome
     modes: dict[str, int]
+    perfect: Outcome | None = None
 
 
-def run_trace(load: FloatArray, service: Service, recipe_target: float) -> TraceResult:
-    """All three policies on one trace."""
+def run_trace(
+    load: FloatArray, service: Service, recipe_target: float, diagnose: bool = False
+) -> TraceResult:
+    """All three policies on one trace (and the true-model diagnostic when asked)."""
     initial = math.ceil(load[0] / recipe_target)
     recipe = simulate(load, TargetTracking(recipe_target), service, initial)
     best: tuple[float, Outcome] | None = None
@@ -275,7 +303,11 @@ def run_trace(load: FloatArray, service: Service, recipe_target: float) -> Trace
     oracle_target, oracle = best if best is not None else (recipe_target, recipe)
     stratus_ctl = Stratus(stratus_policy(recipe_target))
     stratus = simulate(load, stratus_ctl, service, initial)
-    return TraceResult(recipe, oracle, oracle_target, stratus, stratus_ctl.modes)
+    perfect = None
+    if diagnose:
+        with true_latency_model(service):
+            perfect = simulate(load, Stratus(stratus_policy(recipe_target)), service, initial)
+    return TraceResult(recipe, oracle, oracle_target, stratus, stratus_ctl.modes, perfect)
 
 
 # --- one pass over many deployments ---
@@ -309,6 +341,11 @@ def pass_seconds(n: int = 1000) -> float:
 
 def main() -> None:
     """Run every trace, print the table, then the JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--diagnose", action="store_true", help="also run Stratus with the true latency curve"
+    )
+    args = parser.parse_args()
     service = Service()
     limit = service.load_test(SLO_MS)
     recipe_target = 0.5 * limit
@@ -324,7 +361,7 @@ def main() -> None:
     print("-" * len(header))
     results: dict[str, dict[str, float | int]] = {}
     for name, load in traces(np.random.default_rng(SEED)).items():
-        r = run_trace(load, service, recipe_target)
+        r = run_trace(load, service, recipe_target, args.diagnose)
         recipe, oracle, stratus = r.recipe, r.oracle, r.stratus
         vs_recipe = stratus.instance_hours / recipe.instance_hours
         vs_oracle = stratus.instance_hours / oracle.instance_hours
@@ -341,6 +378,14 @@ def main() -> None:
             "slo_minutes_target_tracking": recipe.slo_minutes,
             "slo_minutes_oracle": oracle.slo_minutes,
         }
+        if r.perfect is not None:
+            ratio = r.perfect.instance_hours / oracle.instance_hours
+            print(
+                f"{'':<8} with the true latency curve: {r.perfect.instance_hours:.1f} inst-h, "
+                f"{ratio:.3f} of the oracle, {r.perfect.slo_minutes} SLO minutes"
+            )
+            results[name]["instance_hours_ratio_vs_oracle_true_model"] = round(ratio, 4)
+            results[name]["slo_minutes_stratus_true_model"] = r.perfect.slo_minutes
     seconds = pass_seconds()
     print(f"one pass over 1000 synthetic deployments: {seconds:.3f} s (target ≤ 1 s)")
     targets = all(
