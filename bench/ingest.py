@@ -405,11 +405,16 @@ def main() -> None:
     parser.add_argument("--mlflow-points", type=int, default=200_000, help="MLflow is slower")
     parser.add_argument("--workers", type=int, default=2, help="API worker processes, both")
     parser.add_argument("--rounds", type=int, default=4, help="COPY/Stratus turns")
+    parser.add_argument(
+        "--skip-mlflow",
+        action="store_true",
+        help="only COPY vs Stratus, for quick iterations (no ratio_vs_mlflow)",
+    )
     args = parser.parse_args()
     clients, batch = args.clients, args.batch
     batches = max(1, args.points // (clients * batch))
     mlflow_batches = max(1, args.mlflow_points // (clients * batch))
-    venv = mlflow_venv()
+    venv = None if args.skip_mlflow else mlflow_venv()
     logs = Path(tempfile.mkdtemp(prefix="stratus-bench-"))
     results: dict[str, Any] = {}
 
@@ -482,6 +487,10 @@ def main() -> None:
         results["stratus_api_rss_end_mb"] = round(rss.samples[-1][1], 1)
         results["stratus_api_rss_peak_mb"] = round(max(r for _, r in rss.samples), 1)
 
+    results["ratio_vs_copy"] = results["stratus_points_per_s"] / results["copy_rows_per_s"]
+    if venv is None:
+        report(args, results)
+        return
     # 3. MLflow's tracking server on its own database of the same PostgreSQL.
     with scratch_database("mlflow_bench") as mlflow_db:
         uri = f"{PG}/{mlflow_db}".replace("postgresql://", "postgresql+psycopg://")
@@ -519,7 +528,6 @@ def main() -> None:
         print(f"MLflow: {drive.done:,} points in {elapsed:.1f} s", flush=True)
 
     results["ratio_vs_mlflow"] = results["stratus_points_per_s"] / results["mlflow_points_per_s"]
-    results["ratio_vs_copy"] = results["stratus_points_per_s"] / results["copy_rows_per_s"]
     report(args, results)
 
 
@@ -541,18 +549,23 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
             f"{r['stratus_points_per_s']:,.0f} points/s",
             f"{r['ratio_vs_copy']:.2f}x COPY (target >= 0.5x)",
         ),
-        (
-            f"MLflow {MLFLOW_VERSION} ({r['mlflow_points']:,} points)",
-            f"{r['mlflow_points_per_s']:,.0f} points/s",
-            f"Stratus is {r['ratio_vs_mlflow']:.1f}x (target >= 10x)",
-        ),
     ]
+    mlflow = "mlflow_points_per_s" in r  # absent with --skip-mlflow
+    if mlflow:
+        rows.append(
+            (
+                f"MLflow {MLFLOW_VERSION} ({r['mlflow_points']:,} points)",
+                f"{r['mlflow_points_per_s']:,.0f} points/s",
+                f"Stratus is {r['ratio_vs_mlflow']:.1f}x (target >= 10x)",
+            )
+        )
     for name, rate, note in rows:
         print(f"  {name:<34} {rate:>20}   {note}")
-    print(
-        f"  stored = accepted: Stratus {r['stratus_stored_points']:,} / "
-        f"{r['stratus_points']:,}; MLflow {r['mlflow_stored_points']:,} / {r['mlflow_points']:,}"
-    )
+    stored = r["stratus_stored_points"], r["stratus_points"]
+    line = f"  stored = accepted: Stratus {stored[0]:,} / {stored[1]:,}"
+    if mlflow:
+        line += f"; MLflow {r['mlflow_stored_points']:,} / {r['mlflow_points']:,}"
+    print(line)
     print(
         "  Stratus API CPU per 1,000 points (all workers): "
         f"{r['stratus_api_cpu_ms_per_1k_points']} ms"
@@ -563,11 +576,11 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
         f"end {r['stratus_api_rss_end_mb']}, peak {r['stratus_api_rss_peak_mb']}"
     )
     keys = ["stratus_points_per_s", "mlflow_points_per_s", "copy_rows_per_s"]
-    out = {k: round(r[k], 1) for k in keys}
-    out["ratio_vs_mlflow"] = round(r["ratio_vs_mlflow"], 2)
+    out: dict[str, Any] = {k: round(r[k], 1) if k in r else None for k in keys}
+    out["ratio_vs_mlflow"] = round(r["ratio_vs_mlflow"], 2) if mlflow else None
     out["ratio_vs_copy"] = round(r["ratio_vs_copy"], 3)
     out |= {
-        k: r[k]
+        k: r.get(k)
         for k in (
             "stratus_points",
             "stratus_stored_points",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -51,20 +53,37 @@ def get_session(factory: FactoryDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_principal(
-    session: SessionDep,
-    settings: SettingsDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>``; 401 when missing, unknown or revoked."""
+def _bearer_secret(authorization: str | None) -> str:
     if not authorization:
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
     scheme, _, secret = authorization.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
-    principal = api_keys.authenticate(session, secret.strip(), settings.key_pepper)
+    return secret.strip()
+
+
+def _authenticate(factory: sessionmaker[Session], secret: str, pepper: str) -> Principal:
+    with unit_of_work(factory) as session:
+        principal = api_keys.authenticate(session, secret, pepper)
     if principal is None:
         raise Unauthorized("The API key is not valid or has been revoked.")
+    return principal
+
+
+async def get_principal(
+    settings: SettingsDep,
+    factory: FactoryDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>``; 401 when missing, unknown or revoked.
+
+    A key seen in the last few seconds is answered from memory on the event loop; only a
+    miss reads the database, in the threadpool.
+    """
+    secret = _bearer_secret(authorization)
+    principal = api_keys.cached_principal(secret, settings.key_pepper)
+    if principal is None:
+        principal = await run_in_threadpool(_authenticate, factory, secret, settings.key_pepper)
     return principal
 
 
@@ -125,22 +144,27 @@ def _request_hash(body: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def get_write(
-    request: Request,
-    session: SessionDep,
-    principal: PrincipalDep,
-    factory: FactoryDep,
-    settings: SettingsDep,
-    body: Annotated[bytes, Depends(raw_body)],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=255,
-            description="Retries with the same key and body replay the first response.",
-        ),
-    ] = None,
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retries with the same key and body replay the first response.",
+    ),
+]
+
+
+@contextmanager
+def idempotent_write(
+    session: Session,
+    principal: Principal,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    idempotency_key: str | None,
+    method: str,
+    path: str,
+    body: bytes,
 ) -> Iterator[Write]:
     """A creating request: optional Idempotency-Key claim, commit, and release on failure."""
     claim: idempotency.Claim | None = None
@@ -149,8 +173,8 @@ def get_write(
             factory,
             principal.id,
             idempotency_key,
-            request.method,
-            request.url.path,
+            method,
+            path,
             _request_hash(body),
             ttl=timedelta(hours=settings.api.idempotency_ttl_hours),
             lease=timedelta(seconds=settings.api.idempotency_lease_seconds),
@@ -168,7 +192,76 @@ def get_write(
         raise
 
 
+def get_write(
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    factory: FactoryDep,
+    settings: SettingsDep,
+    body: Annotated[bytes, Depends(raw_body)],
+    idempotency_key: IdempotencyKey = None,
+) -> Iterator[Write]:
+    """The request's ``Write``: see ``idempotent_write``."""
+    with idempotent_write(
+        session,
+        principal,
+        factory,
+        settings,
+        idempotency_key,
+        request.method,
+        request.url.path,
+        body,
+    ) as write:
+        yield write
+
+
 WriteDep = Annotated[Write, Depends(get_write, scope="function")]
+
+
+@dataclass(frozen=True)
+class WriteCall:
+    """A creating request whose whole unit of work runs in one threadpool call (``open``), for
+    a hot route: its other dependencies then need no threadpool hop of their own."""
+
+    principal: Principal
+    factory: sessionmaker[Session]
+    settings: Settings
+    method: str
+    path: str
+    body: bytes
+
+    @contextmanager
+    def open(self, idempotency_key: str | None) -> Iterator[Write]:
+        """``get_write`` as a context manager: commit before the response, as there."""
+        with (
+            unit_of_work(self.factory) as session,
+            idempotent_write(
+                session,
+                self.principal,
+                self.factory,
+                self.settings,
+                idempotency_key,
+                self.method,
+                self.path,
+                self.body,
+            ) as write,
+        ):
+            yield write
+
+
+async def write_call(request: Request, authorization: str | None) -> WriteCall:
+    """The authenticated caller and the body of a creating request (401 first, as
+    ``get_principal``), for a dependency that stands in for ``WriteDep``."""
+    state = request.app.state
+    principal = await get_principal(state.settings, state.session_factory, authorization)
+    return WriteCall(
+        principal,
+        state.session_factory,
+        state.settings,
+        request.method,
+        request.url.path,
+        await request.body(),
+    )
 
 
 def replay_response(exc: IdempotentReplay) -> JSONResponse:

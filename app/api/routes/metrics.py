@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from app.api.deps import (
+    IdempotencyKey,
     PageDep,
     PrincipalDep,
     SessionDep,
-    SettingsDep,
-    Write,
-    WriteDep,
-    raw_body,
+    WriteCall,
+    write_call,
 )
 from app.api.openapi import body_from_bytes
 from app.domain.metrics import limits, service
@@ -31,6 +32,7 @@ from app.domain.metrics.schemas import (
     MetricsAccepted,
     SeriesSet,
 )
+from app.domain.metrics.service import SubjectType
 from app.domain.schemas import Page, UtcDatetime
 from app.errors import problem_responses
 
@@ -56,27 +58,52 @@ BATCH = TypeAdapter(MetricBatch)
 BATCH_BODY = body_from_bytes("MetricBatch", BATCH)
 
 
-def admitted_batch(
-    body: Annotated[bytes, Depends(raw_body)], principal: PrincipalDep, settings: SettingsDep
-) -> MetricBatch:
-    """The parsed batch, once it is within the size cap and the key's ingest budget."""
+@dataclass(frozen=True)
+class Admitted:
+    """An ingest request that passed everything but its budget and its subject."""
+
+    call: WriteCall
+    batch: MetricBatch
+
+
+async def admitted_batch(
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Admitted:
+    """The caller (401), then the batch parsed (422) and within the size cap (413).
+
+    One dependency on the event loop: each further one costs more than parsing a small
+    batch, and parsing holds the GIL whichever thread does it.
+    """
+    call = await write_call(request, authorization)
     try:
-        data = BATCH.validate_json(body)
+        batch = BATCH.validate_json(call.body)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from exc
-    service.check_batch_size(data)
-    limits.charge(settings, principal.id, len(data["points"]))
-    return data
+    service.check_batch_size(batch)
+    return Admitted(call, batch)
 
 
-AdmittedBatch = Annotated[MetricBatch, Depends(admitted_batch)]
+AdmittedDep = Annotated[Admitted, Depends(admitted_batch)]
 
 
-def _respond(write: Write, outcome: tuple[MetricsAccepted, bool]) -> JSONResponse:
-    accepted, replayed = outcome
-    response = write.respond(accepted)
+def _ingest(
+    admitted: Admitted,
+    idempotency_key: str | None,
+    subject_type: SubjectType,
+    subject_id: uuid.UUID,
+) -> JSONResponse:
+    """Everything an ingest does with I/O, in one threadpool call: the key's ingest budget,
+    then the unit of work (Idempotency-Key claim, store, commit)."""
+    call, batch = admitted.call, admitted.batch
+    limits.charge(call.settings, call.principal.id, len(batch["points"]))
+    with call.open(idempotency_key) as write:
+        accepted, replayed = service.ingest(
+            write.session, write.principal, subject_type, subject_id, batch
+        )
+        response = write.respond(accepted)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
@@ -89,9 +116,11 @@ def _respond(write: Write, outcome: tuple[MetricsAccepted, bool]) -> JSONRespons
     responses=INGEST_ERRORS,
     openapi_extra=BATCH_BODY,
 )
-def ingest_run_metrics(run_id: uuid.UUID, batch: AdmittedBatch, write: WriteDep) -> JSONResponse:
+async def ingest_run_metrics(
+    run_id: uuid.UUID, admitted: AdmittedDep, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
     """Store a batch of up to 10,000 points (all or nothing; once per batch_id)."""
-    return _respond(write, service.ingest(write.session, write.principal, "run", run_id, batch))
+    return await run_in_threadpool(_ingest, admitted, idempotency_key, "run", run_id)
 
 
 @router.get("/v1/runs/{run_id}/metrics", responses=HISTORY_ERRORS)
@@ -138,12 +167,11 @@ def run_latest_metrics(
     responses=INGEST_ERRORS,
     openapi_extra=BATCH_BODY,
 )
-def ingest_deployment_metrics(
-    deployment_id: uuid.UUID, batch: AdmittedBatch, write: WriteDep
+async def ingest_deployment_metrics(
+    deployment_id: uuid.UUID, admitted: AdmittedDep, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Store a batch of up to 10,000 points (all or nothing; once per batch_id)."""
-    outcome = service.ingest(write.session, write.principal, "deployment", deployment_id, batch)
-    return _respond(write, outcome)
+    return await run_in_threadpool(_ingest, admitted, idempotency_key, "deployment", deployment_id)
 
 
 @router.get("/v1/deployments/{deployment_id}/metrics", responses=HISTORY_ERRORS)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.domain.access import Principal
-from app.domain.api_keys import repository
+from app.domain.api_keys import cache, repository
 from app.domain.api_keys.models import ApiKey
 from app.domain.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.domain.audit import service as audit
@@ -87,18 +87,36 @@ def revoke_key(session: Session, principal: Principal, key_id: uuid.UUID) -> Non
     if key.is_admin and repository.count_active_admins(session) <= 1:
         raise Conflict("This is the last active admin key; create another admin key first.")
     key.revoked_at = utcnow()
+    cache.principals.forget(key.key_hash)  # at once here; other processes within cache.TTL_S
     audit.record(session, principal, "api_key.revoke", "api_key", key.id, None)
 
 
 def authenticate(session: Session, secret: str, pepper: str) -> Principal | None:
-    """The principal for a presented secret, or None when unknown or revoked."""
+    """The principal for a presented secret, or None when unknown or revoked.
+
+    An active key is remembered for a few seconds (``cache.TTL_S``), so a revocation reaches
+    every API process within that time; the database is read on a miss only.
+    """
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
         return None
-    found = repository.principal_by_hash(session, hash_secret(secret, pepper))
+    key_hash = hash_secret(secret, pepper)
+    principal = cache.principals.get(key_hash)
+    if principal is not None:
+        return principal
+    found = repository.principal_by_hash(session, key_hash)
     if found is None:
         return None
     key_id, name, is_admin = found
-    return Principal(id=key_id, name=name, is_admin=is_admin)
+    principal = Principal(id=key_id, name=name, is_admin=is_admin)
+    cache.principals.put(key_hash, principal)
+    return principal
+
+
+def cached_principal(secret: str, pepper: str) -> Principal | None:
+    """The principal for a secret authenticated within the last few seconds, without I/O."""
+    if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
+        return None
+    return cache.principals.get(hash_secret(secret, pepper))
 
 
 def has_any_admin(session: Session) -> bool:

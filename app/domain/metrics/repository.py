@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, and_, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -74,6 +75,102 @@ def _copy(connection: Connection, subject: tuple[Any, ...], points: Sequence[Poi
         return cursor.rowcount
 
 
+def copy_stream(session: Session, stream: bytes) -> int:
+    """Append a ready binary COPY stream (``points.copy_stream``) in the caller's transaction
+    on PostgreSQL, and return how many rows it stored."""
+    driver = cast("psycopg.Connection[Any]", session.connection().connection.driver_connection)
+    with driver.cursor() as cursor:
+        with cursor.copy(_COPY) as copy:
+            copy.write(stream)
+        return cursor.rowcount
+
+
+def copies(session: Session) -> bool:
+    """Whether the session's database takes ``copy_stream`` and ``open_batch`` (PostgreSQL)."""
+    return _dialect(session) == "postgresql"
+
+
+# Ingest's one statement before its COPY: the subject's project and the caller's role there,
+# and, only if that role may write, the batch id's claim and the audit event of the batch
+# (the latter only when the batch is new). It all rolls back with the request if the
+# points then fail to store.
+_OPEN_BATCH = """
+WITH subject AS (
+    SELECT s.project_id, m.role
+    FROM {subjects} AS s
+    LEFT JOIN memberships AS m
+        ON m.project_id = s.project_id AND m.principal_id = %(actor_id)s
+    WHERE s.id = %(subject_id)s
+), allowed AS (
+    SELECT project_id FROM subject WHERE %(any_role)s OR role = ANY(%(roles)s)
+), claim AS (
+    INSERT INTO metric_batches (subject_id, batch_id, accepted, created_at)
+    SELECT %(subject_id)s, %(batch_id)s, %(count)s, %(created_at)s FROM allowed
+    WHERE %(batch_id)s::varchar IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING accepted
+), audit AS (
+    INSERT INTO audit_events
+        (id, project_id, actor_id, action, object_type, object_id, details, created_at)
+    SELECT %(id)s, project_id, %(actor_id)s, %(action)s, %(object_type)s, %(object_id)s,
+        %(details)s, %(created_at)s
+    FROM allowed
+    WHERE %(batch_id)s::varchar IS NULL OR EXISTS (SELECT FROM claim)
+)
+SELECT project_id, role, EXISTS (SELECT FROM claim) FROM subject
+"""
+_OPEN_BATCH_SQL = {
+    "run": _OPEN_BATCH.format(subjects=TrainingRun.__tablename__),
+    "deployment": _OPEN_BATCH.format(subjects=Deployment.__tablename__),
+}
+
+
+class OpenedBatch(NamedTuple):
+    project_id: uuid.UUID
+    role: str | None  # the principal's role on the project; None when not a member
+    claimed: bool  # the batch id was new and is now this batch's (False without a batch id)
+
+
+def open_batch(
+    session: Session,
+    subject_type: str,
+    subject_id: uuid.UUID,
+    writers: Sequence[str],
+    any_role: bool,
+    batch_id: str | None,
+    count: int,
+    event: dict[str, Any],
+) -> OpenedBatch | None:
+    """One round trip on PostgreSQL: the subject's project and the actor's role there; if
+    the role is one of ``writers`` (or ``any_role``), also claim ``batch_id`` for ``count``
+    points and add the audit ``event`` (``audit.service.event_values``) of a new batch.
+
+    None when the subject does not exist. A concurrent first use of the batch id holds its
+    key until it commits or rolls back, so a retry racing it waits here for the outcome.
+    """
+    driver = cast("psycopg.Connection[Any]", session.connection().connection.driver_connection)
+    params = event | {
+        "subject_id": subject_id,
+        "roles": list(writers),
+        "any_role": any_role,
+        "batch_id": batch_id,
+        "count": count,
+        "details": Jsonb(event["details"]),
+    }
+    with driver.cursor() as cursor:
+        row = cursor.execute(_OPEN_BATCH_SQL[subject_type], params).fetchone()
+    return None if row is None else OpenedBatch(row[0], row[1], bool(row[2]))
+
+
+def batch_count(session: Session, subject_id: uuid.UUID, batch_id: str) -> int | None:
+    """How many points the first use of ``batch_id`` for the subject stored."""
+    return session.scalar(
+        select(MetricBatchRecord.accepted).where(
+            MetricBatchRecord.subject_id == subject_id, MetricBatchRecord.batch_id == batch_id
+        )
+    )
+
+
 def claim_batch(
     session: Session, subject_id: uuid.UUID, batch_id: str, accepted: int
 ) -> int | None:
@@ -91,11 +188,7 @@ def claim_batch(
     )
     if session.execute(stmt).first() is not None:
         return None
-    return session.scalar(
-        select(MetricBatchRecord.accepted).where(
-            MetricBatchRecord.subject_id == subject_id, MetricBatchRecord.batch_id == batch_id
-        )
-    )
+    return batch_count(session, subject_id, batch_id)
 
 
 def history(
@@ -175,10 +268,8 @@ def purge_batches(session: Session, before: datetime) -> int:
 def subject_access(
     session: Session, subject_type: str, subject_id: uuid.UUID, principal_id: uuid.UUID
 ) -> tuple[uuid.UUID, str | None] | None:
-    """(project id, the principal's role there or None) of a run or deployment, in one query.
-
-    Ingest runs this on every batch, so the subject and the membership come back together.
-    """
+    """(project id, the principal's role there or None) of a run or deployment, in one query
+    (on PostgreSQL, ingest gets the same from ``open_batch``)."""
     table: type[TrainingRun] | type[Deployment] = (
         TrainingRun if subject_type == "run" else Deployment
     )

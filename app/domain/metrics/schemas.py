@@ -35,7 +35,7 @@ class MetricPointIn(TypedDict):
     value: Annotated[float, Field(allow_inf_nan=False)]
     step: NotRequired[Annotated[int | None, Field(ge=0, le=MAX_STEP)]]
     # Not UtcDatetime: a Python validator per point costs a third of the parse. Naive and
-    # offset times are made UTC when the batch is stored (``service._rows``).
+    # offset times are made UTC when the batch is stored (``points.py``).
     timestamp: NotRequired[
         Annotated[datetime | None, Field(description="Default: when received; naive = UTC")]
     ]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.domain.access import Principal, Role, check_role
+from app.domain.access import RANK, Principal, Role, check_role
 from app.domain.audit import service as audit
 from app.domain.metrics import aggregates, repository
-from app.domain.metrics.repository import PointRow
+from app.domain.metrics.points import copy_stream
+from app.domain.metrics.points import rows as point_rows
 from app.domain.metrics.schemas import (
     MAX_BATCH,
     LatestPoints,
@@ -27,39 +28,31 @@ from app.domain.metrics.schemas import (
     WindowStats,
 )
 from app.domain.pagination import PageRequest
-from app.domain.schemas import as_utc
-from app.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, Unprocessable
+from app.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 
 SubjectType = Literal["run", "deployment"]
 
 
-class InvalidPoint(Unprocessable):
-    """A point that parsed but cannot be stored, answered like any validation error."""
-
-    code, title = "validation_error", "Invalid request"
+# The roles that may add points, for the database to check along with the batch's claim.
+_WRITERS = tuple(role.value for role in Role if RANK[role] >= RANK[Role.EDITOR])
 
 
-def _rows(points: Sequence[MetricPointIn], received: datetime) -> list[PointRow]:
-    """Rows to store; a naive timestamp is UTC and a missing one is when the batch came."""
-    rows: list[PointRow] = []
-    append = rows.append
-    for index, point in enumerate(points):
-        timestamp = point.get("timestamp")
-        if timestamp is None:
-            timestamp = received
-        elif timestamp.tzinfo is None:
-            timestamp = timestamp.replace(tzinfo=UTC)
-        elif timestamp.year in (1, 9999):  # only at the ends can an offset leave the range
-            try:
-                timestamp = as_utc(timestamp)
-            except ValueError as exc:
-                loc = ["body", "points", index, "timestamp"]
-                raise InvalidPoint(
-                    f"body.points.{index}.timestamp: {exc}",
-                    extra={"errors": [{"loc": loc, "msg": str(exc), "type": "value_error"}]},
-                ) from exc
-        append((point["name"], point.get("step"), timestamp, point["value"]))
-    return rows
+def _project_of(
+    principal: Principal,
+    subject_type: SubjectType,
+    subject_id: uuid.UUID,
+    found: tuple[uuid.UUID, str | None] | None,
+    need: Role,
+) -> uuid.UUID:
+    """The subject's project from its (project id, caller's role) row, once the caller is
+    allowed ``need`` there; another project's subject is as missing as an unknown one."""
+    what = "Run" if subject_type == "run" else "Deployment"
+    missing = NotFound(f"{what} {subject_id} not found.")
+    if found is None:
+        raise missing
+    project_id, role = found
+    check_role(principal, role, need, missing)
+    return project_id
 
 
 def _subject_project(
@@ -70,14 +63,8 @@ def _subject_project(
     need: Role,
 ) -> uuid.UUID:
     """The subject's project, once the caller is allowed ``need`` on it."""
-    what = "Run" if subject_type == "run" else "Deployment"
-    missing = NotFound(f"{what} {subject_id} not found.")
     found = repository.subject_access(session, subject_type, subject_id, principal.id)
-    if found is None:
-        raise missing
-    project_id, role = found
-    check_role(principal, role, need, missing)
-    return project_id
+    return _project_of(principal, subject_type, subject_id, found, need)
 
 
 def check_batch_size(batch: MetricBatch) -> None:
@@ -98,36 +85,77 @@ def ingest(
     subject_id: uuid.UUID,
     batch: MetricBatch,
 ) -> tuple[MetricsAccepted, bool]:
-    """Store a validated batch whole, once; True with the first count when it is a retry."""
+    """Store a validated batch whole, once; True with the first count when it is a retry.
+
+    On PostgreSQL it takes one statement (access, batch id claim, audit event) and one COPY.
+    """
     check_batch_size(batch)
+    points = batch["points"]
+    batch_id = batch.get("batch_id")
+    details = {"count": len(points)} | ({"batch_id": batch_id} if batch_id else {})
+    if not repository.copies(session):
+        return _ingest_portably(session, principal, subject_type, subject_id, batch, details)
+    event = audit.event_values(principal, "metrics.ingest", subject_type, subject_id, details)
+    opened = repository.open_batch(
+        session,
+        subject_type,
+        subject_id,
+        _WRITERS,
+        principal.is_admin,
+        batch_id,
+        len(points),
+        event,
+    )
+    found = None if opened is None else (opened.project_id, opened.role)
+    project_id = _project_of(principal, subject_type, subject_id, found, Role.EDITOR)
+    stream = copy_stream(project_id, subject_type, subject_id, points, utcnow())
+    if batch_id is not None and opened is not None and not opened.claimed:
+        return _replay(batch_id, repository.batch_count(session, subject_id, batch_id), points)
+    _check_stored(repository.copy_stream(session, stream), points)
+    return MetricsAccepted(accepted=len(points)), False
+
+
+def _ingest_portably(
+    session: Session,
+    principal: Principal,
+    subject_type: SubjectType,
+    subject_id: uuid.UUID,
+    batch: MetricBatch,
+    details: dict[str, Any],
+) -> tuple[MetricsAccepted, bool]:
+    """``ingest`` where there is no ``open_batch`` (SQLite): a statement for each step."""
     project_id = _subject_project(session, principal, subject_type, subject_id, Role.EDITOR)
     points = batch["points"]
-    rows = _rows(points, utcnow())
+    rows = point_rows(points, utcnow())
     batch_id = batch.get("batch_id")
     if batch_id is not None:
         first = repository.claim_batch(session, subject_id, batch_id, len(points))
         if first is not None:
-            if first != len(points):
-                raise Conflict(
-                    f"batch_id {batch_id!r} was already used for a batch of {first} points; "
-                    "a retry must resend the same batch.",
-                    code="batch_id_reused",
-                )
-            return MetricsAccepted(accepted=first), True
-    stored = repository.add_many(session, project_id, subject_type, subject_id, rows)
+            return _replay(batch_id, first, points)
+    _check_stored(repository.add_many(session, project_id, subject_type, subject_id, rows), points)
+    audit.record(
+        session, principal, "metrics.ingest", subject_type, subject_id, project_id, details
+    )
+    return MetricsAccepted(accepted=len(points)), False
+
+
+def _replay(
+    batch_id: str, first: int | None, points: Sequence[MetricPointIn]
+) -> tuple[MetricsAccepted, bool]:
+    """A retry of a stored batch: its first count, or 409 if the batch id was another's."""
+    if first != len(points):
+        raise Conflict(
+            f"batch_id {batch_id!r} was already used for a batch of {first} points; "
+            "a retry must resend the same batch.",
+            code="batch_id_reused",
+        )
+    return MetricsAccepted(accepted=first), True
+
+
+def _check_stored(stored: int, points: Sequence[MetricPointIn]) -> None:
     if stored != len(points):
         # Raising rolls the whole request back: the answer never counts what was not stored.
         raise RuntimeError(f"stored {stored} of {len(points)} metric points")
-    audit.record(
-        session,
-        principal,
-        "metrics.ingest",
-        subject_type,
-        subject_id,
-        project_id,
-        {"count": stored} | ({"batch_id": batch_id} if batch_id else {}),
-    )
-    return MetricsAccepted(accepted=stored), False
 
 
 def history(
