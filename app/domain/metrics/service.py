@@ -140,7 +140,7 @@ def history(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> tuple[list[MetricPointRead], str | None]:
-    """A subject's points, oldest first, optionally of one name and within a time window."""
+    """A subject's points, oldest first by timestamp, of one name and a time window if given."""
     _subject_project(session, principal, subject_type, subject_id, Role.VIEWER)
     rows, cursor = repository.history(session, subject_type, subject_id, page, name, since, until)
     return [MetricPointRead.model_validate(r) for r in rows], cursor
@@ -198,7 +198,7 @@ def series(
 def latest(
     session: Session, principal: Principal, subject_type: SubjectType, subject_id: uuid.UUID
 ) -> LatestPoints:
-    """The most recently received point of each metric name of the subject."""
+    """The newest point (by timestamp) of each metric name of the subject."""
     _subject_project(session, principal, subject_type, subject_id, Role.VIEWER)
     rows = aggregates.latest(session, subject_id)
     return LatestPoints(items=[MetricPointRead.model_validate(r) for r in rows])
