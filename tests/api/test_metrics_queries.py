@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.domain.access import Role
 from app.domain.metrics import aggregates, repository
 from app.domain.metrics import service as metrics
-from app.domain.metrics.models import MetricBatchRecord, MetricPoint
+from app.domain.metrics.models import MetricBatchRecord, MetricPoint, MetricPurge
 from app.domain.metrics.schemas import WindowStats
 from app.domain.pagination import PageRequest
 from tests.factories import make_deployment, make_key, make_project, make_run
@@ -296,3 +296,41 @@ def test_history_pages_by_timestamp_across_names_and_equal_timestamps(
     for point in latest:
         newest = max((ts, i) for ts, i, n in sent if n == point["name"])
         assert point["value"] == float(newest[1])
+
+
+def test_deleting_a_project_queues_its_points_for_housekeeping(
+    client: TestClient, db: Session, setup: Any
+) -> None:
+    """Points have no foreign key: the project's delete queues its runs and deployments, and
+    housekeeping deletes their points in bounded batches, leaving other projects' alone."""
+    owner, _, _, _, _ = setup
+    doomed = make_project(db, (owner, Role.OWNER))
+    run = make_run(db, doomed, status="completed")
+    deployment = make_deployment(db, doomed, status="deleted")
+    keep = make_project(db, (owner, Role.OWNER))
+    kept_run = make_run(db, keep, status="completed")
+    now = datetime.now(UTC)
+    for subject, kind, pid in (
+        (run.id, "run", doomed.id),
+        (deployment.id, "deployment", doomed.id),
+        (kept_run.id, "run", keep.id),
+    ):
+        rows = [("loss", i, now, float(i)) for i in range(120)]
+        assert repository.add_many(db, pid, kind, subject, rows) == 120
+    gone_ids, kept_id = {run.id, deployment.id}, kept_run.id
+    db.commit()
+
+    r = client.delete(f"/v1/projects/{doomed.id}", headers=owner.headers)
+    assert r.status_code == 204, r.text
+    db.expire_all()
+    assert set(db.scalars(select(MetricPurge.subject_id))) == gone_ids
+    # Nothing is deleted until housekeeping runs; then at most `limit` points per call.
+    day = timedelta(days=1)
+    assert metrics.purge_expired(db, now, day, limit=100)["metric_points"] == 100
+    assert metrics.purge_expired(db, now, day, limit=1000)["metric_points"] == 140
+    assert metrics.purge_expired(db, now, day, limit=1000)["metric_points"] == 0
+    assert db.scalars(select(MetricPurge.subject_id)).all() == []
+    left = db.execute(
+        select(MetricPoint.subject_id, func.count()).group_by(MetricPoint.subject_id)
+    ).all()
+    assert dict(left) == {kept_id: 120}

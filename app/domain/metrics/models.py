@@ -66,3 +66,17 @@ class MetricRetention(Base):
     )
     days: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class MetricPurge(Base):
+    """A subject of a deleted project whose points are still to be deleted.
+
+    Points carry no foreign key, so deleting a project queues its runs and deployments here and
+    housekeeping deletes their points in short batches, each a range of the series index.
+    """
+
+    __tablename__ = "metric_purges"
+
+    subject_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    project_id: Mapped[uuid.UUID] = mapped_column()
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

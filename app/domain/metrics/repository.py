@@ -22,13 +22,19 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from app.clock import utcnow
 from app.domain.deployments.models import Deployment
-from app.domain.metrics.models import MetricBatchRecord, MetricPoint, MetricRetention
+from app.domain.metrics.models import (
+    MetricBatchRecord,
+    MetricPoint,
+    MetricPurge,
+    MetricRetention,
+)
 from app.domain.pagination import PageRequest
 from app.domain.projects.models import Membership
 from app.domain.runs.models import TrainingRun
@@ -273,6 +279,56 @@ def purge_points(session: Session, project_id: uuid.UUID, before: datetime, limi
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def queue_project_purge(session: Session, project_id: uuid.UUID, now: datetime) -> int:
+    """Queue every run and deployment of the project for point deletion; returns how many."""
+    subjects = union_all(
+        select(TrainingRun.id, TrainingRun.project_id).where(TrainingRun.project_id == project_id),
+        select(Deployment.id, Deployment.project_id).where(Deployment.project_id == project_id),
+    ).subquery()
+    insert_ = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+    stmt = (
+        insert_(MetricPurge)
+        .from_select(
+            ["subject_id", "project_id", "requested_at"],
+            select(
+                subjects.c.id, subjects.c.project_id, literal(now, MetricPurge.requested_at.type)
+            ),
+        )
+        .on_conflict_do_nothing()
+    )
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def purge_queued(session: Session, limit: int) -> int:
+    """Delete up to ``limit`` points of queued subjects, oldest request first; a subject whose
+    points are all gone leaves the queue."""
+    deleted = 0
+    queued = session.scalars(
+        select(MetricPurge.subject_id).order_by(MetricPurge.requested_at, MetricPurge.subject_id)
+    )
+    for subject_id in queued.all():
+        want = limit - deleted
+        if want <= 0:
+            break
+        doomed = (
+            select(MetricPoint.id)
+            .where(MetricPoint.subject_id == subject_id)
+            .limit(want)
+            .scalar_subquery()
+        )
+        gone = int(
+            session.execute(  # type: ignore[attr-defined]
+                delete(MetricPoint)
+                .where(MetricPoint.id.in_(doomed))
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        )
+        deleted += gone
+        if gone < want:
+            session.execute(delete(MetricPurge).where(MetricPurge.subject_id == subject_id))
+    return deleted
 
 
 def purge_batches(session: Session, before: datetime) -> int:
