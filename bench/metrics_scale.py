@@ -14,7 +14,8 @@ application's own query functions:
 - latest: the newest point of every name of a subject;
 - window: count, mean and p95 per name over the last hour (what the optimizer reads);
 - hot series: the same series over the hot deployment's busiest name;
-- purge: one retention batch (10,000 of a project's oldest points), rolled back.
+- purge: one retention delete of 500 of a project's points older than the oldest tenth of
+  the data, rolled back.
 
 Each query runs for 30 random subjects; the table gives median and p95 milliseconds and the
 plan's access path. The ratio of a query's median at the final size to its median at 1 M is
@@ -31,7 +32,8 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +42,7 @@ from support import PG, ROOT, scratch_database  # noqa: I001 - bench/ is on sys.
 sys.path.insert(0, str(ROOT))  # this checkout's app, whatever is installed
 
 import psycopg  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import event  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 SUBJECTS = 20_000
@@ -49,6 +51,7 @@ PROJECTS = 100
 HOT_SHARE = 101  # every 101st point goes to the hot deployment (coprime with SUBJECTS)
 CHUNK = 2_000_000
 SAMPLES = 30
+PURGE_BATCH = 500  # rows per retention delete; every project has this many past the cutoff
 POINT_SPACING = timedelta(milliseconds=20)
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -126,9 +129,8 @@ def timed(fn: Callable[[], Any], samples: int) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, int(0.95 * len(times)))]
 
 
-def access_path(session: Session, sql: str, params: dict[str, Any]) -> str:
-    """The scan nodes of the statement's plan, e.g. 'Index Only Scan'."""
-    plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}"), params).scalar_one()
+def scan_nodes(session: Session, statements: list[tuple[str, Any]]) -> str:
+    """The scan nodes of the plans of the statements a query ran, e.g. 'Index Only Scan'."""
     found: list[str] = []
 
     def walk(node: dict[str, Any]) -> None:
@@ -138,8 +140,29 @@ def access_path(session: Session, sql: str, params: dict[str, Any]) -> str:
         for child in node.get("Plans", []):
             walk(child)
 
-    walk(plan[0]["Plan"])
+    connection = session.connection()
+    for statement, parameters in statements:
+        plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+        walk(plan.scalar_one()[0]["Plan"])
     return ", ".join(found)
+
+
+@contextmanager
+def capture(session: Session) -> Iterator[list[tuple[str, Any]]]:
+    """The statements (with parameters) the session runs inside the block."""
+    statements: list[tuple[str, Any]] = []
+    engine = session.get_bind()
+
+    def grab(*args: Any) -> None:
+        statement, parameters = args[2], args[3]
+        if not statement.lstrip().upper().startswith("EXPLAIN"):
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
 
 
 def measure(factory: sessionmaker[Session], world: World) -> dict[str, dict[str, Any]]:
@@ -194,97 +217,50 @@ def measure(factory: sessionmaker[Session], world: World) -> dict[str, dict[str,
             rows, _ = repository.history(session, "deployment", world.hot, PageRequest(limit=100))
             assert rows
 
+        # Retention cuts off the oldest tenth of the data, as a 30-day policy would a year.
+        cutoff = START + (end - START) / 10
+
         def purge() -> None:
             project = rng.choice(world.projects)
-            repository.purge_points(session, project, end, 10_000)
+            assert repository.purge_points(session, project, cutoff, PURGE_BATCH) == PURGE_BATCH
             session.rollback()
 
-        cases: list[tuple[str, Callable[[], None], str]] = [
-            ("history", history_first, "history"),
-            ("history_after_cursor", history_after, "history"),
-            ("series", lambda: series_of(subject(), "metric_3"), "series"),
-            ("latest", latest, "latest"),
-            ("window", window, "window"),
-            ("hot_series", lambda: series_of(world.hot, "metric_3"), "series"),
-            ("hot_window", hot_window, "window"),
-            ("hot_optimizer_window", hot_optimizer_window, "optimizer"),
-            ("hot_history_all_names", hot_history_all_names, "history_all"),
-            ("purge", purge, "purge"),
+        cases: list[tuple[str, Callable[[], None]]] = [
+            ("history", history_first),
+            ("history_after_cursor", history_after),
+            ("series", lambda: series_of(subject(), "metric_3")),
+            ("latest", latest),
+            ("window", window),
+            ("hot_series", lambda: series_of(world.hot, "metric_3")),
+            ("hot_window", hot_window),
+            ("hot_optimizer_window", hot_optimizer_window),
+            ("hot_history_all_names", hot_history_all_names),
+            ("purge", purge),
         ]
-        paths = plans(session, world, end)
-        for name, fn, plan in cases:
+        for name, fn in cases:
             median, p95 = timed(fn, 5 if name.startswith("hot_") else SAMPLES)
-            out[name] = {"median_ms": median, "p95_ms": p95, "path": paths[plan]}
+            with capture(session) as statements:
+                fn()
+            out[name] = {
+                "median_ms": median,
+                "p95_ms": p95,
+                "path": scan_nodes(session, statements),
+            }
             session.rollback()
     return out
 
 
-def plans(session: Session, world: World, end: datetime) -> dict[str, str]:
-    """Access paths of the statements behind each case, on representative parameters."""
-    s = {"s": world.subjects[0], "n": "metric_3", "p": world.projects[0], "e": end}
-    hot = {**s, "s": world.hot}
-    return {
-        "optimizer": access_path(
-            session,
-            "SELECT name, timestamp, value FROM metric_points WHERE subject_id = :s "
-            "AND subject_type = 'deployment' AND name IN ('metric_1', 'metric_2') "
-            "AND timestamp >= :e - interval '3 hours' AND timestamp < :e ORDER BY timestamp",
-            hot,
-        ),
-        "history_all": access_path(
-            session,
-            "SELECT id, timestamp, value FROM metric_points WHERE subject_id = :s "
-            "AND subject_type = 'deployment' ORDER BY id LIMIT 101",
-            hot,
-        ),
-        "history": access_path(
-            session,
-            "SELECT id, timestamp, value FROM metric_points WHERE subject_id = :s "
-            "AND subject_type = 'run' AND name = :n ORDER BY id LIMIT 101",
-            s,
-        ),
-        "series": access_path(
-            session,
-            "SELECT count(*), avg(value) FROM metric_points WHERE subject_id = :s AND name = :n",
-            s,
-        ),
-        "latest": access_path(
-            session,
-            "SELECT id FROM metric_points WHERE subject_id = :s AND name = :n "
-            "ORDER BY id DESC LIMIT 1",
-            s,
-        ),
-        "window": access_path(
-            session,
-            "SELECT name, percentile_cont(0.95) WITHIN GROUP (ORDER BY value) FROM "
-            "metric_points WHERE subject_id = :s AND timestamp >= :e - interval '1 hour' "
-            "AND timestamp < :e GROUP BY name",
-            s,
-        ),
-        "purge": access_path(
-            session,
-            "SELECT id FROM metric_points WHERE project_id = :p AND timestamp < :e LIMIT 10000",
-            s,
-        ),
-    }
-
-
 def sizes(dsn: str) -> dict[str, float]:
+    """The heap's and each index's size in MiB."""
     with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT pg_table_size('metric_points'), "
-            "pg_relation_size('ix_metric_points_subject'), "
-            "pg_relation_size('ix_metric_points_timestamp'), "
-            "pg_relation_size('pk_metric_points')"
-        ).fetchone()
-    assert row is not None
-    gib = 1024.0**3
-    return {
-        "heap_gib": row[0] / gib,
-        "subject_index_gib": row[1] / gib,
-        "brin_mib": row[2] / 1024.0**2,
-        "pk_gib": row[3] / gib,
-    }
+        heap = conn.execute("SELECT pg_table_size('metric_points')").fetchone()
+        indexes = conn.execute(
+            "SELECT indexname, pg_relation_size(indexname::regclass) FROM pg_indexes "
+            "WHERE tablename = 'metric_points' ORDER BY indexname"
+        ).fetchall()
+    assert heap is not None
+    mib = 1024.0**2
+    return {"heap": heap[0] / mib} | {name: size / mib for name, size in indexes}
 
 
 def main() -> None:
@@ -344,18 +320,14 @@ def report(
         growth[name] = ratio
         print(f"{name:<22}{cells}{ratio:>8.2f}x  {results[last][name]['path']}")
     for m in marks:
-        s = size_at[m]
-        print(
-            f"at {m / 1e6:g} M: load {load_rates[m]:,.0f} points/s; heap {s['heap_gib']:.2f} GiB, "
-            f"(subject, name, id) index {s['subject_index_gib']:.2f} GiB, "
-            f"primary key {s['pk_gib']:.2f} GiB, BRIN {s['brin_mib']:.2f} MiB"
-        )
+        parts = ", ".join(f"{name} {mib:,.1f}" for name, mib in size_at[m].items())
+        print(f"at {m / 1e6:g} M: load {load_rates[m]:,.0f} points/s; MiB: {parts}")
     out: dict[str, Any] = {"points": last}
     for name, row in results[last].items():
         out[f"{name}_ms"] = round(row["median_ms"], 3)
     out["growth_vs_1m"] = {k: round(v, 2) for k, v in growth.items()}
     out["load_points_per_s"] = round(load_rates[last])
-    out["heap_gib"] = round(size_at[last]["heap_gib"], 2)
+    out["heap_gib"] = round(size_at[last]["heap"] / 1024.0, 2)
     print(json.dumps(out))
 
 

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.domain.access import Role
 from app.domain.metrics import aggregates, repository
 from app.domain.metrics import service as metrics
-from app.domain.metrics.models import MetricBatchRecord, MetricPoint
+from app.domain.metrics.models import MetricBatchRecord, MetricPoint, MetricPurge
 from app.domain.metrics.schemas import WindowStats
+from app.domain.pagination import PageRequest
 from tests.factories import make_deployment, make_key, make_project, make_run
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -187,6 +188,18 @@ def test_sqlite_fallbacks_give_the_same_answers(
         )
         assert [(b.index, b.count) for b in buckets] == [(0, 50), (1, 51)]
         assert buckets[1].last == values["latency_ms"][-1]
+        # History pages by (timestamp, arrival) across names, as on PostgreSQL.
+        everything = db.scalars(select(MetricPoint)).all()
+        expected = [p.id for p in sorted(everything, key=lambda p: (p.timestamp, p.id))]
+        seen, cursor = [], None
+        while True:
+            rows, cursor = repository.history(
+                db, "deployment", deployment.id, PageRequest(cursor, 7)
+            )
+            seen += [p.id for p in rows]
+            if cursor is None:
+                break
+        assert seen == expected
         db.commit()
 
 
@@ -232,3 +245,92 @@ def test_retention_is_set_on_the_project_and_purged(
     r = client.patch(url, json={"metrics_retention_days": None}, headers=owner.headers)
     assert r.json()["metrics_retention_days"] is None
     assert metrics.retention_days(db, [project.id]) == {}
+
+
+def test_history_pages_by_timestamp_across_names_and_equal_timestamps(
+    client: TestClient, db: Session, setup: Any
+) -> None:
+    """Pages follow (timestamp, arrival) across every name, whatever order points were sent in;
+    a cursor resumes exactly after the last point, also inside a run of equal timestamps."""
+    owner, viewer, _, _, deployment = setup
+    url = f"/v1/deployments/{deployment.id}/metrics"
+    sent = []
+    rng = random.Random(3)  # noqa: S311 - reproducible data, not secrets
+    for i in range(60):
+        minute = rng.randrange(20)  # many points share a timestamp, sent out of order
+        name = rng.choice(["a", "b", "c"])
+        sent.append((T0 + MINUTE * minute, i, name))
+    for chunk in range(0, 60, 20):
+        body = [
+            {"name": name, "value": float(i), "timestamp": ts.isoformat()}
+            for ts, i, name in sent[chunk : chunk + 20]
+        ]
+        _post(client, url, owner, body)
+    expected = sorted(sent)  # by timestamp, then the order received (value i rises with it)
+    for limit in (1, 7, 50):
+        items, cursor = [], None
+        while True:
+            params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+            page = client.get(url, params=params, headers=viewer.headers)
+            assert page.status_code == 200, page.text
+            items += page.json()["items"]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert [(p["name"], p["value"]) for p in items] == [(n, float(i)) for _, i, n in expected]
+    # One name, and a window, page the same way.
+    only_b = [(ts, i) for ts, i, n in expected if n == "b" and T0 + MINUTE * 5 <= ts]
+    params = {"name": "b", "limit": 3, "since": (T0 + MINUTE * 5).isoformat()}
+    items, cursor = [], None
+    while True:
+        page = client.get(
+            url, params=params | ({"cursor": cursor} if cursor else {}), headers=viewer.headers
+        )
+        items += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [p["value"] for p in items] == [float(i) for _, i in only_b]
+    # The newest point of each name is the latest by timestamp, not the last sent.
+    latest = client.get(f"{url}/latest", headers=viewer.headers).json()["items"]
+    for point in latest:
+        newest = max((ts, i) for ts, i, n in sent if n == point["name"])
+        assert point["value"] == float(newest[1])
+
+
+def test_deleting_a_project_queues_its_points_for_housekeeping(
+    client: TestClient, db: Session, setup: Any
+) -> None:
+    """Points have no foreign key: the project's delete queues its runs and deployments, and
+    housekeeping deletes their points in bounded batches, leaving other projects' alone."""
+    owner, _, _, _, _ = setup
+    doomed = make_project(db, (owner, Role.OWNER))
+    run = make_run(db, doomed, status="completed")
+    deployment = make_deployment(db, doomed, status="deleted")
+    keep = make_project(db, (owner, Role.OWNER))
+    kept_run = make_run(db, keep, status="completed")
+    now = datetime.now(UTC)
+    for subject, kind, pid in (
+        (run.id, "run", doomed.id),
+        (deployment.id, "deployment", doomed.id),
+        (kept_run.id, "run", keep.id),
+    ):
+        rows = [("loss", i, now, float(i)) for i in range(120)]
+        assert repository.add_many(db, pid, kind, subject, rows) == 120
+    gone_ids, kept_id = {run.id, deployment.id}, kept_run.id
+    db.commit()
+
+    r = client.delete(f"/v1/projects/{doomed.id}", headers=owner.headers)
+    assert r.status_code == 204, r.text
+    db.expire_all()
+    assert set(db.scalars(select(MetricPurge.subject_id))) == gone_ids
+    # Nothing is deleted until housekeeping runs; then at most `limit` points per call.
+    day = timedelta(days=1)
+    assert metrics.purge_expired(db, now, day, limit=100)["metric_points"] == 100
+    assert metrics.purge_expired(db, now, day, limit=1000)["metric_points"] == 140
+    assert metrics.purge_expired(db, now, day, limit=1000)["metric_points"] == 0
+    assert db.scalars(select(MetricPurge.subject_id)).all() == []
+    left = db.execute(
+        select(MetricPoint.subject_id, func.count()).group_by(MetricPoint.subject_id)
+    ).all()
+    assert dict(left) == {kept_id: 120}

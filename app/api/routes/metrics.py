@@ -133,7 +133,7 @@ def run_metric_history(
     since: Since = None,
     until: Until = None,
 ) -> Page[MetricPointRead]:
-    """The run's points, oldest first."""
+    """The run's points, oldest first by timestamp (ties in the order received)."""
     items, cursor = service.history(session, principal, "run", run_id, page, name, since, until)
     return Page(items=items, next_cursor=cursor)
 
@@ -156,7 +156,7 @@ def run_metric_series(
 def run_latest_metrics(
     run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> LatestPoints:
-    """The most recently received point of each of the run's metrics."""
+    """The newest point (by timestamp) of each of the run's metrics."""
     return service.latest(session, principal, "run", run_id)
 
 
@@ -184,7 +184,7 @@ def deployment_metric_history(
     since: Since = None,
     until: Until = None,
 ) -> Page[MetricPointRead]:
-    """The deployment's points, oldest first."""
+    """The deployment's points, oldest first by timestamp (ties in the order received)."""
     items, cursor = service.history(
         session, principal, "deployment", deployment_id, page, name, since, until
     )
@@ -211,5 +211,5 @@ def deployment_metric_series(
 def deployment_latest_metrics(
     deployment_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> LatestPoints:
-    """The most recently received point of each of the deployment's metrics."""
+    """The newest point (by timestamp) of each of the deployment's metrics."""
     return service.latest(session, principal, "deployment", deployment_id)

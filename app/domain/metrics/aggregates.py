@@ -1,8 +1,9 @@
 """Aggregate queries on metric points: downsampled series, latest values, optimizer windows.
 
 They filter on ``subject_id`` alone (ids are unique across runs and deployments, and the
-caller already resolved the subject), so PostgreSQL answers them from the
-``(subject_id, name, id) INCLUDE (timestamp, value)`` index without reading the heap.
+caller already resolved the subject), so PostgreSQL answers them from ranges of the
+``(subject_id, name, timestamp, id) INCLUDE (value)`` index without reading the heap: a
+time-bounded query reads the points in its range, not the subject's whole history.
 PostgreSQL computes everything in SQL; other databases (the small embedded SQLite file) fetch
 the window's values and compute the same numbers in Python.
 """
@@ -16,11 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CTE, ColumnElement, Float, Integer, cast, func, select
+from sqlalchemy import ColumnElement, Float, Integer, cast, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
 from app.domain.metrics.models import MetricPoint
+from app.domain.metrics.repository import subject_names_cte
 from app.domain.metrics.schemas import WindowStats
 
 
@@ -48,13 +50,23 @@ def _window(
 def time_range(
     session: Session, subject_id: uuid.UUID, names: Sequence[str]
 ) -> tuple[datetime | None, datetime | None]:
-    """The first and last timestamp of the named metrics of a subject."""
-    row = session.execute(
-        select(func.min(MetricPoint.timestamp), func.max(MetricPoint.timestamp)).where(
-            MetricPoint.subject_id == subject_id, MetricPoint.name.in_(list(names))
-        )
-    ).one()
-    return _aware(row[0]), _aware(row[1])
+    """The first and last timestamp of the named metrics of a subject.
+
+    min() and max() per name are each one probe at an end of the name's index range.
+    """
+    if not names:
+        return None, None
+    ends = [
+        select(agg(MetricPoint.timestamp))
+        .where(MetricPoint.subject_id == subject_id, MetricPoint.name == name)
+        .scalar_subquery()
+        for agg in (func.min, func.max)
+        for name in names
+    ]
+    row = session.execute(select(*ends)).one()
+    firsts = [v for v in (_aware(x) for x in row[: len(names)]) if v is not None]
+    lasts = [v for v in (_aware(x) for x in row[len(names) :]) if v is not None]
+    return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -145,40 +157,24 @@ def bucketize(points: Any, start: float, seconds: float, buckets: int) -> list[B
     ]
 
 
-def _names_cte(subject_id: uuid.UUID) -> CTE:
-    # A recursive walk of the index: one probe per distinct name, not a scan of every point.
-    inner = aliased(MetricPoint)
-    names = (
-        select(func.min(MetricPoint.name).label("name"))
-        .where(MetricPoint.subject_id == subject_id)
-        .cte("names", recursive=True)
-    )
-    following = (
-        select(func.min(inner.name))
-        .where(inner.subject_id == subject_id, inner.name > names.c.name)
-        .scalar_subquery()
-    )
-    return names.union_all(select(following).where(names.c.name.is_not(None)))
-
-
 def names(session: Session, subject_id: uuid.UUID) -> list[str]:
     """The subject's distinct metric names, sorted."""
-    cte = _names_cte(subject_id)
+    cte = subject_names_cte(subject_id)
     stmt = select(cte.c.name).where(cte.c.name.is_not(None)).order_by(cte.c.name)
     return list(session.scalars(stmt))
 
 
 def latest(session: Session, subject_id: uuid.UUID) -> Sequence[MetricPoint]:
-    """The most recently received point of each of the subject's metric names.
+    """The newest point (by timestamp, then the last received) of each of the subject's names.
 
-    One backward index probe per distinct name finds its newest point.
+    One backward index probe per distinct name finds it.
     """
-    cte = _names_cte(subject_id)
+    cte = subject_names_cte(subject_id)
     newest = aliased(MetricPoint)
     newest_id = (
         select(newest.id)
         .where(newest.subject_id == subject_id, newest.name == cte.c.name)
-        .order_by(newest.id.desc())
+        .order_by(newest.timestamp.desc(), newest.id.desc())
         .limit(1)
         .scalar_subquery()
     )

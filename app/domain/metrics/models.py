@@ -16,14 +16,17 @@ from app.types import BigIntId, UTCDateTime
 class MetricPoint(Base):
     __tablename__ = "metric_points"
     __table_args__ = (
-        # History by name pages on id; timestamp and value ride along so series, windows and
-        # latest values are index-only scans that never touch the (interleaved) heap.
+        # Every read of a subject's points is a range of this index: history pages on
+        # (timestamp, id), series and windows on timestamp, latest walks it backwards per name.
+        # value rides along, so series, windows and latest values never touch the (interleaved)
+        # heap, and a time-bounded read costs the points in range, not the subject's history.
         Index(
-            "ix_metric_points_subject",
+            "ix_metric_points_series",
             "subject_id",
             "name",
+            "timestamp",
             "id",
-            postgresql_include=["timestamp", "value"],
+            postgresql_include=["value"],
         ),
         # Points arrive roughly in time order, so a BRIN (a few pages for 100 M rows) is enough
         # for the retention purge's time ranges; SQLite gets a plain index.
@@ -63,3 +66,17 @@ class MetricRetention(Base):
     )
     days: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class MetricPurge(Base):
+    """A subject of a deleted project whose points are still to be deleted.
+
+    Points carry no foreign key, so deleting a project queues its runs and deployments here and
+    housekeeping deletes their points in short batches, each a range of the series index.
+    """
+
+    __tablename__ = "metric_purges"
+
+    subject_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    project_id: Mapped[uuid.UUID] = mapped_column()
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

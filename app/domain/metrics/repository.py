@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, and_, delete, insert, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.clock import utcnow
 from app.domain.deployments.models import Deployment
-from app.domain.metrics.models import MetricBatchRecord, MetricPoint, MetricRetention
-from app.domain.pagination import PageRequest, paginate
+from app.domain.metrics.models import (
+    MetricBatchRecord,
+    MetricPoint,
+    MetricPurge,
+    MetricRetention,
+)
+from app.domain.pagination import PageRequest
 from app.domain.projects.models import Membership
 from app.domain.runs.models import TrainingRun
+from app.errors import BadRequest
 
 # (name, step, timestamp, value): the per-point part of a row; the subject part is shared.
 PointRow = tuple[str, int | None, datetime, float]
@@ -27,6 +48,7 @@ _COPY = (
     "COPY metric_points (project_id, subject_type, subject_id, name, step, timestamp, value) "
     "FROM STDIN (FORMAT BINARY)"
 )
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _COPY_TYPES = ["uuid", "varchar", "uuid", "varchar", "int8", "timestamptz", "float8"]
 
 
@@ -200,17 +222,110 @@ def history(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> tuple[Sequence[MetricPoint], str | None]:
-    """A subject's points in the order they were received, oldest first."""
-    stmt = select(MetricPoint).where(
-        MetricPoint.subject_id == subject_id, MetricPoint.subject_type == subject_type
-    )
-    if name is not None:
-        stmt = stmt.where(MetricPoint.name == name)
+    """A subject's points oldest first by timestamp (equal timestamps in the order received).
+
+    Each page is a range of the (subject, name, timestamp, id) index after the cursor's key. With
+    no name on PostgreSQL, each of the subject's names contributes its first ``limit + 1`` points
+    after the cursor and the page is the first of those, so a page costs names × limit index
+    entries however long the subject's history is.
+    """
+    after = decode_point_cursor(page.cursor) if page.cursor is not None else None
+    conditions = _range(MetricPoint, since, until, after)
+    key = (MetricPoint.timestamp, MetricPoint.id)
+    if name is not None or _dialect(session) != "postgresql":
+        stmt = select(MetricPoint).where(
+            MetricPoint.subject_id == subject_id,
+            MetricPoint.subject_type == subject_type,
+            *conditions,
+        )
+        if name is not None:
+            stmt = stmt.where(MetricPoint.name == name)
+    else:
+        names = subject_names_cte(subject_id)
+        inner = aliased(MetricPoint)
+        per_name = (
+            select(inner.id, inner.timestamp)
+            .where(
+                inner.subject_id == subject_id,
+                inner.name == names.c.name,
+                *_range(inner, since, until, after),
+            )
+            .order_by(inner.timestamp, inner.id)
+            .limit(page.limit + 1)
+            .lateral()
+        )
+        ids = (
+            select(per_name.c.id)
+            .select_from(names)
+            .join(per_name, true())
+            .where(names.c.name.is_not(None))
+            .order_by(per_name.c.timestamp, per_name.c.id)
+            .limit(page.limit + 1)
+        )
+        stmt = select(MetricPoint).where(
+            MetricPoint.id.in_(ids), MetricPoint.subject_type == subject_type
+        )
+    rows = session.scalars(stmt.order_by(*key).limit(page.limit + 1)).all()
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[: page.limit]
+    return rows, encode_point_cursor(rows[-1].timestamp, rows[-1].id)
+
+
+def _range(
+    table: type[MetricPoint],
+    since: datetime | None,
+    until: datetime | None,
+    after: tuple[datetime, int] | None,
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if since is not None:
-        stmt = stmt.where(MetricPoint.timestamp >= since)
+        conditions.append(table.timestamp >= since)
     if until is not None:
-        stmt = stmt.where(MetricPoint.timestamp < until)
-    return paginate(session, stmt, MetricPoint.id, page, order="asc")
+        conditions.append(table.timestamp < until)
+    if after is not None:
+        key = tuple_(literal(after[0], table.timestamp.type), literal(after[1], table.id.type))
+        conditions.append(tuple_(table.timestamp, table.id) > key)
+    return conditions
+
+
+def encode_point_cursor(timestamp: datetime, point_id: int) -> str:
+    """An opaque cursor for the (timestamp, id) key of a page's last point."""
+    aware = timestamp if timestamp.tzinfo is not None else timestamp.replace(tzinfo=UTC)
+    micros = (aware - _EPOCH) // timedelta(microseconds=1)
+    raw = f"p:{micros}:{point_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_point_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (timestamp, id) a point cursor stands for; a malformed one is a 400."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, micros, point_id = raw.split(":")
+        if kind == "p":
+            return _EPOCH + timedelta(microseconds=int(micros)), int(point_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise BadRequest("The cursor is not valid; pass next_cursor from a previous page.")
+
+
+def subject_names_cte(subject_id: uuid.UUID) -> CTE:
+    """The subject's distinct metric names (plus one NULL row that ends the walk).
+
+    A recursive walk of the index: one probe per distinct name, not a scan of every point.
+    """
+    inner = aliased(MetricPoint)
+    names = (
+        select(func.min(MetricPoint.name).label("name"))
+        .where(MetricPoint.subject_id == subject_id)
+        .cte("names", recursive=True)
+    )
+    following = (
+        select(func.min(inner.name))
+        .where(inner.subject_id == subject_id, inner.name > names.c.name)
+        .scalar_subquery()
+    )
+    return names.union_all(select(following).where(names.c.name.is_not(None)))
 
 
 def retention_days(session: Session, project_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -257,6 +372,56 @@ def purge_points(session: Session, project_id: uuid.UUID, before: datetime, limi
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def queue_project_purge(session: Session, project_id: uuid.UUID, now: datetime) -> int:
+    """Queue every run and deployment of the project for point deletion; returns how many."""
+    subjects = union_all(
+        select(TrainingRun.id, TrainingRun.project_id).where(TrainingRun.project_id == project_id),
+        select(Deployment.id, Deployment.project_id).where(Deployment.project_id == project_id),
+    ).subquery()
+    insert_ = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+    stmt = (
+        insert_(MetricPurge)
+        .from_select(
+            ["subject_id", "project_id", "requested_at"],
+            select(
+                subjects.c.id, subjects.c.project_id, literal(now, MetricPurge.requested_at.type)
+            ),
+        )
+        .on_conflict_do_nothing()
+    )
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def purge_queued(session: Session, limit: int) -> int:
+    """Delete up to ``limit`` points of queued subjects, oldest request first; a subject whose
+    points are all gone leaves the queue."""
+    deleted = 0
+    queued = session.scalars(
+        select(MetricPurge.subject_id).order_by(MetricPurge.requested_at, MetricPurge.subject_id)
+    )
+    for subject_id in queued.all():
+        want = limit - deleted
+        if want <= 0:
+            break
+        doomed = (
+            select(MetricPoint.id)
+            .where(MetricPoint.subject_id == subject_id)
+            .limit(want)
+            .scalar_subquery()
+        )
+        gone = int(
+            session.execute(  # type: ignore[attr-defined]
+                delete(MetricPoint)
+                .where(MetricPoint.id.in_(doomed))
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        )
+        deleted += gone
+        if gone < want:
+            session.execute(delete(MetricPurge).where(MetricPurge.subject_id == subject_id))
+    return deleted
 
 
 def purge_batches(session: Session, before: datetime) -> int:

@@ -87,7 +87,7 @@ class MetricPointRead(ReadModel):
 
 
 class LatestPoints(BaseModel):
-    """The most recently received point of every name of a subject."""
+    """The newest point (by timestamp, then the last received) of every name of a subject."""
 
     items: list[MetricPointRead]
 

@@ -168,7 +168,7 @@ def history(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> tuple[list[MetricPointRead], str | None]:
-    """A subject's points, oldest first, optionally of one name and within a time window."""
+    """A subject's points, oldest first by timestamp, of one name and a time window if given."""
     _subject_project(session, principal, subject_type, subject_id, Role.VIEWER)
     rows, cursor = repository.history(session, subject_type, subject_id, page, name, since, until)
     return [MetricPointRead.model_validate(r) for r in rows], cursor
@@ -226,7 +226,7 @@ def series(
 def latest(
     session: Session, principal: Principal, subject_type: SubjectType, subject_id: uuid.UUID
 ) -> LatestPoints:
-    """The most recently received point of each metric name of the subject."""
+    """The newest point (by timestamp) of each metric name of the subject."""
     _subject_project(session, principal, subject_type, subject_id, Role.VIEWER)
     rows = aggregates.latest(session, subject_id)
     return LatestPoints(items=[MetricPointRead.model_validate(r) for r in rows])
@@ -252,6 +252,15 @@ def retention_days(session: Session, project_ids: Sequence[uuid.UUID]) -> dict[u
     return repository.retention_days(session, project_ids)
 
 
+def forget_project(session: Session, project_id: uuid.UUID) -> int:
+    """Queue the points of a project about to be deleted for deletion by housekeeping.
+
+    Call it in the transaction that deletes the project, before the delete cascades to its runs
+    and deployments (whose ids locate the points). Returns how many subjects were queued.
+    """
+    return repository.queue_project_purge(session, project_id, utcnow())
+
+
 def set_retention(session: Session, project_id: uuid.UUID, days: int | None) -> None:
     """Keep a project's points ``days`` days, or forever when None."""
     repository.set_retention(session, project_id, days)
@@ -260,11 +269,12 @@ def set_retention(session: Session, project_id: uuid.UUID, days: int | None) -> 
 def purge_expired(
     session: Session, now: datetime, batch_ttl: timedelta, limit: int
 ) -> dict[str, int]:
-    """Delete at most ``limit`` points past their project's retention, and stale batch ids.
+    """Delete at most ``limit`` points of deleted projects or past their project's retention,
+    and stale batch ids.
 
     Callers repeat it, one short transaction each, until fewer than ``limit`` points go.
     """
-    points = 0
+    points = repository.purge_queued(session, limit)
     for project_id, days in repository.retention_policies(session):
         if points >= limit:
             break

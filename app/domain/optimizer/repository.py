@@ -41,8 +41,8 @@ def window_points(
     rows = session.execute(
         select(MetricPoint.name, MetricPoint.timestamp, MetricPoint.value)
         .where(
+            # subject_id alone (ids are unique across subjects): an index-only range scan.
             MetricPoint.subject_id == deployment_id,
-            MetricPoint.subject_type == "deployment",
             MetricPoint.name.in_(names),
             MetricPoint.timestamp >= since,
             MetricPoint.timestamp < until,

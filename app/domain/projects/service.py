@@ -128,6 +128,7 @@ def delete_project(session: Session, principal: Principal, project_id: uuid.UUID
         project.id,
         {"name": project.name},
     )
+    metrics.forget_project(session, project.id)  # points outlive the cascade; housekeeping
     session.delete(project)
     session.flush()
 
