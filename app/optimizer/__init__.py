@@ -38,8 +38,9 @@ seen is "not located" and leaves the power law and the guards in charge. For eve
 SLO·(1 − headroom), the prediction at the peak is ≤ the SLO itself, and the per-instance loads
 stay under the utilisation guards below. It picks the cheapest feasible C; candidates costing at
 most (1 − cost_weight)·10 % more count as ties, broken by the higher E (cost_weight = 1 is
-strictly the cheapest), and a dearer count wins only when its E gain exceeds the fit's residual
-spread (times the latency terms' share of E), a gain the feed's own noise would hide. Scale-out
+strictly the cheapest): the cheapest of them whose E is within the fit's residual spread (times
+the latency terms' share of E) of the best, since a smaller gain is one the feed's own noise
+would hide. Scale-out
 is immediate up to ``max_step`` per pass after the scale-out cooldown, and takes the full step
 when the SLO is already missed; scale-in waits for the scale-in cooldown (counted from any
 scaling), moves at most ``max_step``, and needs the smaller count to meet a target shrunk by

@@ -319,21 +319,28 @@ def _evaluate(
 def _choose(
     counts: FloatArray, eff: FloatArray, mask: FloatArray, band: float, noise: float = 0.0
 ) -> int | None:
-    """Cheapest masked count, or the best E among those costing at most ``band`` more whose E
-    beats the cheapest's by more than ``noise`` (relative)."""
+    """Among masked counts costing at most ``band`` more than the cheapest, the cheapest whose
+    E is within ``noise`` (relative) of the best E there: a dearer count is only paid for when
+    every cheaper one is measurably worse.
+
+    With E non-decreasing in the count (the model's latency never rises with C), the choice is
+    monotone: a looser SLO, which only adds cheaper counts, never picks a dearer one.
+    """
     idx = np.flatnonzero(mask > 0)
     if idx.size == 0:
         return None
     # Counts ascend and cost is proportional to the count, so the first qualifying one is cheapest.
     ties = idx[counts[idx] <= counts[idx[0]] * (1.0 + band) + 1e-9]
-    best = ties[int(np.argmax(eff[ties]))]  # argmax keeps the cheapest of equal E
-    return int(counts[best if eff[best] > eff[ties[0]] * (1.0 + noise) else ties[0]])
+    best = float(eff[ties].max())
+    good = ties[eff[ties] * (1.0 + noise) >= best]
+    return int(counts[good[0]])
 
 
 def _e_noise(f: Fit, policy: Policy) -> float:
-    """Relative E gain a dearer count must beat: the fit's log-latency scatter times the latency
-    terms' share of a candidate's E (which has no data-rate term). A smaller gain is within the
-    noise of the feed the fit came from, so it is not worth paying for."""
+    """How far (relative) below the best E a cheaper count may fall and still count as as good:
+    the fit's log-latency scatter times the latency terms' share of a candidate's E (which has
+    no data-rate term). A smaller gain is within the noise of the feed the fit came from, so it
+    is not worth paying for."""
     w = policy.weights
     latency = w.mean_latency + w.p95_latency
     total = w.task_rate + latency
@@ -380,7 +387,8 @@ def _model_decision(
         )
         if cheapest is not None and cheapest != ideal:
             why = (
-                f"{ideal} has the best E within {band:.0%} of the cheapest cost at cost weight "
+                f"{ideal} is the cheapest count whose E is within {noise:.1%} (the fit's noise) "
+                f"of the best within {band:.0%} of the cheapest cost at cost weight "
                 f"{policy.cost_weight:g} (the cheapest meeting {target_ms:.0f} ms at {load} is "
                 f"{cheapest})"
             )
