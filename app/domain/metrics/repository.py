@@ -49,6 +49,7 @@ _COPY = (
     "FROM STDIN (FORMAT BINARY)"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PURGE_SUBJECTS_PER_CALL = 1000
 _COPY_TYPES = ["uuid", "varchar", "uuid", "varchar", "int8", "timestamptz", "float8"]
 
 
@@ -398,8 +399,11 @@ def purge_queued(session: Session, limit: int) -> int:
     """Delete up to ``limit`` points of queued subjects, oldest request first; a subject whose
     points are all gone leaves the queue."""
     deleted = 0
+    # A large project queues many subjects; one call looks at a bounded slice of them.
     queued = session.scalars(
-        select(MetricPurge.subject_id).order_by(MetricPurge.requested_at, MetricPurge.subject_id)
+        select(MetricPurge.subject_id)
+        .order_by(MetricPurge.requested_at, MetricPurge.subject_id)
+        .limit(PURGE_SUBJECTS_PER_CALL)
     )
     for subject_id in queued.all():
         want = limit - deleted
