@@ -141,6 +141,12 @@ def test_decisions_what_if_and_training_recommendation_api(client: TestClient, d
 
     bad = client.post(f"{base}/what-if", json={"instances": []}, headers=key.headers)
     assert bad.status_code == 422
+    # Counts outside 1..max_instances are refused, not clamped into a silent answer.
+    for counts in ([0, -1], [1, deployment.max_instances + 1]):
+        bad = client.post(f"{base}/what-if", json={"instances": counts}, headers=key.headers)
+        assert bad.status_code == 422, bad.text
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert f"1..{deployment.max_instances}" in bad.json()["detail"]
 
     rec = client.get(
         f"/v1/projects/{project.id}/recommendations/training",

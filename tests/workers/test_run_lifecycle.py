@@ -141,6 +141,8 @@ def test_poll_completes_the_run_with_metrics_and_a_model_version(
     run_tasks.poll_once("local")
     run = load(committed, run_id)
     assert (run.status, run.secondary_status, run.metrics_cursor) == ("running", "Downloading", "2")
+    # The job prints its last value and ends between two polls.
+    backend.metrics[name].append(TrainingMetric("loss", 0.25, datetime.now(UTC), step=3))
     backend.set_job(
         name,
         JobState.COMPLETED,
@@ -155,12 +157,13 @@ def test_poll_completes_the_run_with_metrics_and_a_model_version(
     assert run.billable_seconds == 42.0
     assert run.ended_at is not None
     with committed() as session:
-        values = session.scalars(
-            select(MetricPoint.value)
+        points = session.execute(
+            select(MetricPoint.step, MetricPoint.value)
             .where(MetricPoint.subject_id == run_id)
             .order_by(MetricPoint.id)
         ).all()
-        assert values == [0.9, 0.5, 0.25]
+        # One point per scrape, each at its step; the final value is not stored again.
+        assert [tuple(p) for p in points] == [(1, 0.9), (2, 0.5), (3, 0.25)]
         model = session.scalar(select(ModelVersion).where(ModelVersion.source_run_id == run_id))
         assert model is not None
         assert (model.name, model.version, model.artifact_uri) == ("recs", 1, run.artifact_uri)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validat
 
 from app.domain.costs.accounting import deployment_instance_seconds, priced
 from app.domain.deployments.states import DeploymentStatus
-from app.domain.projects.schemas import SLUG, Backend
+from app.domain.projects.schemas import SLUG_WORDS, Backend, Slug
 from app.domain.schemas import ReadModel, WriteModel
 
 MAX_INSTANCES = 100
@@ -99,7 +99,7 @@ class DeploymentCreate(WriteModel):
         },
     )
 
-    name: str = Field(pattern=SLUG, description="Lowercase slug, unique in the project.")
+    name: Slug = Field(description=f"Unique in the project: {SLUG_WORDS}.")
     model_version_id: uuid.UUID = Field(description="A model version of this project")
     backend: Backend | None = Field(default=None, description="Default: the project's backend")
     instance_type: str | None = Field(

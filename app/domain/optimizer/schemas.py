@@ -33,7 +33,11 @@ class WhatIfRequest(WriteModel):
         json_schema_extra={"examples": [{"instances": [1, 2, 3, 4], "load_rps": 120.0}]},
     )
 
-    instances: list[int] = Field(min_length=1, max_length=100)
+    instances: list[int] = Field(
+        min_length=1,
+        max_length=100,
+        description="Instance counts to evaluate, each from 1 to the deployment's max_instances",
+    )
     load_rps: float | None = Field(
         default=None,
         ge=0,
@@ -43,7 +47,7 @@ class WhatIfRequest(WriteModel):
     )
 
     def counts(self) -> list[int]:
-        return sorted({max(1, min(c, 1000)) for c in self.instances})
+        return sorted(set(self.instances))
 
 
 class WhatIfRead(ReadModel):

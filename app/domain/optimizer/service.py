@@ -23,7 +23,7 @@ from app.domain.optimizer import repository
 from app.domain.optimizer.models import OptimizerDecision
 from app.domain.optimizer.schemas import DecisionRead, WhatIfRead, WhatIfRequest
 from app.domain.pagination import PageRequest
-from app.errors import NotFound
+from app.errors import NotFound, Unprocessable
 from app.optimizer import Observation, Policy, State, Window, decide, fit, what_if
 from app.settings import get_settings
 
@@ -179,6 +179,13 @@ def evaluate(
 ) -> WhatIfRead:
     """Predicted p95, E and cost of any instance counts from the deployment's current window."""
     deployment = _visible(session, principal, deployment_id)
+    outside = [c for c in data.instances if not 1 <= c <= deployment.max_instances]
+    if outside:
+        raise Unprocessable(
+            f"instances must each lie in 1..{deployment.max_instances} (the deployment's "
+            f"max_instances); got {sorted(set(outside))[:10]}",
+            code="validation_error",
+        )
     since = now - timedelta(seconds=get_settings().optimizer.window_s)
     window = Window.of(observations(session, deployment, since, now), now_s=now.timestamp())
     policy = policy_for(deployment)

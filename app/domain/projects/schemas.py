@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from app.domain.access import Role
 from app.domain.schemas import ReadModel, WriteModel
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+SLUG_WORDS = (
+    "lower-case letters, digits and hyphens, 1-63 characters, "
+    "starting and ending with a letter or digit"
+)
+
+
+def _check_slug(value: str) -> str:
+    if not re.fullmatch(SLUG, value):
+        raise PydanticCustomError(
+            "slug",
+            "must be {words} (got {got!r})",
+            {
+                "words": SLUG_WORDS,
+                "got": value[:80],
+            },
+        )
+    return value
+
+
+# Checked in words rather than by the bare regex, which the schema still states.
+Slug = Annotated[
+    str,
+    AfterValidator(_check_slug),
+    WithJsonSchema({"type": "string", "pattern": SLUG, "minLength": 1, "maxLength": 63}),
+]
 Backend = Literal["local", "sagemaker"]
 
 
@@ -30,7 +57,7 @@ class ProjectCreate(WriteModel):
         },
     )
 
-    name: str = Field(pattern=SLUG, description="Lowercase slug, unique across Stratus.")
+    name: Slug = Field(description=f"Unique across Stratus: {SLUG_WORDS}.")
     description: str = Field(default="", max_length=2000)
     default_backend: Backend = "local"
     budget_usd: float | None = Field(default=None, ge=0, le=1e12)

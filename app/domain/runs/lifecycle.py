@@ -167,15 +167,8 @@ def _complete(
         **details,
     ):
         return False
-    now = utcnow()
-    if final:
-        metrics_repo.add_many(
-            session,
-            run.project_id,
-            "run",
-            run.id,
-            [(name, None, job.ended_at or now, value) for name, value in final.items()],
-        )
+    # Final metrics live on the run: its series already hold each scraped value at its step
+    # (the poll that saw the job end pulls the last points), so no step-less copy is stored.
     session.refresh(run)
     if run.artifact_uri:
         model_versions.create_from_run(session, run)
@@ -183,11 +176,15 @@ def _complete(
 
 
 def in_flight_cursors(session: Session, backend: str, limit: int) -> dict[uuid.UUID, str | None]:
-    """Running runs of a backend and where their live metrics continue."""
+    """Submitted runs of a backend and where their live metrics continue.
+
+    Submitting runs are included: a short job may end before a poll sees it running, and the
+    poll that sees it end must still pull every point it printed.
+    """
     return {
         run.id: run.metrics_cursor
         for run in repository.list_in_flight(session, backend, limit)
-        if run.status in (S.RUNNING, S.STOPPING)
+        if run.external_id is not None and run.status in (S.SUBMITTING, S.RUNNING, S.STOPPING)
     }
 
 
