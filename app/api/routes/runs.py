@@ -7,16 +7,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
-from app.backends.base import BackendError, NotFoundError
-from app.backends.registry import get_backend
-from app.domain.runs import service
+from app.domain.runs import logs, service
+from app.domain.runs.logs import LogPage
 from app.domain.runs.schemas import RunCreate, RunRead
 from app.domain.runs.states import RunStatus
 from app.domain.schemas import Page, UtcDatetime
-from app.errors import BadGateway, Conflict, ServiceUnavailable, problem_responses
+from app.errors import problem_responses
 
 router = APIRouter(tags=["runs"])
 
@@ -72,11 +70,6 @@ def stop_run(run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) ->
     return service.stop_run(session, principal, run_id)
 
 
-class LogPage(BaseModel):
-    lines: list[str]
-    next_cursor: str | None
-
-
 @router.get("/v1/runs/{run_id}/logs", responses=problem_responses(401, 404, 409, 502, 503))
 def run_logs(
     run_id: uuid.UUID,
@@ -86,19 +79,4 @@ def run_logs(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> LogPage:
     """The job's log lines after ``cursor``, oldest first; pass ``next_cursor`` to follow."""
-    target = service.log_target(session, principal, run_id)
-    session.close()  # no transaction stays open while the backend reads logs
-    if target is None:
-        return LogPage(lines=[], next_cursor=cursor)
-    backend = get_backend(target[0])
-    if backend is None:
-        raise Conflict(f"No compute backend is configured for {target[0]!r}.", code="no_backend")
-    try:
-        page = backend.fetch_logs(target[1], cursor, limit)
-    except NotFoundError:  # submitted, but the job has written nothing yet
-        return LogPage(lines=[], next_cursor=cursor)
-    except BackendError as error:
-        if error.retryable:
-            raise ServiceUnavailable(str(error), headers={"Retry-After": "1"}) from error
-        raise BadGateway(str(error)) from error
-    return LogPage(lines=list(page.lines), next_cursor=page.next_cursor)
+    return logs.read_logs(session, principal, run_id, cursor, limit)
