@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, computed_field, field_validator, model_validator
 
+from app.backends.local.examples import examples_dir
 from app.domain.costs.accounting import priced, run_instance_seconds
 from app.domain.runs.states import RunStatus
 from app.domain.schemas import ReadModel, WriteModel
@@ -19,16 +21,17 @@ HP_KEY = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"
 Backend = Literal["local", "sagemaker"]
 HyperValue = str | int | float | bool
 
+# The shipped recommender, from this installation's examples: it works as sent on a
+# `stratus dev` started in the checkout (whose directory is then the host root).
+_EXAMPLES = examples_dir() or Path(__file__).resolve().parents[3] / "examples"
 SPEC_EXAMPLE: dict[str, Any] = {
     "entrypoint": "train.py",
-    "source_dir": "examples/recommender",
-    "framework": "pytorch",
-    "hyperparameters": {"epochs": 5, "factors": 32, "lr": 0.05},
+    "source_dir": str(_EXAMPLES / "recommender"),
+    "hyperparameters": {"epochs": 5, "factors": 32, "lr": 0.1},
     "instance_type": "local",
     "instance_count": 1,
-    "input_channels": {"train": "file:///data/interactions"},
-    "max_runtime_seconds": 3600,
-    "metric_definitions": [{"name": "loss", "regex": "loss=([0-9.eE+-]+)"}],
+    "max_runtime_seconds": 600,
+    "metric_definitions": [{"name": "loss", "regex": r"\bloss=([0-9.eE+-]+)"}],
 }
 
 
@@ -68,7 +71,6 @@ class RunSpec(WriteModel):
     metric_definitions: list[MetricDefinition] = Field(default_factory=list, max_length=40)
     use_spot: bool = False
     max_wait_seconds: int | None = Field(default=None, ge=1, le=28 * 86400)
-    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
     environment: dict[str, str] = Field(default_factory=dict, max_length=100)
 
     @field_validator("hyperparameters")
