@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlparse
 from app.settings import Settings
 
 ROOTS_SETTING = "STRATUS_BACKENDS__LOCAL__HOST_ROOTS"
-BUNDLE_HINT = "send code as a code bundle instead"
+BUNDLE_HINT = "code can be sent as a code bundle instead"
 
 
 class HostPathError(ValueError):

@@ -21,21 +21,31 @@ SAGEMAKER_ONLY = ("use_spot", "max_wait_seconds", "volume_size_gb")
 
 
 class Problems:
-    """Problems found in a request, each naming its field; raised together as one 422."""
+    """Problems found in a request, each naming its field; raised together as one 422 whose
+    ``errors`` have the shape of request validation errors (``loc``, ``msg``, ``type``)."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
+        self.items: list[tuple[tuple[str, ...], str]] = []
 
-    def add(self, field: str, message: str) -> None:
-        self.items.append((field, message))
+    def add(self, field: str | tuple[str, ...], message: str) -> None:
+        self.items.append((tuple(field.split(".")) if isinstance(field, str) else field, message))
 
     def raise_any(self, code: str = "invalid_spec") -> None:
         if self.items:
             raise Unprocessable(
-                "; ".join(f"{field}: {message}" for field, message in self.items),
+                "; ".join(f"{'.'.join(loc)}: {message}" for loc, message in self.items),
                 code=code,
-                extra={"errors": [{"field": f, "message": m} for f, m in self.items]},
+                extra={
+                    "errors": [
+                        {"loc": ["body", *loc], "msg": message, "type": code}
+                        for loc, message in self.items
+                    ]
+                },
             )
+
+
+def _channel(name: str) -> tuple[str, ...]:
+    return ("spec", "input_channels", name)  # channel names may hold dots
 
 
 def s3_prefixes(raw_backend_config: dict[str, Any] | None) -> list[str]:
@@ -44,7 +54,9 @@ def s3_prefixes(raw_backend_config: dict[str, Any] | None) -> list[str]:
     return list(config.sagemaker.s3_prefixes) if config.sagemaker else []
 
 
-def check_s3_uri(problems: Problems, field: str, uri: str, prefixes: list[str]) -> None:
+def check_s3_uri(
+    problems: Problems, field: str | tuple[str, ...], uri: str, prefixes: list[str]
+) -> None:
     """An s3://bucket/key URI under one of the project's prefixes."""
     if not S3_URI.match(uri):
         problems.add(field, "s3 URIs look like s3://bucket/key")
@@ -58,7 +70,9 @@ def check_s3_uri(problems: Problems, field: str, uri: str, prefixes: list[str]) 
         problems.add(field, f"{uri!r} is not under the project's S3 prefixes {prefixes}")
 
 
-def check_host_path(problems: Problems, field: str, value: str, roots: HostRoots) -> Path | None:
+def check_host_path(
+    problems: Problems, field: str | tuple[str, ...], value: str, roots: HostRoots
+) -> Path | None:
     """The resolved path when ``value`` is a host path under the roots; else a problem."""
     try:
         return roots.check(value)
@@ -84,7 +98,7 @@ def _check_local(problems: Problems, spec: RunSpec, roots: HostRoots) -> None:
             problems.add(f"spec.{name}", "is a SageMaker option; the local backend refuses it")
     _check_code(problems, spec, roots)
     for name, uri in spec.input_channels.items():
-        field = f"spec.input_channels.{name}"
+        field = _channel(name)
         if is_s3(uri):
             problems.add(field, "the local backend reads host paths, not s3:// URIs")
             continue
@@ -157,7 +171,7 @@ def _check_sagemaker(problems: Problems, spec: RunSpec) -> None:
     if not SAGEMAKER_INSTANCE.match(spec.instance_type):
         problems.add("spec.instance_type", "must be a SageMaker type such as ml.m5.xlarge")
     for name, uri in spec.input_channels.items():
-        field = f"spec.input_channels.{name}"
+        field = _channel(name)
         if not is_s3(uri):
             problems.add(field, "must be an s3:// URI on sagemaker")
     if spec.output_location and not is_s3(spec.output_location):
@@ -170,7 +184,9 @@ def _check_sagemaker(problems: Problems, spec: RunSpec) -> None:
 
 def _check_s3(problems: Problems, spec: RunSpec, prefixes: list[str]) -> None:
     """Every s3:// URI of the spec under the project's prefixes, whatever the backend."""
-    uris = [(f"spec.input_channels.{n}", u) for n, u in spec.input_channels.items()]
+    uris: list[tuple[str | tuple[str, ...], str]] = [
+        (_channel(n), u) for n, u in spec.input_channels.items()
+    ]
     uris += [("spec.output_location", spec.output_location or "")]
     uris += [("spec.source_dir", spec.source_dir or "")]
     for field, uri in uris:
