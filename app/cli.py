@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from uvicorn.config import LOG_LEVELS
 
+from app.backends.local.examples import examples_dir
 from app.db import build_engine, unit_of_work
 from app.domain.api_keys.schemas import ApiKeyCreate, ApiKeyCreated
 from app.domain.api_keys.service import has_any_admin, issue_key
@@ -339,9 +340,16 @@ def _check_port(host: str, port: int) -> None:
 
 
 def default_host_roots() -> None:
-    """Unless the admin chose host roots, `stratus dev` allows the directory it started in."""
-    if not os.environ.get(ROOTS_SETTING):
-        os.environ[ROOTS_SETTING] = json.dumps([str(Path.cwd().resolve())])
+    """Unless the admin chose host roots, `stratus dev` allows the directory it started in
+    (and the shipped examples, so `stratus demo` works from anywhere)."""
+    if os.environ.get(ROOTS_SETTING):
+        return
+    cwd = Path.cwd().resolve()
+    roots = [cwd]
+    examples = examples_dir()
+    if examples is not None and not examples.resolve().is_relative_to(cwd):
+        roots.append(examples.resolve())
+    os.environ[ROOTS_SETTING] = json.dumps([str(r) for r in roots])
 
 
 def _banner(

@@ -74,7 +74,7 @@ class LocalBackendSettings(BaseModel):
     replica_start_timeout_s: float = Field(default=60.0, gt=0)  # model load before "failed"
     invoke_timeout_s: float = Field(default=60.0, gt=0)  # one request to a replica
     # Directories under which runs and model versions may name host paths; none: no host paths.
-    host_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    host_roots: Annotated[list[Path], NoDecode] = []
 
     @field_validator("host_roots", mode="before")
     @classmethod
@@ -97,7 +97,7 @@ class SageMakerSettings(BaseModel):
     region: str = "us-east-1"
     role_arn: str | None = Field(default=None, pattern=ROLE_ARN)
     # Roles a project owner may choose for the project (role_arn above is always allowed).
-    allowed_role_arns: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_role_arns: Annotated[list[str], NoDecode] = []
     endpoint_url: str | None = None  # a VPC endpoint, or a SageMaker-compatible test server
     inference_image: str | None = None  # default serving image when a model names none
     api_rate_per_s: float = Field(default=10.0, gt=0)  # shared by every worker per region

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -23,7 +24,10 @@ def _admin(factory: sessionmaker[Session], settings: Settings) -> dict[str, str]
 
 
 def test_whole_api_loop_on_sqlite(
-    sqlite_client: TestClient, sqlite_factory: sessionmaker[Session], sqlite_settings: Settings
+    sqlite_client: TestClient,
+    sqlite_factory: sessionmaker[Session],
+    sqlite_settings: Settings,
+    tmp_path: Path,
 ) -> None:
     c = sqlite_client
     admin = _admin(sqlite_factory, sqlite_settings)
@@ -49,9 +53,11 @@ def test_whole_api_loop_on_sqlite(
     history = c.get(f"/v1/runs/{run_id}/metrics?limit=1000", headers=alice).json()["items"]
     assert [p["step"] for p in history] == list(range(50))
 
+    artifact = tmp_path / "model.tar.gz"  # under the settings' host roots
+    artifact.write_bytes(b"")
     model = c.post(
         f"/v1/projects/{project['id']}/models",
-        json={"name": "m", "artifact_uri": "file:///tmp/model.tar.gz"},
+        json={"name": "m", "artifact_uri": artifact.as_uri()},
         headers=alice,
     ).json()
     dep = c.post(
