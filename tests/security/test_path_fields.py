@@ -23,6 +23,7 @@ from app.domain.audit.models import AuditEvent
 from app.domain.model_versions.models import ModelVersion
 from app.domain.outbox.models import OutboxMessage
 from app.domain.projects.models import Project
+from app.domain.runs import lifecycle
 from app.domain.runs.models import TrainingRun
 from app.main import create_app
 from app.settings import Settings
@@ -284,3 +285,35 @@ def test_s3_uris_stay_under_the_projects_prefixes(
     assert r.status_code == 422
     assert "an owner must set backend_config.sagemaker.s3_prefixes" in r.json()["detail"]
     assert _counts(db) == before
+
+
+def test_rows_written_before_these_rules_get_no_role_of_their_own(
+    db: Session, settings: Settings
+) -> None:
+    """A stored spec's role_arn is ignored; a project role the admin no longer allows fails
+    the run at submit instead of being assumed."""
+    sagemaker = settings.backends.sagemaker.model_copy(
+        update={"role_arn": ALLOWED_ROLE.replace("team-b", "default")}
+    )
+    configured = settings.model_copy(
+        update={"backends": settings.backends.model_copy(update={"sagemaker": sagemaker})}
+    )
+    spec = {
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1",
+        "instance_type": "ml.m5.xlarge",
+        "role_arn": "arn:aws:iam::123456789012:role/admin",
+    }
+    plain = make_project(db)
+    legacy = make_run(db, plain, backend="sagemaker", spec=spec)
+    dropped = make_project(
+        db, backend_config={"sagemaker": {"role_arn": "arn:aws:iam::123456789012:role/gone"}}
+    )
+    orphan = make_run(db, dropped, backend="sagemaker", spec=spec)
+    db.commit()
+    plan = lifecycle.prepare_submit(db, legacy.id, configured)
+    assert plan is not None
+    assert plan.spec.role_arn == sagemaker.role_arn
+    assert lifecycle.prepare_submit(db, orphan.id, configured) is None
+    db.refresh(orphan)
+    assert orphan.status == "failed"
+    assert "no longer allowed" in (orphan.failure_reason or "")
