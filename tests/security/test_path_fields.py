@@ -193,6 +193,23 @@ def test_host_path_refusals_say_where_host_paths_may_lie(
     assert "absolute path under a host root" in r.json()["detail"]
 
 
+def test_an_entrypoint_linking_out_of_its_source_dir_is_refused(
+    app_client: TestClient, db: Session, host: Host, editor: Attacker
+) -> None:
+    (host.code / "evil.py").symlink_to("/etc/passwd")
+    before = _counts(db)
+    spec = {"entrypoint": "evil.py", "source_dir": str(host.code)}
+    r = app_client.post(
+        f"/v1/projects/{editor.project_id}/runs",
+        json={"name": "r", "spec": spec},
+        headers=editor.key.headers,
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "spec", "entrypoint"]
+    assert "links out of source_dir" in r.json()["detail"]
+    assert _counts(db) == before
+
+
 def test_a_role_in_the_run_spec_is_refused(
     app_client: TestClient, db: Session, host: Host, editor: Attacker
 ) -> None:

@@ -141,10 +141,13 @@ def _check_code(problems: Problems, spec: RunSpec, roots: HostRoots) -> None:
             problems.add("spec.entrypoint", f"{spec.entrypoint!r} is outside source_dir")
             return
         entry = entry.relative_to(source)
-    if not (source / entry).is_file():
+    script = source / entry
+    if not script.is_file():
         problems.add(
             "spec.entrypoint", f"{str(entry)!r} is not a regular file in {spec.source_dir!r}"
         )
+    elif not Path(os.path.realpath(script)).is_relative_to(source):
+        problems.add("spec.entrypoint", f"{str(entry)!r} links out of source_dir")
 
 
 def _check_output(problems: Problems, value: str, roots: HostRoots) -> None:
@@ -183,7 +186,7 @@ def _check_sagemaker(problems: Problems, spec: RunSpec) -> None:
 
 
 def _check_s3(problems: Problems, spec: RunSpec, prefixes: list[str]) -> None:
-    """Every s3:// URI of the spec under the project's prefixes, whatever the backend."""
+    """Every s3:// URI of the spec under the project's prefixes."""
     uris: list[tuple[str | tuple[str, ...], str]] = [
         (_channel(n), u) for n, u in spec.input_channels.items()
     ]
