@@ -57,7 +57,13 @@ class RunSpec(WriteModel):
     """What to train and on what: the same contract for every backend."""
 
     entrypoint: str | None = Field(default=None, min_length=1, max_length=256)
-    source_dir: str | None = Field(default=None, min_length=1, max_length=1024)
+    source_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="local: an absolute path under STRATUS_BACKENDS__LOCAL__HOST_ROOTS; "
+        "sagemaker: an s3:// code archive under the project's S3 prefixes",
+    )
     image: str | None = Field(default=None, min_length=1, max_length=512)
     framework: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     framework_version: str | None = Field(default=None, pattern=r"^[0-9][0-9A-Za-z.\-]{0,31}$")
@@ -66,8 +72,18 @@ class RunSpec(WriteModel):
     instance_count: int = Field(default=1, ge=1, le=64)
     volume_size_gb: int = Field(default=30, ge=1, le=16384)
     max_runtime_seconds: int = Field(default=86400, ge=1, le=28 * 86400)
-    input_channels: dict[str, str] = Field(default_factory=dict, max_length=20)
-    output_location: str | None = Field(default=None, max_length=1024)
+    input_channels: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Channel name -> data: file:// URIs or absolute paths under the host roots "
+        "(local), s3:// URIs under the project's S3 prefixes (sagemaker)",
+    )
+    output_location: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Where the model goes: a directory under the host roots (local), or an "
+        "s3:// URI under the project's S3 prefixes (sagemaker)",
+    )
     metric_definitions: list[MetricDefinition] = Field(default_factory=list, max_length=40)
     use_spot: bool = False
     max_wait_seconds: int | None = Field(default=None, ge=1, le=28 * 86400)
