@@ -175,6 +175,7 @@ def test_dev_runs_api_broker_beat_and_worker_with_no_servers(
     admin = {"Authorization": f"Bearer {secret}"}
     assert dev.get("/v1/projects", headers=admin).status_code == 200
     _wait_for("the admin key on stdout", lambda: secret in dev.out.read_text(), 10, dev)
+    assert f"Host roots: {tmp_path.resolve()}" in dev.out.read_text()
 
     # A run goes API -> outbox -> beat's relay -> broker -> worker -> the local backend, which
     # trains the shipped recommender for real; the poller completes it with a model version.

@@ -29,6 +29,7 @@ from app.backends.local import stats
 from app.backends.local.endpoints import LocalEndpoints
 from app.backends.local.jobs import LocalJobs
 from app.backends.local.routing import Router
+from app.hostpaths import settings_roots
 from app.settings import Settings
 
 
@@ -42,8 +43,9 @@ class LocalBackend:
         # Absolute: the supervisor, controller and replicas run in directories of their own.
         self.work_dir = Path(local.work_dir or settings.data_dir / "local").resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs = LocalJobs(self.work_dir, local)
-        self.endpoints = LocalEndpoints(self.work_dir, local)
+        roots = settings_roots(settings)
+        self.jobs = LocalJobs(self.work_dir, local, roots)
+        self.endpoints = LocalEndpoints(self.work_dir, local, roots)
         self.router = Router(local.invoke_timeout_s)
 
     def close(self) -> None:

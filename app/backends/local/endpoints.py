@@ -38,6 +38,7 @@ from app.backends.local.handler import SCRIPTS
 from app.backends.local.jobs import NAME
 from app.backends.local.packaging import unpack_model
 from app.backends.local.replicas import READY, EndpointConfig
+from app.hostpaths import HostRoots
 from app.settings import LocalBackendSettings
 
 DEFAULT_MODELS = ("model.joblib", "model.pkl", "model.pickle")
@@ -51,9 +52,11 @@ def _fatal(message: str) -> BackendError:
 class LocalEndpoints:
     """The ``endpoints/`` directory of a local backend."""
 
-    def __init__(self, work_dir: Path, settings: LocalBackendSettings) -> None:
+    def __init__(self, work_dir: Path, settings: LocalBackendSettings, roots: HostRoots) -> None:
         self.root = work_dir / "endpoints"
         self.settings = settings
+        # Models come from under the host roots, or from this backend's own finished jobs.
+        self.artifact_roots = roots.with_root(work_dir / "jobs")
 
     def endpoint_dir(self, name: str) -> Path:
         """The directory of endpoint ``name``; a name that cannot be one's is refused."""
@@ -81,7 +84,7 @@ class LocalEndpoints:
         try:
             model = staging / "model"
             try:
-                unpack_model(spec.artifact_uri, model)
+                unpack_model(spec.artifact_uri, model, self.artifact_roots)
             except (ValueError, FileNotFoundError, tarfile.TarError) as exc:
                 raise _fatal(f"cannot unpack the model artifact: {exc}") from exc
             servable = [*SCRIPTS, *DEFAULT_MODELS]

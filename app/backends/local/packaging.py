@@ -7,21 +7,20 @@ import shutil
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from app.backends.local.contract import JobConfig
+from app.hostpaths import HostRoots
 
 ARTIFACT = "model.tar.gz"
 
 
-def local_path(uri: str) -> Path:
-    """The absolute local path of a ``file://`` URI or a plain path."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    if parsed.scheme and len(parsed.scheme) > 1:  # a one-letter scheme is a Windows drive
-        raise ValueError(f"the local backend reads local paths only, not {parsed.scheme}:// URIs")
-    return Path(uri).expanduser().resolve()
+def local_path(uri: str, roots: HostRoots) -> Path:
+    """The resolved local path of a ``file://`` URI or an absolute path under a host root.
+
+    The API checked this when the run or model version was created; checking again here keeps
+    a row written before the roots existed (or changed) from reaching other paths.
+    """
+    return roots.check(uri)
 
 
 def package_model(
@@ -49,16 +48,17 @@ def package_model(
     os.replace(tmp, target)
     if config.output_location:
         # SageMaker's layout under the output location: <job>/output/model.tar.gz.
-        destination = local_path(config.output_location) / config.job_name / "output"
+        # Resolved and checked against the host roots when the job was submitted.
+        destination = Path(config.output_location) / config.job_name / "output"
         destination.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(target, destination / ARTIFACT)
         target = destination / ARTIFACT
     return target.resolve().as_uri()
 
 
-def unpack_model(artifact_uri: str, destination: Path) -> None:
+def unpack_model(artifact_uri: str, destination: Path, roots: HostRoots) -> None:
     """Put the model of ``artifact_uri`` (a ``.tar.gz`` or a directory) into ``destination``."""
-    source = local_path(artifact_uri)
+    source = local_path(artifact_uri, roots)
     if source.is_dir():
         if destination.resolve().is_relative_to(source.resolve()):
             raise ValueError(f"the model directory {source} contains the endpoint's own files")
