@@ -116,6 +116,8 @@ class Controller:
             self.uid = self.jail.uid
             self.jail.give_readable(self.dir / "model")
             if problem is None and not self.jail.spec.namespaces:
+                problem = self.jail.check_reachable(self.dir / "model")
+            if problem is None and not self.jail.spec.namespaces:
                 problem = self.jail.check_interpreter(self.dir / "model")
         if problem is not None and self.failure is None:
             self.failure = problem

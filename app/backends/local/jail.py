@@ -110,6 +110,17 @@ class Jail:
             " (e.g. /usr/local), or Stratus run with CAP_SYS_ADMIN"
         )
 
+    def check_reachable(self, path: Path) -> str | None:
+        """Why the sandbox uid cannot reach ``path`` by file modes alone (None: it can)."""
+        for parent in reversed(Path(os.path.realpath(path)).parents):
+            if not mounts.traversable(str(parent), self.uid, self.gid):
+                return (
+                    f"the sandbox uid {self.uid} cannot reach {path}: {parent} is closed to"
+                    " other users; without a mount namespace the work dir must lie under"
+                    " directories everyone may traverse"
+                )
+        return None
+
     def close(self, give_back: Iterable[Path] = ()) -> None:
         """Kill what still runs as the uid, give its files back to root, release the uid."""
         sandbox.kill_uid(self.lease)

@@ -40,7 +40,7 @@ def _inside(path: str, root: str) -> bool:
     return PurePosixPath(path).is_relative_to(root)
 
 
-def _traversable(path: str, uid: int, gid: int) -> bool:
+def traversable(path: str, uid: int, gid: int) -> bool:
     info = os.stat(path)
     if info.st_uid == uid:
         return bool(info.st_mode & stat.S_IXUSR)
@@ -59,7 +59,7 @@ def plan(hide: list[str], expose: list[tuple[str, bool]], uid: int, gid: int) ->
             continue
         binds[real] = binds.get(real, False) or writable
         for parent in PurePosixPath(real).parents:
-            if str(parent) != "/" and not _traversable(str(parent), uid, gid):
+            if str(parent) != "/" and not traversable(str(parent), uid, gid):
                 covers.add(str(parent))
     steps = [Mount(p, "cover") for p in covers] + [Mount(p, "bind", w) for p, w in binds.items()]
     steps.sort(key=lambda m: (_depth(m.path), m.kind != "cover", m.path))

@@ -111,6 +111,9 @@ class Supervisor:
             for name in host_names(self.config.instance_count):
                 self.jail.give(self.job_dir / "hosts" / name)
             if not self.jail.spec.namespaces:
+                problem = self.jail.check_reachable(self.job_dir / CODE_DIR)
+            python = host_command(self.job_dir, self.config)[0] == sys.executable
+            if problem is None and python and not self.jail.spec.namespaces:
                 problem = self.jail.check_interpreter(self.job_dir / CODE_DIR)
         if problem is None:
             return True

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import tarfile
+import tempfile
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from pydantic import ValidationError
 
 from app.backends.base import EndpointSpec, EndpointState, JobState
 from app.backends.local import LocalBackend
-from app.backends.local.mounts import _traversable
+from app.backends.local.mounts import traversable
 from app.backends.local.scraping import OffLoopScraper
 from app.settings import Settings
 from tests.backends.local.conftest import job, script, wait_for, wait_job
@@ -239,29 +242,107 @@ def test_a_model_dir_swapped_for_a_symlink_is_not_packed(
     assert not (backend.work_dir / "jobs" / "escape-1" / "model.tar.gz").exists()
 
 
+SHELL_PROBE = """
+for path in "$ADMIN_KEY" "$DATABASE" "$OTHER" /proc/1/environ "/proc/$TEST_PID/environ"; do
+  if cat "$path" >/dev/null 2>&1; then echo "read $path"; else echo "denied $path"; fi
+done
+echo "uid $(id -u)"
+"""
+
+
+@pytest.fixture
+def open_base(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data dir under a path every uid may traverse (pytest's own tmp dirs are 0700)."""
+    monkeypatch.setenv("STRATUS_TEST_SECRET", SECRET)
+    base = Path(tempfile.mkdtemp(prefix="stratus-sandbox-"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@root_only
+@pytest.mark.slow
+def test_without_namespaces_file_modes_still_keep_the_secrets(
+    local_settings: Settings, open_base: Path
+) -> None:
+    data_dir = open_base / "data"
+    data_dir.mkdir(mode=0o755)
+    for name in ("admin-key", "stratus.db"):
+        (data_dir / name).write_text(SECRET)
+        (data_dir / name).chmod(0o644)
+    local = local_settings.backends.local.model_dump() | {
+        "sandbox_namespaces": False,
+        "work_dir": data_dir / "local",
+    }
+    backend = LocalBackend(Settings(data_dir=data_dir, backends={"local": local}))
+    try:
+        first = script(open_base / "a", 'echo "$SM_MODEL_DIR" > "$SM_MODEL_DIR/m"\n', "run.sh")
+        backend.submit_training(job("first", first, "run.sh", environment={"X": SECRET}))
+        status = wait_job(backend, "first")
+        assert status.state == JobState.COMPLETED, status.failure_reason
+        env = {
+            "ADMIN_KEY": str(data_dir / "admin-key"),
+            "DATABASE": str(data_dir / "stratus.db"),
+            "OTHER": str(backend.work_dir / "jobs" / "first" / "job.json"),
+            "TEST_PID": str(os.getpid()),
+        }
+        source = script(open_base / "b", SHELL_PROBE, "run.sh")
+        backend.submit_training(job("second", source, "run.sh", environment=env))
+        status = wait_job(backend, "second")
+        lines = backend.fetch_logs("second", None, 100).lines
+    finally:
+        backend.close()
+    assert status.state == JobState.COMPLETED, status.failure_reason
+    assert [line for line in lines if line.startswith("read ")] == []
+    assert len([line for line in lines if line.startswith("denied ")]) == 5
+    uid = int(next(line for line in lines if line.startswith("uid ")).split()[1])
+    assert UID <= uid < UID + COUNT
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o711
+
+
 @root_only
 @pytest.mark.slow
 def test_without_namespaces_an_unreachable_interpreter_fails_the_job(
-    local_settings: Settings, tmp_path: Path
+    local_settings: Settings, open_base: Path
 ) -> None:
     import sys  # noqa: PLC0415 - only this test looks at the interpreter's home
 
     home = os.path.realpath(sys.base_prefix)
-    if all(_traversable(str(p), UID, UID) for p in Path(home).parents):
+    if all(traversable(str(p), UID, UID) for p in Path(home).parents):
         pytest.skip("this interpreter is reachable by the sandbox uid; nothing to refuse")
-    local = local_settings.backends.local.model_dump() | {"sandbox_namespaces": False}
-    backend = LocalBackend(Settings(data_dir=tmp_path, backends={"local": local}))
+    local = local_settings.backends.local.model_dump() | {
+        "sandbox_namespaces": False,
+        "work_dir": open_base / "local",
+    }
+    backend = LocalBackend(Settings(data_dir=open_base, backends={"local": local}))
     try:
-        backend.submit_training(job("plain-1", script(tmp_path / "p", "print('hi')\n")))
+        backend.submit_training(job("plain-1", script(open_base / "p", "print('hi')\n")))
         status = wait_job(backend, "plain-1")
     finally:
         backend.close()
     assert status.state == JobState.FAILED
     assert f"cannot run the interpreter {sys.executable}" in (status.failure_reason or "")
     assert "CAP_SYS_ADMIN" in (status.failure_reason or "")
-    mode = stat.S_IMODE(tmp_path.stat().st_mode)
-    assert mode & 0o044 == 0, "the data dir is not listable by others"
-    assert stat.S_IMODE((tmp_path / "local").stat().st_mode) == 0o711
+    assert stat.S_IMODE(open_base.stat().st_mode) == 0o711, "the data dir is not listable"
+    assert stat.S_IMODE((open_base / "local").stat().st_mode) == 0o711
+
+
+@root_only
+@pytest.mark.slow
+def test_without_namespaces_an_unreachable_job_dir_fails_clearly(
+    local_settings: Settings, tmp_path: Path
+) -> None:
+    local = local_settings.backends.local.model_dump() | {"sandbox_namespaces": False}
+    backend = LocalBackend(Settings(data_dir=tmp_path, backends={"local": local}))
+    try:
+        backend.submit_training(
+            job("sh-1", script(tmp_path / "s", "echo hi\n", "run.sh"), "run.sh")
+        )
+        status = wait_job(backend, "sh-1")
+    finally:
+        backend.close()
+    assert status.state == JobState.FAILED
+    assert "cannot reach" in (status.failure_reason or "")
 
 
 INFERENCE = """
