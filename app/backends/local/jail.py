@@ -133,6 +133,9 @@ def open_jail(
     spec: SandboxSpec | None, prefer: int | None = None, avoid: Iterable[int] = ()
 ) -> tuple[Jail | None, str | None]:
     """A jail for ``spec`` (None without a sandbox), or why none could be opened."""
+    if spec is None and sandbox.is_root():
+        # Written by a Stratus that was not root, or predates the sandbox: never run unconfined.
+        return None, "it was created without a sandbox, and as root Stratus runs no unconfined code"
     if spec is None:
         return None, None
     try:

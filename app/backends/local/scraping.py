@@ -39,6 +39,7 @@ class _Line:
     stamp: str
     rules: list[int]  # still to apply, in order
     found: Found = field(default_factory=dict)
+    careful: bool = False  # answered rule by rule: it was in flight when the worker stalled
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -171,7 +172,8 @@ class OffLoopScraper:
                 continue
             if not self._inflight:
                 self._mark()  # the budget counts from when the worker has work
-            self._out += (json.dumps([line.seq, line.text, line.rules]) + "\n").encode()
+            message = [line.seq, line.text, line.rules, line.careful]
+            self._out += (json.dumps(message) + "\n").encode()
             self._inflight.append(line)
         try:
             written = os.write(self._stdin, self._out)
@@ -182,20 +184,23 @@ class OffLoopScraper:
         del self._out[:written]
 
     def _read(self) -> None:
-        try:
-            data = os.read(self._stdout, 65536)
-        except BlockingIOError:
-            return
-        if not data:
-            self._give_up("stopped unexpectedly")
-            return
-        self._in += data
+        progressed = False
+        while True:
+            try:
+                data = os.read(self._stdout, 1 << 16)
+            except BlockingIOError:
+                break
+            if not data:
+                self._give_up("stopped unexpectedly")
+                return
+            self._in += data
         *lines, rest = self._in.split(b"\n")
         self._in = bytearray(rest)
         for raw in lines:
             seq, rule, values = json.loads(raw)
             if not self._inflight or self._inflight[0].seq != seq:
                 continue
+            progressed = True
             head = self._inflight[0]
             if rule == -1:
                 self._inflight.popleft()
@@ -204,6 +209,7 @@ class OffLoopScraper:
                 head.found[rule] = values
                 with contextlib.suppress(ValueError):
                     head.rules.remove(rule)
+        if progressed:
             self._mark()
 
     def _check_budget(self) -> None:
@@ -216,9 +222,14 @@ class OffLoopScraper:
             self._give_up(f"ran longer than {self._budget:g} s on one line")
 
     def _give_up(self, why: str) -> None:
-        """Disable the rule the worker was applying, restart it, and send the rest again."""
+        """Restart the worker and send what it had again; disable the rule it was stuck on.
+
+        Answers come in batches, so the stuck rule is known only for a line sent ``careful``:
+        the first time, the lines in flight are sent again that way; the second time, the rule
+        that still does not finish is the culprit.
+        """
         head = self._inflight[0] if self._inflight else None
-        if head is not None and head.rules:
+        if head is not None and head.careful and head.rules:
             culprit = head.rules.pop(0)
             if culprit in self._enabled:
                 self._enabled.remove(culprit)
@@ -226,6 +237,8 @@ class OffLoopScraper:
                     f"metric {self._names[culprit]!r} disabled: its regex {why};"
                     " later lines are not scanned with it"
                 )
+        for line in self._inflight:
+            line.careful = True
         self._stop_worker()
         self._pending.extendleft(reversed(self._inflight))
         self._inflight.clear()
