@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from app.backends.local import mounts, sandbox
+from app.backends.local.contract import CODE_DIR, JobConfig, host_command, host_names, layout_host
 from app.backends.local.sandbox import Lease, SandboxError, SandboxSpec
 
 PROBE_TIMEOUT_S = 30.0
@@ -142,3 +143,26 @@ def open_jail(
         return Jail.open(spec, prefer, avoid), None
     except (SandboxError, OSError) as exc:
         return None, f"the sandbox could not be prepared: {exc}"
+
+
+def open_job_jail(job_dir: Path, config: JobConfig) -> tuple[Jail | None, str | None]:
+    """The jail of a training job, its hosts laid out and given to it; or why it cannot run."""
+    jail, problem = open_jail(config.sandbox)
+    if jail is None:
+        return None, problem
+    hosts = host_names(config.instance_count)
+    for name in hosts:
+        layout_host(job_dir, config, name)
+    os.chmod(job_dir, 0o711)  # noqa: S103 - traversable, not listable
+    os.chmod(job_dir / "hosts", 0o711)  # noqa: S103 - traversable, not listable
+    for path in job_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)  # job.json holds the run's environment
+    jail.give(job_dir / CODE_DIR)
+    for name in hosts:
+        jail.give(job_dir / "hosts" / name)
+    if not jail.spec.namespaces:
+        problem = jail.check_reachable(job_dir / CODE_DIR)
+        if problem is None and host_command(job_dir, config)[0] == sys.executable:
+            problem = jail.check_interpreter(job_dir / CODE_DIR)
+    return jail, problem

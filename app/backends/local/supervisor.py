@@ -30,7 +30,7 @@ from app.backends.local.contract import (
     layout_host,
 )
 from app.backends.local.files import acquire_lock, now, publish_json, to_iso, write_json
-from app.backends.local.jail import Jail, open_jail
+from app.backends.local.jail import Jail, open_job_jail
 from app.backends.local.logsink import LogSink
 from app.backends.local.packaging import package_model
 
@@ -96,25 +96,9 @@ class Supervisor:
 
     def _open_jail(self) -> bool:
         """Lease the job's uid and hand it its directories; False (job failed) if impossible."""
-        self.jail, problem = open_jail(self.config.sandbox)
-        if self.jail is not None:
-            for note in self.jail.notes:
-                self.sink.note(note)
-            for name in host_names(self.config.instance_count):
-                layout_host(self.job_dir, self.config, name)
-            os.chmod(self.job_dir, 0o711)  # noqa: S103 - traversable, not listable
-            os.chmod(self.job_dir / "hosts", 0o711)  # noqa: S103 - traversable, not listable
-            for path in self.job_dir.iterdir():
-                if path.is_file() and not path.is_symlink():
-                    os.chmod(path, 0o600)  # job.json holds the run's environment
-            self.jail.give(self.job_dir / CODE_DIR)
-            for name in host_names(self.config.instance_count):
-                self.jail.give(self.job_dir / "hosts" / name)
-            if not self.jail.spec.namespaces:
-                problem = self.jail.check_reachable(self.job_dir / CODE_DIR)
-            python = host_command(self.job_dir, self.config)[0] == sys.executable
-            if problem is None and python and not self.jail.spec.namespaces:
-                problem = self.jail.check_interpreter(self.job_dir / CODE_DIR)
+        self.jail, problem = open_job_jail(self.job_dir, self.config)
+        for note in self.jail.notes if self.jail else ():
+            self.sink.note(note)
         if problem is None:
             return True
         self.sink.note(problem)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.backends.base import EndpointSpec, EndpointState, JobState
+from app.backends.base import BackendError, EndpointSpec, EndpointState, JobState
 from app.backends.local import LocalBackend
 from app.backends.local.mounts import traversable
 from app.backends.local.scraping import OffLoopScraper
@@ -407,6 +407,20 @@ def test_a_replica_serves_its_model_and_reads_nothing_else(
     assert SECRET not in json.dumps(answer)
     assert Path(answer["env"]["HOME"]).is_relative_to(backend.work_dir / "endpoints")
     backend.delete_endpoint("probe-ep")
+
+
+@root_only
+@pytest.mark.parametrize("channel", ["data_dir", "work_dir", "admin_key"])
+def test_an_input_channel_holding_stratus_files_is_refused(
+    backend: LocalBackend, secrets: dict[str, Path], tmp_path: Path, channel: str
+) -> None:
+    paths = {"data_dir": tmp_path, "work_dir": backend.work_dir, "admin_key": secrets["admin_key"]}
+    source = script(tmp_path / "src", "print('hi')\n")
+    spec = job("chan-1", source, input_channels={"train": paths[channel].as_uri()})
+    with pytest.raises(BackendError, match="cannot be shown to the job") as caught:
+        backend.submit_training(spec)
+    assert not caught.value.retryable
+    assert not (backend.work_dir / "jobs" / "chan-1").exists()
 
 
 # --- metric regexes off the loop ------------------------------------------------------------
