@@ -163,7 +163,7 @@ def lease_uid(spec: SandboxSpec, prefer: int | None = None, avoid: Iterable[int]
     Path(spec.leases).mkdir(mode=0o700, parents=True, exist_ok=True)
     busy = uids_in_use() | set(avoid)
     pool = range(spec.uid, spec.uid + spec.uid_count)
-    # Starting at a varying offset spreads reuse, so a just-released uid is picked last.
+    # A random starting point spreads reuse: a just-released uid is rarely the next one taken.
     start = int.from_bytes(os.urandom(4), "big") % spec.uid_count
     order = [pool[(start + i) % len(pool)] for i in range(len(pool))]
     first = [prefer] if prefer is not None and prefer in pool else []

@@ -9,6 +9,7 @@ whole life: a poller that can take that lock knows the supervisor is gone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -311,8 +312,9 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:
         for host in supervisor.hosts:
             procs.signal_group(host.proc.pid, signal.SIGKILL)
-        supervisor.sink.close()
-        supervisor.close_jail()
+        with contextlib.suppress(Exception):  # the failure below must be recorded regardless
+            supervisor.sink.close()
+            supervisor.close_jail()
         reason = f"the supervisor failed: {type(exc).__name__}: {exc}"
         ended = to_iso(now())
         publish_json(
