@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from uvicorn.config import LOG_LEVELS
 
 from app.backends.local.examples import examples_dir
+from app.backends.local.sandbox import mode_description as sandbox_mode
 from app.db import build_engine, unit_of_work
 from app.domain.api_keys.schemas import ApiKeyCreate, ApiKeyCreated
 from app.domain.api_keys.service import has_any_admin, issue_key
@@ -391,6 +392,7 @@ def dev(
     _check_port(host, port)
 
     _say(f"Database: {_redact(settings.effective_database_url)}")
+    _say(f"Sandbox: {sandbox_mode(settings)}")
     _migrate(settings.effective_database_url)
     key_file = data_dir / ADMIN_KEY_FILE
     secret = bootstrap_admin(settings, key_file)

@@ -89,6 +89,19 @@ class LocalBackendSettings(BaseModel):
             raise ValueError(f"host roots must be absolute paths: {relative}")
         return value
 
+    # When Stratus runs as root, each job and each endpoint's replicas run under a uid of
+    # their own from [sandbox_uid, sandbox_uid + sandbox_uid_count), gid likewise.
+    sandbox_uid: int = Field(default=65534, ge=1)
+    sandbox_gid: int = Field(default=65534, ge=1)
+    sandbox_uid_count: int = Field(default=1000, ge=1, le=1_000_000)
+    sandbox_namespaces: bool = True  # a private mount namespace; false: uid and file modes only
+    sandbox_cpu_seconds: int = Field(default=0, ge=0)  # RLIMIT_CPU per process; 0: unlimited
+    sandbox_memory_bytes: int = Field(default=16 * 1024**3, ge=0)  # RLIMIT_AS; 0: unlimited
+    sandbox_open_files: int = Field(default=4096, ge=0)  # RLIMIT_NOFILE; 0: unlimited
+    sandbox_processes: int = Field(default=1024, ge=0)  # RLIMIT_NPROC per uid; 0: unlimited
+    metric_regex_timeout_s: float = Field(default=1.0, gt=0, le=60)  # CPU per rule per line
+    allow_in_prod: bool = False  # acknowledge running user code on the API/worker hosts
+
 
 class SageMakerSettings(BaseModel):
     """The AWS SageMaker backend (boto3; credentials from the usual AWS chain)."""
@@ -177,6 +190,13 @@ class Settings(BaseSettings):
                 problems.append("STRATUS_DATABASE_URL must point at PostgreSQL")
             if not self.broker_url:
                 problems.append("STRATUS_BROKER_URL must be set (e.g. redis://host:6379/0)")
+            local = self.backends.local
+            if local.enabled and not local.allow_in_prod:
+                problems.append(
+                    "the local backend runs user code on this host: disable it"
+                    " (STRATUS_BACKENDS__LOCAL__ENABLED=false) or acknowledge it"
+                    " (STRATUS_BACKENDS__LOCAL__ALLOW_IN_PROD=true)"
+                )
         if problems:
             raise ValueError(f"unsafe settings for env={self.env}: " + "; ".join(problems))
         return self

@@ -38,6 +38,7 @@ from app.backends.local.files import (
 )
 from app.backends.local.job_status import read_status
 from app.backends.local.packaging import local_path
+from app.backends.local.sandbox import SandboxError, SandboxSpec, check_input
 from app.hostpaths import HostRoots
 from app.settings import LocalBackendSettings
 
@@ -53,10 +54,17 @@ def _fatal(message: str) -> BackendError:
 class LocalJobs:
     """The ``jobs/`` directory of a local backend."""
 
-    def __init__(self, work_dir: Path, settings: LocalBackendSettings, roots: HostRoots) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        settings: LocalBackendSettings,
+        roots: HostRoots,
+        sandbox: SandboxSpec | None = None,
+    ) -> None:
         self.root = work_dir / "jobs"
         self.settings = settings
         self.roots = roots
+        self.sandbox = sandbox
 
     def job_dir(self, name: str) -> Path | None:
         """The directory of job ``name`` (None for a name that cannot be a job's)."""
@@ -105,6 +113,12 @@ class LocalJobs:
         missing = [f"{n} ({p})" for n, p in channels.items() if not Path(p).exists()]
         if missing:
             raise _fatal(f"input channels not found on this host: {', '.join(missing)}")
+        for name, path in channels.items():
+            try:
+                if self.sandbox is not None:
+                    check_input(self.sandbox, Path(path))
+            except SandboxError as exc:
+                raise _fatal(f"input channel {name!r} cannot be shown to the job: {exc}") from exc
         rules = []
         for rule in spec.metric_definitions:
             try:
@@ -124,6 +138,8 @@ class LocalJobs:
             environment=dict(spec.environment),
             output_location=output,
             stop_grace_s=self.settings.stop_grace_s,
+            metric_regex_timeout_s=self.settings.metric_regex_timeout_s,
+            sandbox=self.sandbox,
             created_at=to_iso(now()),
         )
         return config, source
