@@ -33,7 +33,8 @@ def test_whole_api_loop_on_sqlite(
     secret = c.post("/v1/api-keys", json={"name": "alice"}, headers=admin).json()["secret"]
     alice = {"Authorization": f"Bearer {secret}"}
     project = c.post("/v1/projects", json={"name": "demo"}, headers=alice).json()
-    body = {"name": "r", "spec": {"entrypoint": "train.py", "instance_type": "local"}}
+    spec = {"entrypoint": "train.py", "source_dir": "/srv/code", "instance_type": "local"}
+    body = {"name": "r", "spec": spec}
     url = f"/v1/projects/{project['id']}/runs"
     first = c.post(url, json=body, headers=alice | {"Idempotency-Key": "k1"})
     again = c.post(url, json=body, headers=alice | {"Idempotency-Key": "k1"})
@@ -70,7 +71,7 @@ def test_outbox_claims_use_the_portable_path(
 ) -> None:
     admin = _admin(sqlite_factory, sqlite_settings)
     project = sqlite_client.post("/v1/projects", json={"name": "q"}, headers=admin).json()
-    body = {"name": "r", "spec": {"entrypoint": "train.py"}}
+    body = {"name": "r", "spec": {"entrypoint": "train.py", "source_dir": "/srv/code"}}
     for _ in range(3):
         r = sqlite_client.post(f"/v1/projects/{project['id']}/runs", json=body, headers=admin)
         assert r.status_code == 201

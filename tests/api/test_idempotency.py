@@ -16,7 +16,10 @@ from app.domain.projects.models import Project
 from app.domain.runs.models import TrainingRun
 from tests.factories import make_key, make_project
 
-RUN = {"name": "r1", "spec": {"entrypoint": "train.py", "instance_type": "local"}}
+RUN = {
+    "name": "r1",
+    "spec": {"entrypoint": "train.py", "source_dir": "/srv/code", "instance_type": "local"},
+}
 
 
 def _count(db: Session, model: type) -> int:
@@ -33,7 +36,8 @@ def test_same_key_same_body_replays_first_response(client: TestClient, db: Sessi
     # Same JSON, other key order and spacing: still the same request.
     second = client.post(
         url,
-        content=b'{"spec": {"instance_type": "local", "entrypoint": "train.py"},  "name": "r1"}',
+        content=b'{"spec": {"instance_type": "local", "source_dir": "/srv/code", '
+        b'"entrypoint": "train.py"},  "name": "r1"}',
         headers=headers | {"Content-Type": "application/json"},
     )
     assert first.status_code == second.status_code == 201

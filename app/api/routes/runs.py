@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
+from app.api.deps import PageDep, PrincipalDep, SessionDep, SettingsDep, WriteDep
 from app.backends.base import BackendError, NotFoundError
 from app.backends.registry import get_backend
 from app.domain.runs import service
@@ -27,9 +27,12 @@ router = APIRouter(tags=["runs"])
     response_model=RunRead,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-def create_run(project_id: uuid.UUID, data: RunCreate, write: WriteDep) -> JSONResponse:
+def create_run(
+    project_id: uuid.UUID, data: RunCreate, write: WriteDep, settings: SettingsDep
+) -> JSONResponse:
     """Validate the spec and record a pending run; a worker submits it to the backend."""
-    return write.respond(service.create_run(write.session, write.principal, project_id, data))
+    run = service.create_run(write.session, write.principal, project_id, data, settings)
+    return write.respond(run)
 
 
 @router.get(

@@ -14,6 +14,7 @@ from app.backends.naming import job_name
 from app.clock import utcnow
 from app.domain.access import Principal, Role, authorize, visible
 from app.domain.audit import service as audit
+from app.domain.bundles import service as bundles
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
@@ -22,6 +23,7 @@ from app.domain.runs.models import TrainingRun
 from app.domain.runs.schemas import RunCreate, RunRead, RunSpec
 from app.domain.runs.states import TERMINAL, RunStatus, check_transition
 from app.errors import Conflict, NotFound, Unprocessable
+from app.settings import Settings, get_settings
 
 SAGEMAKER_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
@@ -54,7 +56,11 @@ def _check_backend_fit(backend: str, spec: RunSpec) -> None:
 
 
 def create_run(
-    session: Session, principal: Principal, project_id: uuid.UUID, data: RunCreate
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    data: RunCreate,
+    settings: Settings | None = None,
 ) -> RunRead:
     """Record a pending run and its submit request; a worker submits it after commit."""
     authorize(session, principal, project_id, Role.EDITOR)
@@ -63,6 +69,7 @@ def create_run(
         raise NotFound(f"Project {project_id} not found.")
     backend = data.backend or project.default_backend
     _check_backend_fit(backend, data.spec)
+    bundles.check_run_code(session, project_id, data.spec, backend, settings or get_settings())
     run = TrainingRun(
         project_id=project_id,
         name=data.name,
