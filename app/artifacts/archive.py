@@ -9,6 +9,7 @@ filter as a second line.
 
 from __future__ import annotations
 
+import gzip
 import posixpath
 import re
 import tarfile
@@ -56,9 +57,9 @@ def normalise(name: str) -> str:
 
 
 class _Bounded:
-    """A reader that refuses to decompress more than ``limit`` bytes in total."""
+    """A reader of inflated bytes that refuses to go past ``limit`` in total."""
 
-    def __init__(self, raw: IO[bytes], limit: int) -> None:
+    def __init__(self, raw: gzip.GzipFile, limit: int) -> None:
         self.raw = raw
         self.limit = limit
         self.seen = 0
@@ -118,9 +119,11 @@ def _check_member(member: tarfile.TarInfo, inspection: Inspection, limits: Bundl
 
 def _walk(fileobj: IO[bytes], limits: BundleLimits, destination: Path | None) -> Inspection:
     inspection = Inspection()
-    bounded = _Bounded(fileobj, limits.max_unpacked_bytes + limits.max_files * HEADER_ALLOWANCE)
+    # Decompressed here, not by tarfile, so the bound counts inflated bytes.
+    inflated = gzip.GzipFile(fileobj=fileobj, mode="rb")
+    bounded = _Bounded(inflated, limits.max_unpacked_bytes + limits.max_files * HEADER_ALLOWANCE)
     try:
-        with tarfile.open(fileobj=bounded, mode="r|gz") as archive:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=bounded, mode="r|") as archive:  # type: ignore[call-overload]
             for member in archive:
                 bounded.member = member.name
                 _check_member(member, inspection, limits)
@@ -131,8 +134,10 @@ def _walk(fileobj: IO[bytes], limits: BundleLimits, destination: Path | None) ->
     except tarfile.FilterError as exc:
         name = getattr(getattr(exc, "tarinfo", None), "name", None)
         raise ArchiveRefused(f"member {name!r} cannot be unpacked safely: {exc}", name) from exc
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ArchiveRefused(f"not a gzip'd tar archive ({exc})") from exc
+    finally:
+        inflated.close()
     if not inspection.files:
         raise ArchiveRefused("the archive holds no regular files")
     return inspection
