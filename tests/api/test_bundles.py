@@ -7,22 +7,33 @@ import hashlib
 import os
 import stat
 import tarfile
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import unit_of_work
 from app.domain.access import Role
+from app.domain.bundles import repository
+from app.domain.bundles import service as bundles
 from app.domain.bundles.models import CodeBundle
+from app.domain.bundles.schemas import StoredBundle
+from app.domain.runs import lifecycle
 from app.settings import Settings
 from tests.bundles.archives import TRAIN, code_bundle, entry, targz
 from tests.conftest import REDIS_URL, TEST_PEPPER
-from tests.factories import Key, make_key, make_project
+from tests.factories import Key, make_key, make_project, make_run
+from tests.workers.conftest import (
+    UnitOfWork,
+    committed,  # noqa: F401 - a shared fixture
+)
 
 GZIP = {"Content-Type": "application/gzip"}
 MAX_BYTES = 64 * 1024
@@ -338,3 +349,70 @@ def test_sagemaker_runs_need_the_store_on_s3(client: TestClient, world: dict[str
     r = client.post(f"/v1/projects/{project.id}/runs", json=body, headers=keys["editor"].headers)
     assert r.status_code == 422, r.text
     assert "STRATUS_ARTIFACTS__STORE_URI" in r.json()["detail"]
+
+
+def test_a_concurrent_upload_of_the_same_bytes_gets_the_winners_bundle(
+    client: TestClient, db: Session, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    editor, project = world["keys"]["editor"], world["project"]
+    first = _upload(client, project, editor, code_bundle()).json()
+    # The loser of the race looked before the winner's row existed, then hit the unique key.
+    real = repository.get_by_sha256
+    looks: list[object] = []
+
+    def racing(*args: Any) -> CodeBundle | None:
+        looks.append(args)
+        return None if len(looks) == 1 else real(*args)
+
+    monkeypatch.setattr(repository, "get_by_sha256", racing)
+    again = _upload(client, project, editor, code_bundle())
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == first["id"]
+    assert len(looks) == 2  # the first look missed; the unique key sent it to the second
+    assert _rows(db) == 1
+
+
+def test_a_run_whose_bundle_is_gone_fails_at_submit_instead_of_using_host_code(
+    db: Session, world: dict[str, Any], settings: Settings
+) -> None:
+    spec = {"entrypoint": "train.py", "code_bundle_id": str(uuid.uuid4())}
+    run = make_run(db, world["project"], spec=spec)
+    assert lifecycle.prepare_submit(db, run.id, settings) is None
+    db.refresh(run)
+    assert (run.status, run.failure_reason) == ("failed", "its code bundle is gone")
+
+
+def test_bundles_work_on_the_embedded_sqlite_database(
+    sqlite_client: TestClient, sqlite_factory: sessionmaker[Session], sqlite_settings: Settings
+) -> None:
+    with unit_of_work(sqlite_factory) as session:
+        key = make_key(session)
+        project = make_project(session, (key, Role.EDITOR))
+    body = code_bundle()
+    first = sqlite_client.post(_url(project), content=body, headers={**GZIP, **key.headers})
+    again = sqlite_client.post(_url(project), content=body, headers={**GZIP, **key.headers})
+    assert first.status_code == again.status_code == 201, first.text
+    assert first.json()["id"] == again.json()["id"]
+    run = _run(sqlite_client, project, key, code_bundle_id=first.json()["id"])
+    assert run.status_code == 201, run.text
+    assert (sqlite_settings.data_dir / "artifacts").is_dir()
+
+
+def test_concurrent_records_of_the_same_bytes_make_one_row(request: pytest.FixtureRequest) -> None:
+    units: UnitOfWork = request.getfixturevalue("committed")
+    with units() as session:
+        key = make_key(session)
+        project_id = make_project(session, (key, Role.EDITOR)).id
+    stored = StoredBundle("ab" * 32, 10, 1, 5, ["train.py"])
+    barrier = threading.Barrier(6)
+
+    def record() -> uuid.UUID:
+        barrier.wait()
+        with units() as session:
+            return bundles.record_bundle(session, key.principal, project_id, stored).id
+
+    with ThreadPoolExecutor(6) as pool:
+        ids = list(pool.map(lambda _: record(), range(6)))
+    assert len(set(ids)) == 1
+    with units() as session:
+        assert _rows(session) == 1

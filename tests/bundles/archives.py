@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip as gzip_module
 import io
 import tarfile
 
@@ -20,12 +21,13 @@ def entry(name: str, data: bytes = b"", **fields: object) -> tuple[tarfile.TarIn
 
 
 def targz(*members: tuple[tarfile.TarInfo, bytes | None], gzip: bool = True) -> bytes:
-    """The archive of ``members``, in order (gzip'd unless told otherwise)."""
+    """The archive of ``members``, in order (gzip'd unless told otherwise); the same members
+    always give the same bytes."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz" if gzip else "w") as archive:
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
         for info, data in members:
             archive.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buffer.getvalue()
+    return gzip_module.compress(buffer.getvalue(), mtime=0) if gzip else buffer.getvalue()
 
 
 def code_bundle(script: bytes = TRAIN, name: str = "train.py") -> bytes:

@@ -80,12 +80,18 @@ def prepare_submit(session: Session, run_id: uuid.UUID, settings: Settings) -> S
     if run is None or run.status not in (S.PENDING, S.SUBMITTING):
         return None
     retry = run.status == S.SUBMITTING
+    bundle_id = run.spec.get("code_bundle_id")
+    code = bundles.code_uri(session, uuid.UUID(bundle_id), settings) if bundle_id else None
+    if bundle_id and code is None:
+        # Never fall back to code from the host: without its bundle the run cannot start.
+        transition(
+            session, run.id, S(run.status), S.FAILED, failure_reason="its code bundle is gone"
+        )
+        return None
     if not retry and not transition(session, run.id, S.PENDING, S.SUBMITTING, status_reason=None):
         return None
     role = projects_repo.backend_option(session, run.project_id, run.backend, "role_arn")
     role = role or settings.backends.sagemaker.role_arn
-    bundle_id = run.spec.get("code_bundle_id")
-    code = bundles.code_uri(session, uuid.UUID(bundle_id), settings) if bundle_id else None
     return SubmitPlan(run.id, run.backend, build_job_spec(run, role, code), retry)
 
 
