@@ -34,7 +34,7 @@ def create_run(committed: UnitOfWork) -> tuple[TrainingRun, int]:
             session,
             key.principal,
             project.id,
-            RunCreate(name="baseline", spec=RunSpec(entrypoint="train.py")),
+            RunCreate(name="baseline", spec=RunSpec(entrypoint="train.py", source_dir="/srv/code")),
         )
         message_id = session.query(OutboxMessage.id).one()[0]
     with committed() as session:
