@@ -53,7 +53,7 @@ def _create(
     "/v1/projects/{project_id}/code-bundles",
     status_code=201,
     response_model=BundleRead,
-    responses=problem_responses(400, 401, 403, 404, 413, 415, 422),
+    responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 503),
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def upload_bundle(

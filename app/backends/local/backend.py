@@ -42,7 +42,7 @@ class LocalBackend:
         # Absolute: the supervisor, controller and replicas run in directories of their own.
         self.work_dir = Path(local.work_dir or settings.data_dir / "local").resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs = LocalJobs(self.work_dir, local, settings)
+        self.jobs = LocalJobs(self.work_dir, settings)
         self.endpoints = LocalEndpoints(self.work_dir, local)
         self.router = Router(local.invoke_timeout_s)
 

@@ -54,13 +54,11 @@ def _fatal(message: str) -> BackendError:
 class LocalJobs:
     """The ``jobs/`` directory of a local backend."""
 
-    def __init__(
-        self, work_dir: Path, settings: LocalBackendSettings, artifacts: Settings | None = None
-    ) -> None:
+    def __init__(self, work_dir: Path, settings: Settings) -> None:
         self.root = work_dir / "jobs"
-        self.settings = settings
+        self.settings: LocalBackendSettings = settings.backends.local
         # Where code bundles are read from, and the limits they are unpacked under.
-        self.artifacts = artifacts or Settings()
+        self.artifacts = settings
 
     def job_dir(self, name: str) -> Path | None:
         """The directory of job ``name`` (None for a name that cannot be a job's)."""
