@@ -28,6 +28,7 @@ class CodeBundle(Base):
     file_count: Mapped[int] = mapped_column(Integer)
     unpacked_bytes: Mapped[int] = mapped_column(BigInteger)
     # Regular-file member paths, normalised: create-time checks read it, not the archive.
-    manifest: Mapped[list[str]] = mapped_column(JSONType)
+    # Deferred: up to BUNDLE_MAX_FILES paths, which lists and reads never need.
+    manifest: Mapped[list[str]] = mapped_column(JSONType, deferred=True)
     created_by: Mapped[uuid.UUID | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

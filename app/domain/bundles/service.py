@@ -58,7 +58,7 @@ def store_bundle(upload: Upload, settings: Settings) -> StoredBundle:
         size_bytes=upload.size_bytes,
         file_count=len(inspection.files),
         unpacked_bytes=inspection.unpacked_bytes,
-        manifest=sorted(inspection.files),
+        manifest=sorted(set(inspection.files)),
     )
 
 
