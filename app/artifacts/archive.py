@@ -20,6 +20,10 @@ from typing import IO
 
 # Room per member for tar headers, long-name and pax records on top of the file data.
 HEADER_ALLOWANCE = 16 * 1024
+# The most header bytes (pax and long-name records) one member may have: tarfile holds them
+# in memory whole, so a few KB of gzip must not become gigabytes of "header".
+HEADER_MAX = 1024 * 1024
+READ_AHEAD = 64 * 1024  # tarfile reads its stream in records of 10 KiB, ahead of the member
 WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -57,23 +61,38 @@ def normalise(name: str) -> str:
 
 
 class _Bounded:
-    """A reader of inflated bytes that refuses to go past ``limit`` in total."""
+    """A reader of inflated bytes that refuses to go past ``limit`` in total, or past what the
+    last member's data and ``HEADER_MAX`` allow before the next member (tarfile holds a
+    member's pax and long-name records in memory whole, so their size is capped here)."""
 
     def __init__(self, raw: gzip.GzipFile, limit: int) -> None:
         self.raw = raw
         self.limit = limit
         self.seen = 0
-        self.member = "(the first member)"
+        self.budget = HEADER_MAX + READ_AHEAD
+        self.member: str | None = None
+
+    def started(self, member: tarfile.TarInfo) -> None:
+        """``member``'s header was read: its data and the next member's headers may follow."""
+        self.member = member.name
+        padded = -(-max(member.size, 0) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        self.budget = self.seen + padded + HEADER_MAX + READ_AHEAD
 
     def read(self, size: int = -1) -> bytes:
-        room = self.limit - self.seen + 1
+        room = min(self.limit, self.budget) - self.seen + 1
         size = room if size < 0 else min(size, room)
         data = self.raw.read(size)
         self.seen += len(data)
         if self.seen > self.limit:
             raise ArchiveRefused(
-                f"the archive unpacks to more than {self.limit} bytes (at member {self.member!r})",
+                f"the archive unpacks to more than {self.limit} bytes (after member "
+                f"{self.member!r})",
                 self.member,
+            )
+        if self.seen > self.budget:
+            where = f"after member {self.member!r}" if self.member else "at the start"
+            raise ArchiveRefused(
+                f"the member headers {where} are larger than {HEADER_MAX} bytes", self.member
             )
         return data
 
@@ -125,7 +144,7 @@ def _walk(fileobj: IO[bytes], limits: BundleLimits, destination: Path | None) ->
     try:
         with tarfile.open(fileobj=bounded, mode="r|") as archive:  # type: ignore[call-overload]
             for member in archive:
-                bounded.member = member.name
+                bounded.started(member)
                 _check_member(member, inspection, limits)
                 if destination is not None:
                     archive.extract(member, destination, filter="data")

@@ -15,6 +15,7 @@ from tests.bundles.archives import TRAIN, entry, targz
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = BundleLimits(max_files=100, max_unpacked_bytes=1024 * 1024)
+LIMITS_LARGE = BundleLimits(max_files=10_000, max_unpacked_bytes=1024**3)
 
 
 def _tree(root: Path) -> Path:
@@ -64,18 +65,31 @@ def test_the_shipped_recommender_packs_into_a_valid_bundle() -> None:
     assert {"train.py", "data.py", "code/inference.py"} <= set(files)
 
 
-def test_a_gzip_bomb_is_stopped_while_decompressing() -> None:
-    # A few KB on the wire, megabytes of pax header once inflated: refused at the bound.
+def _pax_bomb(header_bytes: int) -> bytes:
     info = tarfile.TarInfo("train.py")
     info.size = len(TRAIN)
-    info.pax_headers = {"comment": "x" * 4_000_000}
+    info.pax_headers = {"comment": "x" * header_bytes}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
         archive.addfile(info, io.BytesIO(TRAIN))
-    assert len(buffer.getvalue()) < 50_000
+    return buffer.getvalue()
+
+
+def test_a_gzip_bomb_is_stopped_while_decompressing() -> None:
+    # A few KB on the wire, megabytes once inflated: refused at the bound on inflated bytes.
+    bomb = _pax_bomb(4_000_000)
+    assert len(bomb) < 50_000
     small = BundleLimits(max_files=10, max_unpacked_bytes=100_000)
     with pytest.raises(ArchiveRefused, match="unpacks to more than"):
-        inspect_archive(io.BytesIO(buffer.getvalue()), small)
+        inspect_archive(io.BytesIO(bomb), small)
+
+
+def test_oversized_member_headers_are_refused_before_tarfile_holds_them() -> None:
+    # Within the unpacked limit, but tarfile would keep the whole pax record in memory.
+    with pytest.raises(ArchiveRefused, match="headers at the start are larger than"):
+        inspect_archive(io.BytesIO(_pax_bomb(4_000_000)), LIMITS_LARGE)
+    # Ordinary pax records (long names, say) pass.
+    assert inspect_archive(io.BytesIO(_pax_bomb(10_000)), LIMITS_LARGE).files == ["train.py"]
 
 
 def test_extraction_rechecks_and_stops_at_the_bad_member(tmp_path: Path) -> None:
