@@ -47,7 +47,8 @@ class LocalArtifactStore:
         target = self.path(key)
         if target.is_file():
             return key
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for directory in reversed(target.relative_to(self.root).parents[:-1]):
+            (self.root / directory).mkdir(mode=0o700, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
