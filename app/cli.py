@@ -32,7 +32,7 @@ from app.domain.api_keys.schemas import ApiKeyCreate, ApiKeyCreated
 from app.domain.api_keys.service import has_any_admin, issue_key
 from app.domain.audit import service as audit
 from app.migrate import upgrade
-from app.settings import DEFAULT_DATA_DIR, Settings, get_settings
+from app.settings import DEFAULT_DATA_DIR, InvalidSettings, Settings, get_settings
 
 ASGI_APP = "app.main:app"
 CELERY_APP = "workers.celery_app:celery_app"
@@ -69,9 +69,8 @@ def _load_settings() -> Settings:
     get_settings.cache_clear()
     try:
         return get_settings()
-    except ValidationError as exc:
-        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        _fail(f"invalid configuration: {reasons}", code=2)
+    except InvalidSettings as exc:
+        _fail(str(exc), code=2)
 
 
 def _redact(url: str) -> str:

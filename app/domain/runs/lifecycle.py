@@ -6,8 +6,9 @@ inside a transaction (STYLE habit 6). Every status change goes through ``transit
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from app.clock import utcnow
 from app.domain.metrics import repository as metrics_repo
 from app.domain.model_versions import service as model_versions
 from app.domain.projects import repository as projects_repo
+from app.domain.quotas import service as quotas
 from app.domain.runs import repository
 from app.domain.runs.models import TrainingRun
 from app.domain.runs.service import transition
@@ -26,6 +28,7 @@ from app.domain.runs.states import RunStatus
 from app.settings import Settings
 
 S = RunStatus
+logger = logging.getLogger(__name__)
 # What Stratus believes the job is doing, in the backend's words, for each in-flight status.
 KNOWN_STATE = {
     S.SUBMITTING: JobState.STARTING,
@@ -169,12 +172,13 @@ def _complete(
         return False
     now = utcnow()
     if final:
+        allowed = _admitted_names(session, run, final)
         metrics_repo.add_many(
             session,
             run.project_id,
             "run",
             run.id,
-            [(name, None, job.ended_at or now, value) for name, value in final.items()],
+            [(n, None, job.ended_at or now, v) for n, v in final.items() if n in allowed],
         )
     session.refresh(run)
     if run.artifact_uri:
@@ -196,17 +200,30 @@ def store_training_metrics(session: Session, run_id: uuid.UUID, page: MetricPage
     run = repository.get(session, run_id)
     if run is None:
         return 0
-    if page.points:
+    points = page.points
+    if points:
+        allowed = _admitted_names(session, run, {p.name for p in points})
+        points = [p for p in points if p.name in allowed]
         metrics_repo.add_many(
             session,
             run.project_id,
             "run",
             run.id,
-            [(p.name, p.step, p.timestamp, p.value) for p in page.points],
+            [(p.name, p.step, p.timestamp, p.value) for p in points],
         )
     if page.next_cursor is not None:
         run.metrics_cursor = page.next_cursor
-    return len(page.points)
+    return len(points)
+
+
+def _admitted_names(session: Session, run: TrainingRun, names: Collection[str]) -> set[str]:
+    """The names that fit the run's metric-name quota; the rest are dropped with a note."""
+    allowed, dropped = quotas.admit_metric_names(session, run.id, names)
+    if dropped:
+        note = quotas.dropped_note(dropped)
+        logger.warning("run %s: %s", run.id, note)
+        run.status_reason = note
+    return allowed
 
 
 def job_statuses_to_apply(

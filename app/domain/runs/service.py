@@ -17,6 +17,7 @@ from app.domain.audit import service as audit
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
+from app.domain.quotas import service as quotas
 from app.domain.runs import repository
 from app.domain.runs.models import TrainingRun
 from app.domain.runs.schemas import RunCreate, RunRead, RunSpec
@@ -63,6 +64,7 @@ def create_run(
         raise NotFound(f"Project {project_id} not found.")
     backend = data.backend or project.default_backend
     _check_backend_fit(backend, data.spec)
+    quotas.check_run(session, project, data.spec)
     run = TrainingRun(
         project_id=project_id,
         name=data.name,
