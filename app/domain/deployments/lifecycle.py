@@ -154,18 +154,22 @@ def reconcile(session: Session, deployment_id: uuid.UUID) -> bool:
     return True
 
 
-def watched(session: Session, backend: str, limit: int) -> dict[str, uuid.UUID]:
-    """Deployments whose endpoints the poller watches, by endpoint name."""
-    return {endpoint_name(d.id): d.id for d in repository.list_watched(session, backend, limit)}
+def watched(
+    session: Session, backend: str, limit: int, after: uuid.UUID | None = None
+) -> dict[str, uuid.UUID]:
+    """Deployments whose endpoints the poller watches, by endpoint name (in id order)."""
+    rows = repository.list_watched(session, backend, limit, after)
+    return {endpoint_name(d.id): d.id for d in rows}
 
 
 def serving(
-    session: Session, backend: str, limit: int
+    session: Session, backend: str, limit: int, after: uuid.UUID | None = None
 ) -> dict[str, tuple[uuid.UUID, datetime | None]]:
-    """Serving deployments by endpoint name, with how far their metrics were pulled."""
+    """Serving deployments by endpoint name (in id order), with how far their metrics were
+    pulled."""
     return {
         endpoint_name(d.id): (d.id, d.metrics_synced_until)
-        for d in repository.list_serving(session, backend, limit)
+        for d in repository.list_serving(session, backend, limit, after)
     }
 
 

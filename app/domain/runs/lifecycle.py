@@ -102,6 +102,30 @@ def record_submit_failed(session: Session, run_id: uuid.UUID, reason: str) -> No
         transition(session, run_id, S.STOPPING, S.STOPPED, status_reason=reason[:4000])
 
 
+@dataclass(frozen=True)
+class InFlightPage:
+    """One page of a backend's in-flight runs: their last-seen states by job name, where the
+    live metrics of the running ones continue, and the id to continue the walk after."""
+
+    known: dict[str, tuple[uuid.UUID, JobState]]
+    cursors: dict[uuid.UUID, str | None]
+    last_id: uuid.UUID | None
+    full: bool  # as many rows as asked for: there may be more
+
+
+def in_flight_page(
+    session: Session, backend: str, after: uuid.UUID | None, limit: int
+) -> InFlightPage:
+    """The next ``limit`` in-flight runs of a backend after ``after`` (by id)."""
+    runs = repository.list_in_flight(session, backend, limit, after)
+    return InFlightPage(
+        known={job_name(r.id): (r.id, KNOWN_STATE[S(r.status)]) for r in runs},
+        cursors={r.id: r.metrics_cursor for r in runs if r.status in (S.RUNNING, S.STOPPING)},
+        last_id=runs[-1].id if runs else None,
+        full=len(runs) >= limit,
+    )
+
+
 def known_states(
     session: Session, backend: str, limit: int
 ) -> dict[str, tuple[uuid.UUID, JobState]]:
