@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.clock import utcnow
 from app.db import Base, unit_of_work
 from app.domain import models  # noqa: F401 - every table in Base.metadata
 from app.domain.access import Role
@@ -180,3 +181,29 @@ def test_the_second_revocation_waits_and_refuses_to_revoke_the_last_admin(
     assert _active_admins(factory) == 1
     with unit_of_work(factory) as session:
         assert session.get(ApiKey, a.id).revoked_at is None  # type: ignore[union-attr]
+
+
+def test_the_conditional_statements_keep_an_owner_and_an_admin_on_sqlite(
+    sqlite_factory: Factory,
+) -> None:
+    with unit_of_work(sqlite_factory) as session:
+        a, b = make_key(session, admin=True), make_key(session, admin=True)
+        project_id = make_project(session, (a, Role.OWNER), (b, Role.OWNER)).id
+    with unit_of_work(sqlite_factory) as session:
+        projects.remove_member(session, a.principal, project_id, b.id)
+    with pytest.raises(Conflict), unit_of_work(sqlite_factory) as session:
+        projects.put_member(session, a.principal, project_id, a.id, MemberPut(role=Role.EDITOR))
+    # The statement itself refuses, whatever a stale read before it believed.
+    with unit_of_work(sqlite_factory) as session:
+        assert not projects.repository.remove_keeping_an_owner(session, project_id, a.id)
+        assert not projects.repository.change_role_keeping_an_owner(
+            session, project_id, a.id, "viewer"
+        )
+    with unit_of_work(sqlite_factory) as session:
+        keys.revoke_key(session, a.principal, b.id)
+    with pytest.raises(Conflict), unit_of_work(sqlite_factory) as session:
+        keys.revoke_key(session, a.principal, a.id)
+    with unit_of_work(sqlite_factory) as session:
+        assert not keys.repository.revoke_keeping_an_admin(session, a.id, utcnow())
+        assert keys.repository.count_active_admins(session) == 1
+    assert _owners(sqlite_factory, project_id) == 1
