@@ -326,3 +326,44 @@ def test_pulled_metrics_drop_names_over_the_limit_with_a_note(db: Session, quota
     assert deployment.metrics_synced_until is not None
     assert deployment.status_reason is not None
     assert "dropped" in deployment.status_reason
+
+
+def test_a_full_quota_holds_the_optimizer_without_failing(db: Session, quota: SetQuota) -> None:
+    quota(deployment_instances_per_project=2)
+    project = make_project(db)
+    make_deployment(db, project, status="in_service", desired_instances=2, current_instances=2)
+    deployment = make_deployment(
+        db,
+        project,
+        status="in_service",
+        desired_instances=1,
+        current_instances=1,
+        max_instances=8,
+        scaling_policy=POLICY,
+    )
+    overloaded(db, deployment)
+    assert not optimizer.optimize(db, deployment.id, utcnow())
+    db.refresh(deployment)
+    assert deployment.desired_instances == 1  # held where it was, never shrunk by the quota
+    decision = db.scalars(select(OptimizerDecision)).one()
+    assert (decision.desired_instances, decision.applied) == (1, False)
+
+
+def test_budget_and_run_quota_hold_on_the_embedded_sqlite_database(
+    sqlite_client: TestClient, sqlite_factory: Any, quota: SetQuota
+) -> None:
+    quota(active_runs_per_project=3)
+    with sqlite_factory() as session:
+        editor = make_key(session)
+        project = make_project(
+            session, (editor, Role.EDITOR), budget_usd=Decimal("0.50"), default_backend="sagemaker"
+        )
+        session.commit()
+    url = f"/v1/projects/{project.id}/runs"
+    for name in ("a", "b"):  # 2 x $0.23
+        assert sqlite_client.post(url, json=_sagemaker_run(name), headers=editor.headers).is_success
+    over_budget = sqlite_client.post(url, json=_sagemaker_run("c"), headers=editor.headers)
+    assert over_budget.json()["code"] == "budget_exceeded"
+    assert sqlite_client.post(url, json=_local_run("d"), headers=editor.headers).is_success
+    over_quota = sqlite_client.post(url, json=_local_run("e"), headers=editor.headers)
+    assert over_quota.json()["code"] == "quota_exceeded"

@@ -222,7 +222,12 @@ def check_metric_names(
     subject_id: uuid.UUID,
     names: Collection[str],
 ) -> None:
-    """422 ``too_many_metric_names`` when a batch would give the subject too many names."""
+    """422 ``too_many_metric_names`` when a batch would give the subject too many names.
+
+    Batches of new names that race each other may each pass on the count before the others
+    commit, so the cap can be overshot by what such concurrent batches add; locking the
+    subject on every ingest would cost more than that is worth.
+    """
     stored, new = _new_names(session, subject_id, names)
     limit = _limits().metric_names_per_subject
     if not new or stored + len(new) <= limit:
