@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import make_url
 
 DEV_KEY_PEPPER = "dev-only-pepper-change-me"  # noqa: S105 - refused outside dev below
@@ -191,6 +191,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         # ``from None``: a traceback must not print the original error, which quotes the input.
         raise InvalidSettings(f"invalid configuration: {describe_errors(exc)}") from None
+    except SettingsError as exc:  # an unparsable nested value; its text names only the field
+        raise InvalidSettings(f"invalid configuration: {exc}") from None
 
 
 @lru_cache

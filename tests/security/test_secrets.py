@@ -185,3 +185,15 @@ def test_failure_reasons_described_by_aws_are_scrubbed() -> None:
     assert req.scrub("job stratus-0192a3b4c5d67e8f at 1733480000123") == (
         "job stratus-0192a3b4c5d67e8f at 1733480000123"
     )
+
+
+@pytest.mark.usefixtures("fresh_settings")
+def test_an_unparsable_settings_group_is_reported_without_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STRATUS_API", '{"max_body_bytes": "pw-9f8e7d6c')
+    with pytest.raises(InvalidSettings) as caught:
+        get_settings()
+    printed = "".join(traceback.format_exception(caught.value))
+    assert 'field "api"' in printed
+    assert "pw-9f8e7d6c" not in printed
