@@ -17,9 +17,10 @@ from app.domain.bundles import service as bundles
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
+from app.domain.quotas import service as quotas
 from app.domain.runs import repository
 from app.domain.runs.models import TrainingRun
-from app.domain.runs.schemas import RunCreate, RunRead
+from app.domain.runs.schemas import RunCreate, RunRead, masked_spec
 from app.domain.runs.states import TERMINAL, RunStatus, check_transition
 from app.domain.runs.validation import validate_run_spec
 from app.errors import Conflict, NotFound
@@ -41,6 +42,7 @@ def create_run(
     backend = data.backend or project.default_backend
     validate_run_spec(settings, backend, data.spec, project.backend_config)
     bundles.check_run_code(session, project_id, data.spec, backend, settings)
+    quotas.check_run(session, project, data.spec)
     run = TrainingRun(
         project_id=project_id,
         name=data.name,
@@ -70,7 +72,16 @@ def _load(session: Session, principal: Principal, run_id: uuid.UUID, need: Role)
 
 
 def get_run(session: Session, principal: Principal, run_id: uuid.UUID) -> RunRead:
-    return RunRead.model_validate(_load(session, principal, run_id, Role.VIEWER))
+    """One run; viewers see its environment's keys with the values masked."""
+    run = repository.get(session, run_id)
+    missing = NotFound(f"Run {run_id} not found.")
+    if run is None:
+        raise missing
+    role = authorize(session, principal, run.project_id, Role.VIEWER, missing=missing)
+    read = RunRead.model_validate(run)
+    if role == Role.VIEWER:
+        read.spec = masked_spec(read.spec)
+    return read
 
 
 def list_runs(
@@ -83,10 +94,13 @@ def list_runs(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> tuple[list[RunRead], str | None]:
-    authorize(session, principal, project_id, Role.VIEWER)
+    role = authorize(session, principal, project_id, Role.VIEWER)
     rows, cursor = repository.list_for_project(
         session, project_id, page, status, backend, created_after, created_before
     )
+    if role == Role.VIEWER:  # environment values are for editors and owners
+        for row in rows:
+            row["spec"] = masked_spec(row["spec"])
     return [RunRead.model_validate(r) for r in rows], cursor
 
 
