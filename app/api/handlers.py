@@ -9,9 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.deps import IdempotentReplay, replay_response
+from app.api.inputs import is_json
 from app.errors import PROBLEM_JSON, AppError
 
 log = logging.getLogger("stratus.api")
@@ -45,6 +47,10 @@ def problem(
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
 
 
+def _about_body(exc: RequestValidationError) -> bool:
+    return any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors())
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -64,6 +70,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type")
+        if content_type and not is_json(content_type) and _about_body(exc):
+            # The body was not parsed as JSON at all: say so, not what its bytes lack.
+            return problem(
+                request,
+                415,
+                "unsupported_media_type",
+                "Unsupported media type",
+                f"Send the body as application/json, not {content_type}.",
+            )
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
@@ -86,6 +102,18 @@ def install(app: FastAPI) -> None:
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, _exc: DataError) -> JSONResponse:
+        # Validation should have refused the value already; the database is the last line.
+        log.warning("database refused a value on %s %s", request.method, request.url.path)
+        return problem(
+            request,
+            422,
+            "value_out_of_range",
+            "Invalid request",
+            "A value does not fit what can be stored (too large, too precise or malformed).",
+        )
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, _exc: Exception) -> JSONResponse:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, GetCoreSchemaHandler
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 T = TypeVar("T")
 
@@ -16,10 +17,63 @@ class ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class WriteModel(BaseModel):
-    """Base of request bodies: unknown fields are an error, not silently dropped."""
+def storable_text(value: str) -> str:
+    """``value``, unless it holds what a database text column cannot store (NUL, lone
+    surrogates)."""
+    if "\x00" in value:
+        raise PydanticCustomError("string_nul", "must not contain NUL (\\u0000) characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PydanticCustomError(
+                "string_unicode", "must be valid Unicode (no lone surrogates)"
+            ) from None
+    return value
 
-    model_config = ConfigDict(extra="forbid")
+
+_STRICT_SCALARS = frozenset({"int", "float", "bool", "str"})
+# Keys of a core schema that hold data, not nested schemas.
+_NOT_SCHEMAS = frozenset({"metadata", "serialization", "default", "ref", "expected", "examples"})
+
+
+def _harden(node: Any) -> Any:
+    """A copy of core schema ``node`` whose numbers, booleans and strings are strict (JSON's
+    own types only: no bool->number, string->number or number->string coercion) and whose
+    strings are storable. UUIDs, datetimes, enums and literals keep parsing from strings."""
+    if isinstance(node, list):
+        return [_harden(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: value if key in _NOT_SCHEMAS else _harden(value) for key, value in node.items()}
+    kind = out.get("type")
+    if kind in _STRICT_SCALARS:
+        out["strict"] = True
+        if kind == "str":
+            return core_schema.no_info_after_validator_function(storable_text, out)
+    return out
+
+
+class WriteModel(BaseModel):
+    """Base of request bodies, strict about what it stores:
+
+    - unknown fields are an error, not silently dropped;
+    - numbers, booleans and strings take only their own JSON type (``false`` is not 0,
+      ``"5"`` is not 5, ``5`` is not ``"5"``); an integer is still a valid float;
+    - floats are finite (no NaN or Infinity);
+    - strings, dict keys included, hold no NUL or lone surrogate.
+
+    A model nested in a body must be a ``WriteModel`` too: the rules apply per model class.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[BaseModel], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        schema: CoreSchema = _harden(handler(source))
+        return schema
 
 
 class Page(BaseModel, Generic[T]):

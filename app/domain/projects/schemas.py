@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -13,6 +13,10 @@ from app.domain.schemas import ReadModel, WriteModel
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 Backend = Literal["local", "sagemaker"]
+# budget_usd is NUMERIC(14, 2): twelve digits before the point. Rounding to cents never
+# carries a value at or under this bound past it.
+MAX_BUDGET_USD = 999_999_999_999.99
+Budget = Annotated[float, Field(ge=0, le=MAX_BUDGET_USD)]
 
 
 class ProjectCreate(WriteModel):
@@ -33,7 +37,7 @@ class ProjectCreate(WriteModel):
     name: str = Field(pattern=SLUG, description="Lowercase slug, unique across Stratus.")
     description: str = Field(default="", max_length=2000)
     default_backend: Backend = "local"
-    budget_usd: float | None = Field(default=None, ge=0, le=1e12)
+    budget_usd: Budget | None = None
 
 
 class ProjectUpdate(WriteModel):
@@ -44,7 +48,7 @@ class ProjectUpdate(WriteModel):
 
     description: str | None = Field(default=None, max_length=2000)
     default_backend: Backend | None = None
-    budget_usd: float | None = Field(default=None, ge=0, le=1e12)
+    budget_usd: Budget | None = None
     metrics_retention_days: int | None = Field(
         default=None, ge=1, le=36_500, description="Days metric points are kept; null: forever"
     )
