@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
+from functools import lru_cache
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from app.api.deps import IdempotentReplay, replay_response
 from app.api.inputs import is_json
@@ -45,6 +49,20 @@ def problem(
     }
     body.update(extra)
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
+
+
+@lru_cache(maxsize=1024)
+def _path_regex(path: str) -> re.Pattern[str]:
+    return compile_path(path)[0]
+
+
+def _allowed_methods(app: FastAPI, path: str) -> str:
+    """Every method some route serves at ``path`` (the router names only the first match's)."""
+    methods: set[str] = set()
+    for context in iter_route_contexts(app.routes):
+        if context.path and context.methods and _path_regex(context.path).match(path):
+            methods |= context.methods
+    return ", ".join(sorted(methods))
 
 
 def _about_body(exc: RequestValidationError) -> bool:
@@ -101,6 +119,8 @@ def install(app: FastAPI) -> None:
         response = problem(request, exc.status_code, code, title, str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request.app, request.url.path)
         return response
 
     @app.exception_handler(DataError)

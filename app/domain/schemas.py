@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, GetCoreSchemaHandler
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 T = TypeVar("T")
@@ -32,7 +33,15 @@ def storable_text(value: str) -> str:
     return value
 
 
-_STRICT_SCALARS = frozenset({"int", "float", "bool", "str"})
+def _no_bool_or_text(value: Any) -> Any:
+    # A JSON integer may be written 3.0 (JSON Schema agrees), so ints stay lax about integral
+    # floats; only true/false and strings are refused.
+    if isinstance(value, bool | str | bytes):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+_STRICT_SCALARS = frozenset({"float", "bool", "str"})
 # Keys of a core schema that hold data, not nested schemas.
 _NOT_SCHEMAS = frozenset({"metadata", "serialization", "default", "ref", "expected", "examples"})
 
@@ -47,6 +56,8 @@ def _harden(node: Any) -> Any:
         return node
     out = {key: value if key in _NOT_SCHEMAS else _harden(value) for key, value in node.items()}
     kind = out.get("type")
+    if kind == "int":
+        return core_schema.no_info_before_validator_function(_no_bool_or_text, out)
     if kind in _STRICT_SCALARS:
         out["strict"] = True
         if kind == "str":
@@ -59,7 +70,8 @@ class WriteModel(BaseModel):
 
     - unknown fields are an error, not silently dropped;
     - numbers, booleans and strings take only their own JSON type (``false`` is not 0,
-      ``"5"`` is not 5, ``5`` is not ``"5"``); an integer is still a valid float;
+      ``"5"`` is not 5, ``5`` is not ``"5"``); an integer is still a valid float, and an
+      integral float (``3.0``) a valid integer, as in JSON Schema;
     - floats are finite (no NaN or Infinity);
     - strings, dict keys included, hold no NUL or lone surrogate.
 
@@ -93,4 +105,20 @@ def as_utc(value: datetime) -> datetime:
         raise ValueError("is outside the supported range of timestamps") from exc
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def iso_only(value: Any) -> Any:
+    """Refuses what pydantic would otherwise read as a datetime but is not an ISO 8601 date and
+    time: numbers (Unix times), numeric strings and bare dates."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and not _ISO_DATETIME.match(value)
+    ):
+        raise PydanticCustomError(
+            "datetime_type", "Input should be an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z"
+        )
+    return value
+
+
+# Naive values are taken as UTC (documented), so this is laxer than RFC 3339 there only.
+UtcDatetime = Annotated[datetime, BeforeValidator(iso_only), AfterValidator(as_utc)]

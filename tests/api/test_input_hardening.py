@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, get_args
 
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.deps import SessionDep
 from app.domain.access import Role
+from app.domain.metrics.repository import encode_point_cursor
+from app.domain.pagination import encode_cursor
 from app.domain.projects.models import Project
 from app.domain.projects.schemas import MAX_BUDGET_USD
 from app.domain.runs.schemas import SPEC_EXAMPLE
@@ -171,6 +174,9 @@ def test_query_numbers_out_of_range_are_422(
         f"/v1/runs/{run.id}/metrics/series?buckets=1e400",
         f"/v1/projects/{project.id}/recommendations/training?entrypoint=t&max_duration_s=nan",
         f"/v1/projects/{project.id}/recommendations/training?entrypoint=t&max_duration_s=inf",
+        f"/v1/projects/{project.id}/runs?created_before=0.5",  # not read as a Unix time
+        f"/v1/projects/{project.id}/runs?created_after=2026-01-01",  # a date, not a time
+        f"/v1/runs/{run.id}/metrics?until=1700000000",
     ):
         _problem(client.get(url, headers=key.headers), 422)
 
@@ -186,6 +192,7 @@ def test_query_numbers_out_of_range_are_422(
         {"budget_usd": "5"},
         {"description": 5},
         {"metrics_retention_days": 1.5},
+        {"metrics_retention_days": 1e300},
         {"metrics_retention_days": "30"},
         {"metrics_retention_days": True},
     ],
@@ -231,9 +238,13 @@ def test_json_strings_still_parse_uuids_datetimes_enums_and_ints_as_floats(
         headers=key.headers,
     )
     assert r.status_code == 200, r.text
-    r = client.patch(f"/v1/projects/{project.id}", json={"budget_usd": 12}, headers=key.headers)
+    r = client.patch(
+        f"/v1/projects/{project.id}",
+        json={"budget_usd": 12, "metrics_retention_days": 30.0},  # JSON Schema: 30.0 is integral
+        headers=key.headers,
+    )
     assert r.status_code == 200, r.text
-    assert r.json()["budget_usd"] == 12.0
+    assert (r.json()["budget_usd"], r.json()["metrics_retention_days"]) == (12.0, 30)
     spec = {**SPEC_EXAMPLE, "hyperparameters": {"flag": True, "n": 3, "lr": 0.1, "opt": "adam"}}
     r = client.post(
         f"/v1/projects/{project.id}/runs", json={"name": "ok", "spec": spec}, headers=key.headers
@@ -343,3 +354,28 @@ def test_every_request_body_model_is_a_write_model(settings: Settings) -> None:
 def test_unknown_uuid_still_404(client: TestClient, owner: tuple[Key, Project]) -> None:
     key, _project = owner
     _problem(client.get(f"/v1/projects/{uuid.uuid4()}", headers=key.headers), 404)
+
+
+def test_cursor_of_another_list_is_400(
+    client: TestClient, db: Session, owner: tuple[Key, Project]
+) -> None:
+    key, project = owner
+    run = make_run(db, project)
+    db.commit()
+    foreign = [
+        encode_cursor(uuid.uuid4()),
+        encode_cursor(5),
+        encode_cursor(2**70),
+        encode_cursor(-(2**70)),
+        encode_point_cursor(datetime(2026, 1, 1, tzinfo=UTC), 2**70),
+    ]
+    urls = [
+        "/v1/projects",
+        f"/v1/projects/{project.id}/runs",
+        f"/v1/projects/{project.id}/members",
+        f"/v1/runs/{run.id}/metrics",
+    ]
+    for url in urls:
+        for cursor in foreign:
+            r = client.get(url, params={"cursor": cursor}, headers=key.headers)
+            assert r.status_code in (200, 400), (url, cursor, r.text)
