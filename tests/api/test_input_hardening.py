@@ -379,3 +379,22 @@ def test_cursor_of_another_list_is_400(
         for cursor in foreign:
             r = client.get(url, params={"cursor": cursor}, headers=key.headers)
             assert r.status_code in (200, 400), (url, cursor, r.text)
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        {"name": "loss", "value": True},
+        {"name": "loss", "value": "0.5"},
+        {"name": "loss", "value": 1, "step": True},
+        {"name": "loss", "value": 1, "timestamp": 0},
+    ],
+)
+def test_metric_points_take_json_types_only(
+    client: TestClient, db: Session, owner: tuple[Key, Project], point: dict[str, Any]
+) -> None:
+    key, project = owner
+    run = make_run(db, project)
+    db.commit()
+    r = client.post(f"/v1/runs/{run.id}/metrics", json={"points": [point]}, headers=key.headers)
+    _problem(r, 422)

@@ -131,6 +131,8 @@ def server(scratch_db: str, tmp_path: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), "--no-access-log"],
         env=env,
+        # STRATUS_FUZZ_APP_DIR serves the ``app`` package of another checkout (to compare runs).
+        cwd=os.environ.get("STRATUS_FUZZ_APP_DIR") or None,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -210,8 +212,10 @@ def run_schemathesis(base: str, seeded: Seeded, workdir: Path) -> dict[str, Any]
         str(FUZZ_MAX_TIME),
         "--seed",
         os.environ.get("STRATUS_FUZZ_SEED", "20261206"),
+        # One worker: with several, Hypothesis' lambda-source cache (used in Schemathesis'
+        # coverage phase) can fail from another thread with an internal error.
         "--workers",
-        "2",
+        "1",
         "--request-timeout",
         "20",
         "--generation-database",
