@@ -72,10 +72,6 @@ class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "Payload too large"
 
 
-class UnsupportedMediaType(AppError):
-    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
-
-
 class Unprocessable(AppError):
     status, code, title = 422, "unprocessable", "Unprocessable request"
 
@@ -111,7 +107,7 @@ def problem_schema() -> dict[str, Any]:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for routes, declaring their problem+json errors."""
     names = {
-        400: "Bad request: an undecodable body, or a NUL character in the path, query or headers",
+        400: "Bad request: e.g. an invalid cursor, an undecodable body, or a NUL character",
         401: "Missing or invalid API key",
         403: "The key's role does not allow this",
         404: "Not found, or not visible to this key",
