@@ -63,8 +63,8 @@ class Scene:
     attacker_key: Key
 
 
-# Path parameter -> the object of a tenant it names. ``True`` in ``SCOPED`` when the object
-# belongs to a project (so a stranger must get 404); key ids are global and admin-only.
+# Path parameter -> the object of a tenant it names. ``SCOPED`` parameters name an object of
+# one project, so a stranger must get 404; key ids are global (and their routes admin-only).
 TARGETS: dict[str, Callable[[Tenant], Any]] = {
     "project_id": lambda t: t.project.id,
     "run_id": lambda t: t.run.id,
@@ -133,7 +133,7 @@ def _app_and_spec() -> tuple[FastAPI, dict[str, Any]]:
     return app, app.openapi()
 
 
-def _spec(_settings: Settings) -> dict[str, Any]:
+def _spec() -> dict[str, Any]:
     return _app_and_spec()[1]
 
 
@@ -214,24 +214,24 @@ def _leaks(response: Any, victim: Tenant) -> list[str]:
 # --- the suite -----------------------------------------------------------------------------
 
 
-def test_every_operation_can_be_aimed(settings: Settings) -> None:
-    spec = _spec(settings)
+def test_every_operation_can_be_aimed() -> None:
+    spec = _spec()
     problems = []
-    for op in operations(create_app(settings)):
+    for op in operations(_app_and_spec()[0]):
         path_params, query, has_body = _needs(op, spec)
-        problems += [f"{op.method} {op.path}: add {p!r} to TARGETS" for p in path_params]
-        problems = [p for p in problems if p.split("'")[1] not in TARGETS]
-        problems += [f"{op.method} {op.path}: add {q!r} to QUERY" for q in query if q not in QUERY]
+        where = f"{op.method} {op.path}"
+        problems += [f"{where}: add {p!r} to TARGETS" for p in path_params if p not in TARGETS]
+        problems += [f"{where}: add {q!r} to QUERY" for q in query if q not in QUERY]
         if has_body and (op.method, op.path) not in BODIES and _example(spec, op) is None:
-            problems.append(f"{op.method} {op.path}: give its body an example or a BODIES entry")
+            problems.append(f"{where}: give its body an OpenAPI example or a BODIES entry")
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("op", _cases())
 def test_operation_cannot_reach_another_project(
-    client: TestClient, db: Session, settings: Settings, scene: Scene, op: Operation
+    client: TestClient, db: Session, scene: Scene, op: Operation
 ) -> None:
-    spec = _spec(settings)
+    spec = _spec()
     path_params, _query, _body = _needs(op, spec)
     headers = scene.attacker_key.headers
     before = _rows(db, scene.victim)
