@@ -229,8 +229,8 @@ def run_schemathesis(base: str, seeded: Seeded, workdir: Path) -> dict[str, Any]
         str(report),
         "--no-color",
     ]
-    done = subprocess.run(
-        args, capture_output=True, text=True, timeout=FUZZ_MAX_TIME + 240, check=False
+    done = subprocess.run(  # in workdir: Schemathesis keeps a crash cache in its cwd
+        args, capture_output=True, text=True, timeout=FUZZ_MAX_TIME + 240, check=False, cwd=workdir
     )
     (workdir / "schemathesis.out").write_text(done.stdout + done.stderr)
     result: dict[str, Any] = json.loads(report.read_text()) if report.exists() else {}
