@@ -111,7 +111,7 @@ def problem_schema() -> dict[str, Any]:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for routes, declaring their problem+json errors."""
     names = {
-        400: "Bad request",
+        400: "Bad request: e.g. an invalid cursor, an undecodable body, or a NUL character",
         401: "Missing or invalid API key",
         403: "The key's role does not allow this",
         404: "Not found, or not visible to this key",

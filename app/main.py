@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api import handlers, openapi
+from app.api.inputs import RejectUnstorableText
 from app.api.limits import BodySizeLimit
 from app.api.routes import (
     api_keys,
@@ -66,6 +67,7 @@ def create_app(
         max_bytes=settings.api.max_body_bytes,
         overrides=[(bundles.UPLOAD_PATH, settings.artifacts.bundle_max_bytes)],
     )
+    app.add_middleware(RejectUnstorableText)
     return app
 
 

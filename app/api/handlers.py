@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
+from functools import lru_cache
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from app.api.deps import IdempotentReplay, replay_response
+from app.api.inputs import is_json
 from app.errors import PROBLEM_JSON, AppError
 
 log = logging.getLogger("stratus.api")
@@ -45,6 +51,24 @@ def problem(
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
 
 
+@lru_cache(maxsize=1024)
+def _path_regex(path: str) -> re.Pattern[str]:
+    return compile_path(path)[0]
+
+
+def _allowed_methods(app: FastAPI, path: str) -> str:
+    """Every method some route serves at ``path`` (the router names only the first match's)."""
+    methods: set[str] = set()
+    for context in iter_route_contexts(app.routes):
+        if context.path and context.methods and _path_regex(context.path).match(path):
+            methods |= context.methods
+    return ", ".join(sorted(methods))
+
+
+def _about_body(exc: RequestValidationError) -> bool:
+    return any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors())
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -64,6 +88,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type")
+        if content_type and not is_json(content_type) and _about_body(exc):
+            # The body was not parsed as JSON at all: say so, not what its bytes lack.
+            return problem(
+                request,
+                415,
+                "unsupported_media_type",
+                "Unsupported media type",
+                f"Send the body as application/json, not {content_type}.",
+            )
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
@@ -85,7 +119,21 @@ def install(app: FastAPI) -> None:
         response = problem(request, exc.status_code, code, title, str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request.app, request.url.path)
         return response
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, _exc: DataError) -> JSONResponse:
+        # Validation should have refused the value already; the database is the last line.
+        log.warning("database refused a value on %s %s", request.method, request.url.path)
+        return problem(
+            request,
+            422,
+            "value_out_of_range",
+            "Invalid request",
+            "A value does not fit what can be stored (too large, too precise or malformed).",
+        )
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, _exc: Exception) -> JSONResponse:

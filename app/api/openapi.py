@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
-from app.errors import PROBLEM_JSON, problem_schema
+from app.errors import PROBLEM_JSON, problem_responses, problem_schema
 
 
 def _validation_problem() -> dict[str, Any]:
@@ -46,6 +46,21 @@ def _add_raw_bodies(spec: dict[str, Any]) -> None:
         schemas[name] = schema
 
 
+def _add_input_errors(op: dict[str, Any], responses: dict[str, Any]) -> None:
+    """Declare the errors every operation can answer before its route runs: 400 for a NUL
+    character in the path, query or headers (``inputs.RejectUnstorableText``) or an undecodable
+    body; for one that takes a body, 413 (``limits.BodySizeLimit``), 415 (not JSON) and 422."""
+    statuses = [400]
+    if "requestBody" in op:
+        statuses += [413, 415, 422]
+    for status, declared in problem_responses(*statuses).items():
+        responses.setdefault(str(status), declared)
+    # Numeric status order, as the routes declare them.
+    ordered = dict(sorted(responses.items(), key=lambda kv: (not kv[0].isdigit(), kv[0])))
+    responses.clear()
+    responses.update(ordered)
+
+
 def install(app: FastAPI) -> None:
     """Replace FastAPI's default 422 body with the problem+json the handlers send."""
 
@@ -60,7 +75,8 @@ def install(app: FastAPI) -> None:
         )
         for item in spec.get("paths", {}).values():
             for op in item.values():
-                responses = op.get("responses", {})
+                responses = op.setdefault("responses", {})
+                _add_input_errors(op, responses)
                 if "422" in responses:
                     responses["422"] = {
                         "description": "Invalid input",

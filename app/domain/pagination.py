@@ -31,15 +31,22 @@ def encode_cursor(value: uuid.UUID | int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> uuid.UUID | int:
-    """The id a cursor stands for; a malformed cursor is a 400."""
+_BIGINT = 2**63
+
+
+def decode_cursor(cursor: str, expect: type[Any] | None = None) -> uuid.UUID | int:
+    """The id a cursor stands for; a malformed cursor, or one of a list whose ids are of
+    another type than ``expect`` (uuid.UUID or int), is a 400."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
+        decoded: uuid.UUID | int | None = None
         if kind == "u":
-            return uuid.UUID(value)
-        if kind == "i":
-            return int(value)
+            decoded = uuid.UUID(value)
+        elif kind == "i" and -_BIGINT <= (number := int(value)) < _BIGINT:
+            decoded = number
+        if decoded is not None and (expect is None or isinstance(decoded, expect)):
+            return decoded
     except (ValueError, binascii.Error, UnicodeDecodeError):
         pass
     raise BadRequest("The cursor is not valid; pass next_cursor from a previous page.")
@@ -54,7 +61,7 @@ def paginate(
 ) -> tuple[Sequence[R], str | None]:
     """Rows of one page (newest first by default) and the cursor of the next page."""
     if page.cursor is not None:
-        last = decode_cursor(page.cursor)
+        last = decode_cursor(page.cursor, id_column.type.python_type)
         stmt = stmt.where(id_column < last if order == "desc" else id_column > last)
     stmt = stmt.order_by(id_column.desc() if order == "desc" else id_column.asc())
     rows = session.scalars(stmt.limit(page.limit + 1)).all()

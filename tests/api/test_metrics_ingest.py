@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -258,7 +259,7 @@ TRICKY = [
 
 def test_the_copy_stream_stores_what_the_portable_rows_store(db: Session, setup: Any) -> None:
     _, _, run = setup
-    batch = BATCH.validate_python({"points": TRICKY})
+    batch = BATCH.validate_json(json.dumps({"points": TRICKY}))
     received = datetime(2026, 11, 27, 11, 0, 0, 123456, tzinfo=UTC)
     portable, copied = uuid.uuid4(), uuid.uuid4()
     rows = point_rows(batch["points"], received)
@@ -315,7 +316,8 @@ def test_the_copy_stream_handles_zones_and_refuses_what_rows_refuses(
     ]
     for late in ("0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59.999999-00:01"):
         point = {"name": "z", "value": 0.0, "timestamp": late}
-        bad = BATCH.validate_python({"points": [points[2], point]})
+        late_point = BATCH.validate_json(json.dumps({"points": [point]}))["points"][0]
+        bad = {"points": [points[2], late_point]}
         with pytest.raises(InvalidPoint) as from_rows:
             point_rows(bad["points"], received)
         with pytest.raises(InvalidPoint) as from_stream:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import ConfigDict, Field, computed_field, model_validator
 
 from app.domain.costs.accounting import deployment_instance_seconds, priced
 from app.domain.deployments.states import DeploymentStatus
@@ -34,7 +34,7 @@ def bounds_problem(min_instances: int, desired: int, max_instances: int) -> str 
     return None
 
 
-class ScalingPolicy(BaseModel):
+class ScalingPolicy(WriteModel):
     """How the optimizer may size the deployment (it only acts when enabled)."""
 
     model_config = ConfigDict(

@@ -303,7 +303,7 @@ def decode_point_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, micros, point_id = raw.split(":")
-        if kind == "p":
+        if kind == "p" and -(2**63) <= int(point_id) < 2**63:  # ids are BIGINT
             return _EPOCH + timedelta(microseconds=int(micros)), int(point_id)
     except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         pass

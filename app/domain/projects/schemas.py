@@ -95,6 +95,12 @@ def backend_config_of(raw: dict[str, Any] | None) -> BackendConfig:
         return BackendConfig()
 
 
+# budget_usd is NUMERIC(14, 2): twelve digits before the point. Rounding to cents never
+# carries a value at or under this bound past it.
+MAX_BUDGET_USD = 999_999_999_999.99
+Budget = Annotated[float, Field(ge=0, le=MAX_BUDGET_USD)]
+
+
 class ProjectCreate(WriteModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -114,7 +120,7 @@ class ProjectCreate(WriteModel):
     name: Slug = Field(description=f"Unique across Stratus: {SLUG_WORDS}.")
     description: str = Field(default="", max_length=2000)
     default_backend: Backend = "local"
-    budget_usd: float | None = Field(default=None, ge=0, le=1e12)
+    budget_usd: Budget | None = None
     backend_config: BackendConfig | None = None
 
 
@@ -126,7 +132,7 @@ class ProjectUpdate(WriteModel):
 
     description: str | None = Field(default=None, max_length=2000)
     default_backend: Backend | None = None
-    budget_usd: float | None = Field(default=None, ge=0, le=1e12)
+    budget_usd: Budget | None = None
     metrics_retention_days: int | None = Field(
         default=None, ge=1, le=36_500, description="Days metric points are kept; null: forever"
     )

@@ -53,7 +53,7 @@ def list_for_project(
             TrainingRun.id < _first_id_at(created_before, ID_CLOCK_SLACK_MS),
         )
     if page.cursor is not None:
-        stmt = stmt.where(TrainingRun.id < decode_cursor(page.cursor))
+        stmt = stmt.where(TrainingRun.id < decode_cursor(page.cursor, uuid.UUID))
     rows = session.execute(stmt.order_by(TrainingRun.id.desc()).limit(page.limit + 1)).all()
     items = [row._asdict() for row in rows[: page.limit]]
     cursor = encode_cursor(items[-1]["id"]) if len(rows) > page.limit else None
