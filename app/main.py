@@ -17,6 +17,7 @@ from app.api.routes import (
     models,
     optimizer,
     projects,
+    run_tracking,
     runs,
     serving,
 )
@@ -52,6 +53,7 @@ def create_app(
         api_keys,
         projects,
         runs,
+        run_tracking,
         models,
         deployments,
         metrics,

@@ -16,7 +16,9 @@ from app.domain.schemas import ReadModel, WriteModel
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 CHANNEL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 HP_KEY = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"
-Backend = Literal["local", "sagemaker"]
+Backend = Literal["local", "sagemaker", "external"]
+# Runs tracked from the caller's own training code: no job, no backend, finished by the client.
+EXTERNAL = "external"
 HyperValue = str | int | float | bool
 
 SPEC_EXAMPLE: dict[str, Any] = {
@@ -89,8 +91,6 @@ class RunSpec(WriteModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
-        if not self.entrypoint and not self.image:
-            raise ValueError("give an entrypoint (script mode) or an image")
         if self.use_spot and (self.max_wait_seconds or 0) < self.max_runtime_seconds:
             raise ValueError("use_spot needs max_wait_seconds >= max_runtime_seconds")
         if not self.use_spot and self.max_wait_seconds is not None:
@@ -112,6 +112,13 @@ class RunCreate(WriteModel):
     name: str = Field(pattern=NAME)
     backend: Backend | None = Field(default=None, description="Default: the project's backend")
     spec: RunSpec
+
+    @model_validator(mode="after")
+    def _has_code(self) -> RunCreate:
+        # A tracked (external) run runs the caller's code wherever it is: nothing to name here.
+        if self.backend != EXTERNAL and not self.spec.entrypoint and not self.spec.image:
+            raise ValueError("give spec.entrypoint (script mode) or spec.image")
+        return self
 
 
 class RunRead(ReadModel):

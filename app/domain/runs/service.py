@@ -17,9 +17,9 @@ from app.domain.audit import service as audit
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
-from app.domain.runs import repository
+from app.domain.runs import external, repository
 from app.domain.runs.models import TrainingRun
-from app.domain.runs.schemas import RunCreate, RunRead, RunSpec
+from app.domain.runs.schemas import EXTERNAL, RunCreate, RunRead, RunSpec
 from app.domain.runs.states import TERMINAL, RunStatus, check_transition
 from app.errors import Conflict, NotFound, Unprocessable
 
@@ -62,6 +62,8 @@ def create_run(
     if project is None:
         raise NotFound(f"Project {project_id} not found.")
     backend = data.backend or project.default_backend
+    if backend == EXTERNAL:
+        return _create_tracked_run(session, principal, project_id, data)
     _check_backend_fit(backend, data.spec)
     run = TrainingRun(
         project_id=project_id,
@@ -84,6 +86,18 @@ def create_run(
         project_id,
         {"name": run.name, "backend": backend},
     )
+    return RunRead.model_validate(run)
+
+
+def _create_tracked_run(
+    session: Session, principal: Principal, project_id: uuid.UUID, data: RunCreate
+) -> RunRead:
+    """A run tracked from the caller's code: ``running`` at once, no job, no outbox row."""
+    run = external.tracked_run(project_id, data, principal.id)
+    session.add(run)
+    session.flush()
+    details = {"name": run.name, "backend": EXTERNAL}
+    audit.record(session, principal, "run.create", "run", run.id, project_id, details)
     return RunRead.model_validate(run)
 
 
@@ -123,7 +137,10 @@ def stop_run(session: Session, principal: Principal, run_id: uuid.UUID) -> RunRe
     target = RunStatus.STOPPED if status == RunStatus.PENDING else RunStatus.STOPPING
     if not transition(session, run.id, status, target, status_reason="stop requested"):
         raise Conflict("The run changed state meanwhile; read it and retry.", code="stale")
-    if target == RunStatus.STOPPING:
+    if target == RunStatus.STOPPING and run.backend == EXTERNAL:
+        # No job to wait for: a tracked run passes through stopping to stopped at once.
+        transition(session, run.id, target, RunStatus.STOPPED, status_reason="stop requested")
+    elif target == RunStatus.STOPPING:
         outbox.enqueue(session, outbox.RUN_STOP, run_id=str(run.id))
     audit.record(
         session, principal, "run.stop", "run", run.id, run.project_id, {"from": str(status)}
@@ -164,6 +181,6 @@ def record_backend_unavailable(session: Session, run_id: uuid.UUID, reason: str)
 def log_target(session: Session, principal: Principal, run_id: uuid.UUID) -> tuple[str, str] | None:
     """(backend, job name) whose logs the run has, or None before it was submitted."""
     run = _load(session, principal, run_id, Role.VIEWER)
-    if run.status == RunStatus.PENDING:
-        return None
+    if run.status == RunStatus.PENDING or run.backend == EXTERNAL:
+        return None  # a tracked run's log stays on the caller's machine
     return run.backend, job_name(run.id)
