@@ -12,11 +12,11 @@ from stratus import config
 
 
 def test_file_then_environment_then_argument(
-    monkeypatch: pytest.MonkeyPatch, _isolated_config: Path
+    monkeypatch: pytest.MonkeyPatch, isolated_config: Path
 ) -> None:
     assert config.resolve() == config.Config(config.DEFAULT_URL, None, "default", "nowhere")
     path = config.save("http://saved:1/", "saved-key")
-    assert path == _isolated_config / "stratus" / "config.toml"
+    assert path == isolated_config / "stratus" / "config.toml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     got = config.resolve()
     assert (got.url, got.api_key, got.api_key_from) == ("http://saved:1", "saved-key", str(path))
@@ -41,11 +41,11 @@ def test_quotes_in_values_survive_the_file() -> None:
     assert (got.url, got.api_key) == ('http://h:1/"x"', 'k\\"ey')
 
 
-def test_broken_file_and_missing_key_are_errors(_isolated_config: Path) -> None:
+def test_broken_file_and_missing_key_are_errors(isolated_config: Path) -> None:
     with pytest.raises(stratus.StratusError) as missing:
         stratus.Client()
     assert missing.value.code == "no_api_key"
-    path = _isolated_config / "stratus" / "config.toml"
+    path = isolated_config / "stratus" / "config.toml"
     path.parent.mkdir(parents=True)
     path.write_text("url = [")
     with pytest.raises(stratus.StratusError) as broken:

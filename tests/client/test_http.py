@@ -37,9 +37,11 @@ def test_connection_errors_retry_with_the_same_idempotency_key() -> None:
 
     http, slept = _http(handler)
     assert http.request("POST", "/v1/projects", json={"name": "p"}).json() == {"ok": True}
-    assert len(keys) == 3 and len(set(keys)) == 1
+    assert len(keys) == 3
+    assert len(set(keys)) == 1
     assert len(slept) == 2
-    assert 0.25 <= slept[0] <= 0.5 and 0.5 <= slept[1] <= 1.0  # grows, with jitter
+    assert 0.25 <= slept[0] <= 0.5  # grows, with jitter
+    assert 0.5 <= slept[1] <= 1.0
 
 
 def test_a_lost_answer_is_retried() -> None:
@@ -90,7 +92,8 @@ def test_problem_json_becomes_a_stratus_error_without_retry() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request)
-        return httpx.Response(409, json=problem, headers={"content-type": "application/problem+json"})
+        headers = {"content-type": "application/problem+json"}
+        return httpx.Response(409, json=problem, headers=headers)
 
     http, _ = _http(handler)
     with pytest.raises(StratusError) as caught:

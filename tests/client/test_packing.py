@@ -53,8 +53,10 @@ def test_skips_vcs_virtualenvs_caches_and_ignored(tmp_path: Path) -> None:
         "train.py",
     ]
     assert packed.skipped_links == ["outside"]
-    assert members["link.py"].issym() and members["link.py"].linkname == "pkg/model.py"
-    assert members["train.py"].mode == 0o755 and members["pkg/model.py"].mode == 0o644
+    assert members["link.py"].issym()
+    assert members["link.py"].linkname == "pkg/model.py"
+    assert members["train.py"].mode == 0o755
+    assert members["pkg/model.py"].mode == 0o644
     assert {m.mtime for m in members.values()} == {0}
     assert packed.size_bytes == len(out.getvalue())
 

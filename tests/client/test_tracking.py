@@ -90,9 +90,14 @@ def test_points_arrive_once_in_batches_across_dropped_answers() -> None:
 
 def test_an_exception_fails_the_run_and_propagates() -> None:
     server = FakeServer(drop_every=1000)
-    with pytest.raises(ZeroDivisionError), _client(server).start_run(PROJECT) as run:
-        run.log_metric("loss", 2.0)
-        _ = 1 / 0
+
+    def train() -> None:
+        with _client(server).start_run(PROJECT) as run:
+            run.log_metric("loss", 2.0)
+            _ = 1 / 0
+
+    with pytest.raises(ZeroDivisionError):
+        train()
     assert server.status == "failed"
     assert server.reason == "ZeroDivisionError: division by zero"
     assert len(server.batches) == 1
