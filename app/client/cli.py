@@ -211,7 +211,9 @@ def _follow(c: Client, run: Run, to_stderr: bool) -> Run:
         for line in c.runs.logs(run.id, follow=True):
             status.stop()
             (err if to_stderr else out).print(line, markup=False, highlight=False)
-    return c.runs.get(run.id)
+    # The log can be read out before the backend's status says the run has ended.
+    with err.status(f"run {run.id}: waiting for its final status ..."):
+        return c.runs.wait(run.id, poll_s=1.0)
 
 
 def _ended(run: Run, output: OutputFormat) -> None:

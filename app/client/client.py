@@ -194,7 +194,10 @@ class Runs(_Section):
                 "GET", f"/v1/runs/{run_id}/logs", params={"cursor": cursor, "limit": 1000}
             ).json()
             yield from page["lines"]
-            cursor = page.get("next_cursor") or cursor
+            following = page.get("next_cursor")
+            if page["lines"] and following is None:
+                return  # the backend says the ended job's log is read out
+            cursor = following or cursor
             if page["lines"]:
                 continue
             if not follow or ended:
