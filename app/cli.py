@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
+import json
 import os
 import signal
 import socket
@@ -28,10 +29,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from uvicorn.config import LOG_LEVELS
 
+from app.backends.local.examples import examples_dir
+from app.backends.local.sandbox import mode_description as sandbox_mode
 from app.db import build_engine, unit_of_work
 from app.domain.api_keys.schemas import ApiKeyCreate, ApiKeyCreated
 from app.domain.api_keys.service import has_any_admin, issue_key
 from app.domain.audit import service as audit
+from app.hostpaths import ROOTS_SETTING
 from app.migrate import upgrade
 from app.settings import DEFAULT_DATA_DIR, Settings, get_settings
 
@@ -337,9 +341,27 @@ def _check_port(host: str, port: int) -> None:
             _fail(f"cannot listen on {host}:{port} ({exc.strerror}); try --port", code=2)
 
 
-def _banner(url: str, key_file: Path, secret: str | None, logs: Path) -> Callable[[], None]:
+def default_host_roots() -> None:
+    """Unless the admin chose host roots, `stratus dev` allows the directory it started in
+    (and the shipped examples, so `stratus demo` works from anywhere)."""
+    if os.environ.get(ROOTS_SETTING):
+        return
+    cwd = Path.cwd().resolve()
+    roots = [cwd]
+    examples = examples_dir()
+    if examples is not None and not examples.resolve().is_relative_to(cwd):
+        roots.append(examples.resolve())
+    os.environ[ROOTS_SETTING] = json.dumps([str(r) for r in roots])
+
+
+def _banner(
+    url: str, key_file: Path, secret: str | None, logs: Path, roots: list[Path]
+) -> Callable[[], None]:
     def show() -> None:
         lines = ["", f"Stratus is running at {url}", f"API docs:  {url}/docs"]
+        shown = ", ".join(str(r) for r in roots) or "none"
+        lines.append(f"Host roots: {shown} (runs may name host paths only under these; set by")
+        lines.append(f"            {ROOTS_SETTING})")
         if secret:
             lines += [
                 f"Admin key: {secret}",
@@ -365,10 +387,13 @@ def dev(
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.environ["STRATUS_DATA_DIR"] = str(data_dir)
+    default_host_roots()
     settings = _load_settings()
+    roots = settings.backends.local.host_roots
     _check_port(host, port)
 
     _say(f"Database: {_redact(settings.effective_database_url)}")
+    _say(f"Sandbox: {sandbox_mode(settings)}")
     _migrate(settings.effective_database_url)
     key_file = data_dir / ADMIN_KEY_FILE
     secret = bootstrap_admin(settings, key_file)
@@ -389,7 +414,7 @@ def dev(
     _become_subreaper()
     try:
         children.start()
-        _DevServer(config, _banner(url, key_file, secret, logs)).run()
+        _DevServer(config, _banner(url, key_file, secret, logs, roots)).run()
     except (KeyboardInterrupt, _Stop):
         pass
     finally:

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_KEY_PEPPER = "dev-only-pepper-change-me"  # noqa: S105 - refused outside dev below
 DEFAULT_DATA_DIR = Path(".stratus")
+ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$"
+
+
+def _list_from_env(value: object, separator: str) -> object:
+    """A JSON list, or a ``separator``-separated string as environment variables carry lists."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part.strip() for part in text.split(separator) if part.strip()]
 
 
 class ApiSettings(BaseModel):
@@ -59,6 +73,34 @@ class LocalBackendSettings(BaseModel):
     drain_timeout_s: float = Field(default=30.0, gt=0)  # in-flight requests of a drained replica
     replica_start_timeout_s: float = Field(default=60.0, gt=0)  # model load before "failed"
     invoke_timeout_s: float = Field(default=60.0, gt=0)  # one request to a replica
+    # Directories under which runs and model versions may name host paths; none: no host paths.
+    host_roots: Annotated[list[Path], NoDecode] = []
+
+    @field_validator("host_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        return _list_from_env(value, os.pathsep)
+
+    @field_validator("host_roots")
+    @classmethod
+    def _absolute_roots(cls, value: list[Path]) -> list[Path]:
+        relative = [str(p) for p in value if not p.is_absolute()]
+        if relative:
+            raise ValueError(f"host roots must be absolute paths: {relative}")
+        return value
+
+    # When Stratus runs as root, each job and each endpoint's replicas run under a uid of
+    # their own from [sandbox_uid, sandbox_uid + sandbox_uid_count), gid likewise.
+    sandbox_uid: int = Field(default=65534, ge=1)
+    sandbox_gid: int = Field(default=65534, ge=1)
+    sandbox_uid_count: int = Field(default=1000, ge=1, le=1_000_000)
+    sandbox_namespaces: bool = True  # a private mount namespace; false: uid and file modes only
+    sandbox_cpu_seconds: int = Field(default=0, ge=0)  # RLIMIT_CPU per process; 0: unlimited
+    sandbox_memory_bytes: int = Field(default=16 * 1024**3, ge=0)  # RLIMIT_AS; 0: unlimited
+    sandbox_open_files: int = Field(default=4096, ge=0)  # RLIMIT_NOFILE; 0: unlimited
+    sandbox_processes: int = Field(default=1024, ge=0)  # RLIMIT_NPROC per uid; 0: unlimited
+    metric_regex_timeout_s: float = Field(default=1.0, gt=0, le=60)  # CPU per rule per line
+    allow_in_prod: bool = False  # acknowledge running user code on the API/worker hosts
 
 
 class SageMakerSettings(BaseModel):
@@ -66,7 +108,9 @@ class SageMakerSettings(BaseModel):
 
     enabled: bool = False
     region: str = "us-east-1"
-    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
+    role_arn: str | None = Field(default=None, pattern=ROLE_ARN)
+    # Roles a project owner may choose for the project (role_arn above is always allowed).
+    allowed_role_arns: Annotated[list[str], NoDecode] = []
     endpoint_url: str | None = None  # a VPC endpoint, or a SageMaker-compatible test server
     inference_image: str | None = None  # default serving image when a model names none
     api_rate_per_s: float = Field(default=10.0, gt=0)  # shared by every worker per region
@@ -80,6 +124,24 @@ class SageMakerSettings(BaseModel):
     def _blank_is_unset(cls, value: object) -> object:
         # Compose files pass ${VAR:-} as "" when the variable is not set.
         return None if value == "" else value
+
+    @field_validator("allowed_role_arns", mode="before")
+    @classmethod
+    def _split_roles(cls, value: object) -> object:
+        return _list_from_env(value, ",")
+
+    @field_validator("allowed_role_arns")
+    @classmethod
+    def _role_shape(cls, value: list[str]) -> list[str]:
+        bad = [arn for arn in value if not re.match(ROLE_ARN, arn)]
+        if bad:
+            raise ValueError(f"not IAM role ARNs: {bad}")
+        return value
+
+    @property
+    def role_allow_list(self) -> frozenset[str]:
+        """Roles a project may use: the allow-list and the server's default role."""
+        return frozenset([*self.allowed_role_arns, *([self.role_arn] if self.role_arn else [])])
 
 
 class BackendSettings(BaseModel):
@@ -128,6 +190,13 @@ class Settings(BaseSettings):
                 problems.append("STRATUS_DATABASE_URL must point at PostgreSQL")
             if not self.broker_url:
                 problems.append("STRATUS_BROKER_URL must be set (e.g. redis://host:6379/0)")
+            local = self.backends.local
+            if local.enabled and not local.allow_in_prod:
+                problems.append(
+                    "the local backend runs user code on this host: disable it"
+                    " (STRATUS_BACKENDS__LOCAL__ENABLED=false) or acknowledge it"
+                    " (STRATUS_BACKENDS__LOCAL__ALLOW_IN_PROD=true)"
+                )
         if problems:
             raise ValueError(f"unsafe settings for env={self.env}: " + "; ".join(problems))
         return self

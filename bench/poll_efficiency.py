@@ -204,12 +204,15 @@ def submit_all(jobs: int) -> tuple[str, Principal, float]:
     with unit_of_work() as session:
         key = issue_key(session, "bench", True, settings.key_pepper, None)
         principal = Principal(key.id, key.name, key.admin)
-        project = projects_service.create_project(
-            session, principal, ProjectCreate(name="poll-bench", default_backend="sagemaker")
+        create = ProjectCreate(
+            name="poll-bench",
+            default_backend="sagemaker",
+            backend_config={"sagemaker": {"s3_prefixes": ["s3://stratus-bench/"]}},
         )
+        project = projects_service.create_project(session, principal, create, settings)
         for i in range(jobs):
             data = RunCreate(name=f"run-{i}", backend="sagemaker", spec=RunSpec(**SPEC))
-            runs_service.create_run(session, principal, project.id, data)
+            runs_service.create_run(session, principal, project.id, data, settings)
         message_ids = session.scalars(
             select(OutboxMessage.id).where(OutboxMessage.topic == outbox.RUN_SUBMIT)
         ).all()

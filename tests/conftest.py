@@ -27,6 +27,12 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("STRATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE = os.environ.get("STRATUS_REQUIRE_SERVICES") == "1"
 TEST_PEPPER = "test-pepper-0123456789abcdef"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def host_roots(tmp_path: Path) -> dict[str, object]:
+    """Local backend settings whose host roots are the test's own directory and the examples."""
+    return {"local": {"host_roots": [tmp_path, EXAMPLES]}}
 
 
 def _unavailable(what: str, why: str) -> None:
@@ -109,12 +115,13 @@ def db(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 @pytest.fixture
-def settings(pg_url: str) -> Settings:
+def settings(pg_url: str, tmp_path: Path) -> Settings:
     return Settings(
         env="test",
         database_url=pg_url,
         broker_url=os.environ.get("STRATUS_TEST_BROKER_URL", REDIS_URL),
         key_pepper=TEST_PEPPER,
+        backends=host_roots(tmp_path),
     )
 
 
@@ -130,7 +137,12 @@ def client(settings: Settings, session_factory: sessionmaker[Session]) -> Iterat
 
 @pytest.fixture
 def sqlite_settings(tmp_path: Path) -> Settings:
-    settings = Settings(env="test", data_dir=tmp_path / "data", key_pepper=TEST_PEPPER)
+    settings = Settings(
+        env="test",
+        data_dir=tmp_path / "data",
+        key_pepper=TEST_PEPPER,
+        backends=host_roots(tmp_path),
+    )
     upgrade(settings.effective_database_url)
     return settings
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,6 +23,13 @@ from app.domain.projects.models import Membership, Project
 from app.domain.runs.models import TrainingRun
 
 PEPPER = "test-pepper-0123456789abcdef"
+RECOMMENDER = Path(__file__).resolve().parents[1] / "examples" / "recommender"
+# A local run spec valid at create time under the test settings' host roots.
+LOCAL_SPEC: dict[str, Any] = {
+    "entrypoint": "train.py",
+    "source_dir": str(RECOMMENDER),
+    "instance_type": "local",
+}
 
 
 @dataclass(frozen=True)

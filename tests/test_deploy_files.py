@@ -93,13 +93,15 @@ def test_every_app_service_gets_production_settings(compose: dict[str, Any]) -> 
             5432,
             "stratus",
         ), name
-        # The settings the containers get pass the production safety checks.
-        resolved = {
-            k.removeprefix("STRATUS_").lower(): v.replace("${POSTGRES_PASSWORD:?set it}", "pw")
-            for k, v in env.items()
-            if k.startswith("STRATUS_") and "${STRATUS_" not in v
-        }
-        Settings(**resolved, key_pepper="p" * 32)
+        # The settings the containers get, read from the environment as they read them, pass
+        # the production safety checks (nested groups included: the local backend is off).
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                if key.startswith("STRATUS_") and "${STRATUS_" not in value:
+                    patch.setenv(key, value.replace("${POSTGRES_PASSWORD:?set it}", "pw"))
+            patch.setenv("STRATUS_KEY_PEPPER", "p" * 32)
+            settings = Settings()
+        assert not settings.backends.local.enabled, name
 
 
 def test_app_services_share_one_anchor(compose: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -175,6 +176,7 @@ def test_dev_runs_api_broker_beat_and_worker_with_no_servers(
     admin = {"Authorization": f"Bearer {secret}"}
     assert dev.get("/v1/projects", headers=admin).status_code == 200
     _wait_for("the admin key on stdout", lambda: secret in dev.out.read_text(), 10, dev)
+    assert f"Host roots: {tmp_path.resolve()}" in dev.out.read_text()
 
     # A run goes API -> outbox -> beat's relay -> broker -> worker -> the local backend, which
     # trains the shipped recommender for real; the poller completes it with a model version.
@@ -196,6 +198,11 @@ def test_dev_runs_api_broker_beat_and_worker_with_no_servers(
     assert set(finished["final_metrics"]) >= {"loss", "ndcg_at_10"}
     models = dev.get(f"/v1/projects/{project.json()['id']}/models", headers=admin).json()
     assert [m["source_run_id"] for m in models["items"]] == [finished["id"]]
+    # As root the run trained sandboxed (its job file carries the sandbox), and dev says so.
+    root = os.geteuid() == 0
+    assert ("are sandboxed" if root else "trusted code only") in dev.err.read_text()
+    for job_file in (data_dir / "local" / "jobs").glob("*/job.json"):
+        assert (json.loads(job_file.read_text())["sandbox"] is not None) == root
 
     children = _children(dev.popen.pid)
     assert any(" worker" in cmd and "celery" in cmd for cmd in children.values()), children

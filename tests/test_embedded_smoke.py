@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -13,6 +14,7 @@ from app.domain.api_keys.service import issue_key
 from app.domain.outbox.models import OutboxMessage
 from app.domain.outbox.service import claim_due
 from app.settings import Settings
+from tests.factories import LOCAL_SPEC
 
 
 def _admin(factory: sessionmaker[Session], settings: Settings) -> dict[str, str]:
@@ -22,7 +24,10 @@ def _admin(factory: sessionmaker[Session], settings: Settings) -> dict[str, str]
 
 
 def test_whole_api_loop_on_sqlite(
-    sqlite_client: TestClient, sqlite_factory: sessionmaker[Session], sqlite_settings: Settings
+    sqlite_client: TestClient,
+    sqlite_factory: sessionmaker[Session],
+    sqlite_settings: Settings,
+    tmp_path: Path,
 ) -> None:
     c = sqlite_client
     admin = _admin(sqlite_factory, sqlite_settings)
@@ -33,7 +38,7 @@ def test_whole_api_loop_on_sqlite(
     secret = c.post("/v1/api-keys", json={"name": "alice"}, headers=admin).json()["secret"]
     alice = {"Authorization": f"Bearer {secret}"}
     project = c.post("/v1/projects", json={"name": "demo"}, headers=alice).json()
-    body = {"name": "r", "spec": {"entrypoint": "train.py", "instance_type": "local"}}
+    body = {"name": "r", "spec": LOCAL_SPEC}
     url = f"/v1/projects/{project['id']}/runs"
     first = c.post(url, json=body, headers=alice | {"Idempotency-Key": "k1"})
     again = c.post(url, json=body, headers=alice | {"Idempotency-Key": "k1"})
@@ -48,9 +53,11 @@ def test_whole_api_loop_on_sqlite(
     history = c.get(f"/v1/runs/{run_id}/metrics?limit=1000", headers=alice).json()["items"]
     assert [p["step"] for p in history] == list(range(50))
 
+    artifact = tmp_path / "model.tar.gz"  # under the settings' host roots
+    artifact.write_bytes(b"")
     model = c.post(
         f"/v1/projects/{project['id']}/models",
-        json={"name": "m", "artifact_uri": "file:///tmp/model.tar.gz"},
+        json={"name": "m", "artifact_uri": artifact.as_uri()},
         headers=alice,
     ).json()
     dep = c.post(
@@ -70,7 +77,7 @@ def test_outbox_claims_use_the_portable_path(
 ) -> None:
     admin = _admin(sqlite_factory, sqlite_settings)
     project = sqlite_client.post("/v1/projects", json={"name": "q"}, headers=admin).json()
-    body = {"name": "r", "spec": {"entrypoint": "train.py"}}
+    body = {"name": "r", "spec": LOCAL_SPEC}
     for _ in range(3):
         r = sqlite_client.post(f"/v1/projects/{project['id']}/runs", json=body, headers=admin)
         assert r.status_code == 201

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
@@ -14,9 +15,9 @@ from app.domain.idempotency.models import IdempotencyRecord
 from app.domain.outbox.models import OutboxMessage
 from app.domain.projects.models import Project
 from app.domain.runs.models import TrainingRun
-from tests.factories import make_key, make_project
+from tests.factories import LOCAL_SPEC, make_key, make_project
 
-RUN = {"name": "r1", "spec": {"entrypoint": "train.py", "instance_type": "local"}}
+RUN = {"name": "r1", "spec": LOCAL_SPEC}
 
 
 def _count(db: Session, model: type) -> int:
@@ -33,7 +34,8 @@ def test_same_key_same_body_replays_first_response(client: TestClient, db: Sessi
     # Same JSON, other key order and spacing: still the same request.
     second = client.post(
         url,
-        content=b'{"spec": {"instance_type": "local", "entrypoint": "train.py"},  "name": "r1"}',
+        content=b'{"spec": %s,  "name": "r1"}'
+        % json.dumps(dict(reversed(LOCAL_SPEC.items())), indent=1).encode(),
         headers=headers | {"Content-Type": "application/json"},
     )
     assert first.status_code == second.status_code == 201

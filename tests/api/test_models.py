@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from app.domain.model_versions import repository, service
 from app.domain.model_versions.models import ModelVersion
 from app.domain.model_versions.schemas import ModelVersionCreate
 from app.errors import Conflict
+from app.settings import Settings
 from tests.factories import Key, make_key, make_model_version, make_project, make_run
 
 
@@ -24,12 +26,25 @@ def _count(db: Session, model: Any) -> int:
     return db.scalar(select(func.count()).select_from(model)) or 0
 
 
+PREFIX = "s3://models-bucket/recs/"
+
+
 @pytest.fixture
 def editor_project(db: Session) -> Any:
     key = make_key(db)
-    project = make_project(db, (key, Role.EDITOR))
+    project = make_project(
+        db, (key, Role.EDITOR), backend_config={"sagemaker": {"s3_prefixes": [PREFIX]}}
+    )
     db.commit()
     return key, project
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    """Model artifacts on this host, under the test settings' host roots."""
+    for name in ("recs", "recs-2", "ranker"):
+        (tmp_path / "models" / name).mkdir(parents=True)
+    return tmp_path / "models"
 
 
 def _register(client: TestClient, key: Key, project_id: Any, **body: Any) -> Any:
@@ -38,13 +53,15 @@ def _register(client: TestClient, key: Key, project_id: Any, **body: Any) -> Any
 
 
 def test_register_numbers_versions_per_name_and_audits(
-    client: TestClient, db: Session, editor_project: Any
+    client: TestClient, db: Session, editor_project: Any, models_dir: Path
 ) -> None:
     key, project = editor_project
     first = _register(client, key, project.id, framework="pytorch", metrics={"loss": 0.25})
     assert first.status_code == 201, first.text
-    second = _register(client, key, project.id, artifact_uri="file:///srv/models/recs-2")
-    other = _register(client, key, project.id, name="ranker", artifact_uri="/srv/models/ranker")
+    second = _register(client, key, project.id, artifact_uri=(models_dir / "recs-2").as_uri())
+    other = _register(
+        client, key, project.id, name="ranker", artifact_uri=str(models_dir / "ranker")
+    )
     assert [r.json()["version"] for r in (first, second, other)] == [1, 2, 1]
     body = first.json()
     assert body["framework"] == "pytorch"
@@ -82,6 +99,10 @@ def test_list_is_newest_first_filters_by_name_and_pages(
         {"artifact_uri": "https://example.com/model.tar.gz"},
         {"artifact_uri": "s3://bucket-only"},
         {"artifact_uri": "/srv/models/../../etc/passwd"},
+        {"artifact_uri": "s3://models-bucket/other/model.tar.gz"},
+        {"artifact_uri": "s3://models-bucket/recs"},
+        {"artifact_uri": "/srv/models/recs"},
+        {"artifact_uri": "file:///etc/passwd"},
         {"name": "has space"},
         {"name": "x" * 101},
         {"metrics": {"bad key!": 1.0}},
@@ -141,11 +162,11 @@ def test_viewer_reads_but_cannot_register(client: TestClient, db: Session) -> No
 
 
 def test_idempotent_retry_replays_and_stores_once(
-    client: TestClient, db: Session, editor_project: Any
+    client: TestClient, db: Session, editor_project: Any, models_dir: Path
 ) -> None:
     key, project = editor_project
     headers = key.headers | {"Idempotency-Key": "register-recs-1"}
-    body = {"name": "recs", "artifact_uri": "/srv/models/recs"}
+    body = {"name": "recs", "artifact_uri": str(models_dir / "recs")}
     url = f"/v1/projects/{project.id}/models"
     first = client.post(url, json=body, headers=headers)
     again = client.post(url, json=body, headers=headers)
@@ -189,7 +210,11 @@ def test_create_from_run_without_artifact_is_refused(db: Session, editor_project
 
 
 def test_losing_the_version_race_retries_with_the_next_number(
-    db: Session, editor_project: Any, monkeypatch: pytest.MonkeyPatch
+    db: Session,
+    editor_project: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    models_dir: Path,
 ) -> None:
     key, project = editor_project
     make_model_version(db, project, name="recs")
@@ -200,7 +225,7 @@ def test_losing_the_version_race_retries_with_the_next_number(
         return next(stale, None) or real(session, project_id, name)
 
     monkeypatch.setattr(repository, "next_version", racing)
-    data = ModelVersionCreate(name="recs", artifact_uri="/srv/models/recs")
-    created = service.register_model(db, key.principal, project.id, data)
+    data = ModelVersionCreate(name="recs", artifact_uri=str(models_dir / "recs"))
+    created = service.register_model(db, key.principal, project.id, data, settings)
     assert created.version == 2
     assert _count(db, ModelVersion) == 2

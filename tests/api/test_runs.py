@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from app.domain.runs.models import TrainingRun
 from app.domain.runs.schemas import SPEC_EXAMPLE
 from app.domain.runs.states import ALLOWED, RunStatus
 from app.errors import Conflict
+from app.main import create_app
+from app.settings import BackendSettings, Settings
 from tests.factories import make_key, make_project, make_run
 
 
@@ -42,7 +45,7 @@ def test_create_run_records_pending_run_and_outbox_row(
     run = r.json()
     assert run["status"] == "pending"
     assert run["backend"] == "local"
-    assert run["spec"]["hyperparameters"] == {"epochs": 5, "factors": 32, "lr": 0.05}
+    assert run["spec"]["hyperparameters"] == SPEC_EXAMPLE["hyperparameters"]
     messages = db.scalars(select(OutboxMessage)).all()
     assert [(m.topic, m.payload) for m in messages] == [("run.submit", {"run_id": run["id"]})]
     got = client.get(f"/v1/runs/{run['id']}", headers=key.headers).json()
@@ -61,6 +64,15 @@ def test_create_run_records_pending_run_and_outbox_row(
         ({"instance_type": "ml.m5.large"}, "instance_type"),
         ({"input_channels": {"train": "s3://bucket/data"}}, "input_channels"),
         ({"unknown_field": 1}, "unknown_field"),
+        ({"role_arn": "arn:aws:iam::123456789012:role/admin"}, "role_arn"),
+        ({"image": "registry.example.com/train:1"}, "spec.image"),
+        ({"volume_size_gb": 100}, "spec.volume_size_gb"),
+        ({"source_dir": None}, "spec.source_dir"),
+        ({"source_dir": "examples/recommender"}, "relative"),
+        ({"entrypoint": "missing.py"}, "not a regular file"),
+        ({"entrypoint": "../recommender/train.py"}, "'..'"),
+        ({"entrypoint": "code"}, "not a regular file"),
+        ({"output_location": "/nonexistent-root/out"}, "STRATUS_BACKENDS__LOCAL__HOST_ROOTS"),
     ],
 )
 def test_invalid_spec_is_422_and_stores_nothing(
@@ -80,8 +92,10 @@ def test_invalid_spec_is_422_and_stores_nothing(
     assert _count(db, OutboxMessage) == 0
 
 
-def test_sagemaker_spec_rules(client: TestClient, owner_project: Any) -> None:
+def test_sagemaker_spec_rules(client: TestClient, db: Session, owner_project: Any) -> None:
     key, project = owner_project
+    project.backend_config = {"sagemaker": {"s3_prefixes": ["s3://bucket/"]}}
+    db.commit()
     spec = {
         "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1",
         "instance_type": "ml.m5.xlarge",
@@ -98,6 +112,57 @@ def test_sagemaker_spec_rules(client: TestClient, owner_project: Any) -> None:
     r = client.post(f"/v1/projects/{project.id}/runs", json=body, headers=key.headers)
     assert r.status_code == 422
     assert "ml.m5.xlarge" in r.json()["detail"]
+    body["spec"] = spec | {"source_dir": "/srv/code"}
+    r = client.post(f"/v1/projects/{project.id}/runs", json=body, headers=key.headers)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "spec", "source_dir"]
+
+
+def test_host_paths_are_checked_at_create_time(
+    client: TestClient, db: Session, owner_project: Any, tmp_path: Path
+) -> None:
+    key, project = owner_project
+    (tmp_path / "train").mkdir()
+    spec = SPEC_EXAMPLE | {
+        "input_channels": {"train": (tmp_path / "train").as_uri(), "eval": str(tmp_path)},
+        "output_location": str(tmp_path / "out" / "runs"),
+    }
+    url = f"/v1/projects/{project.id}/runs"
+    r = client.post(url, json={"name": "ok", "spec": spec}, headers=key.headers)
+    assert r.status_code == 201, r.text
+    missing = spec | {"input_channels": {"train": str(tmp_path / "nope")}}
+    r = client.post(url, json={"name": "missing", "spec": missing}, headers=key.headers)
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {
+            "loc": ["body", "spec", "input_channels", "train"],
+            "msg": f"{str(tmp_path / 'nope')!r} does not exist on this host",
+            "type": "invalid_spec",
+        }
+    ]
+    (tmp_path / "file").write_text("x")
+    blocked = spec | {"output_location": str(tmp_path / "file" / "out")}
+    r = client.post(url, json={"name": "blocked", "spec": blocked}, headers=key.headers)
+    assert r.status_code == 422
+    assert "is not a directory" in r.text
+    assert _count(db, TrainingRun) == 1
+
+
+def test_with_no_host_roots_every_host_path_is_refused(
+    settings: Settings, session_factory: Any, db: Session, owner_project: Any
+) -> None:
+    key, project = owner_project
+    bare = settings.model_copy(update={"backends": BackendSettings()})
+    with TestClient(create_app(bare, session_factory)) as client:
+        r = client.post(
+            f"/v1/projects/{project.id}/runs",
+            json={"name": "x", "spec": SPEC_EXAMPLE},
+            headers=key.headers,
+        )
+    assert r.status_code == 422
+    assert "none is allowed until an admin sets STRATUS_BACKENDS__LOCAL__HOST_ROOTS" in r.text
+    assert "code bundle" in r.text
+    assert _count(db, TrainingRun) == 0
 
 
 def test_stop_pending_run_stops_at_once(

@@ -130,3 +130,13 @@ def test_no_arguments_shows_the_commands() -> None:
     result = runner.invoke(cli, [])
     for command in ("dev", "db", "admin", "api", "worker", "beat"):
         assert command in result.output
+
+
+@pytest.mark.parametrize("command", [["api"], ["worker"]])
+def test_prod_refuses_an_unacknowledged_local_backend(command: list[str]) -> None:
+    url = "postgresql+psycopg://stratus@127.0.0.1:5432/stratus"
+    env = _env(url, STRATUS_ENV="prod", STRATUS_BROKER_URL="redis://127.0.0.1:6379/0")
+    result = runner.invoke(cli, command, env=env)
+    assert result.exit_code == 2
+    assert "STRATUS_BACKENDS__LOCAL__ALLOW_IN_PROD=true" in result.stderr
+    assert "Traceback" not in result.output

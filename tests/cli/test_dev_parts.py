@@ -11,10 +11,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from app.cli import DevChildren, _Child, bootstrap_admin, celery_children, write_secret_file
+from app.cli import (
+    DevChildren,
+    _Child,
+    bootstrap_admin,
+    celery_children,
+    default_host_roots,
+    write_secret_file,
+)
 from app.db import build_engine
 from app.domain.api_keys.service import authenticate
+from app.hostpaths import ROOTS_SETTING
 from app.settings import Settings
+from tests.conftest import EXAMPLES
 from tests.factories import PEPPER
 
 
@@ -131,3 +140,18 @@ def test_a_child_that_dies_is_reported_on_stderr(
     children.stop()
     assert "the worker exited unexpectedly (code 3)" in err
     assert str(tmp_path / "w.log") in err
+
+
+def test_dev_allows_host_paths_under_the_directory_it_started_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ROOTS_SETTING, raising=False)
+    monkeypatch.chdir(tmp_path)
+    default_host_roots()
+    roots = Settings().backends.local.host_roots
+    assert roots[0] == tmp_path.resolve()
+    assert roots[1:] == [EXAMPLES.resolve()]  # the shipped examples, for `stratus demo`
+    # An admin's choice is kept as it is.
+    monkeypatch.setenv(ROOTS_SETTING, f"/srv/data{os.pathsep}/srv/code")
+    default_host_roots()
+    assert Settings().backends.local.host_roots == [Path("/srv/data"), Path("/srv/code")]

@@ -60,6 +60,10 @@ SPEC: dict[str, Any] = {
     "max_runtime_seconds": 3600,
     "metric_definitions": [{"name": "loss", "regex": "loss=([0-9.]+)"}],
 }
+# The S3 the test projects' owners allow their runs and models to use.
+BACKEND_CONFIG: dict[str, Any] = {
+    "sagemaker": {"s3_prefixes": ["s3://stratus-data/", "s3://stratus-artifacts/"]}
+}
 TERMINAL_JOB = frozenset({"Completed", "Failed", "Stopped"})
 
 
@@ -291,7 +295,7 @@ def api(sagemaker: SageMakerBackend, committed: UnitOfWork) -> Iterator[Api]:  #
         name = f"sm-{uuid.uuid4().hex[:8]}"
         created = client.post(
             "/v1/projects",
-            json={"name": name, "default_backend": "sagemaker"},
+            json={"name": name, "default_backend": "sagemaker", "backend_config": BACKEND_CONFIG},
             headers=key.headers,
         )
         assert created.status_code == 201, created.text

@@ -33,6 +33,7 @@ from tests.backends.conftest import REGION, ROLE, _add_stop_training_job, _refus
 from tests.conftest import TEST_PEPPER
 from tests.factories import make_key, make_project
 from tests.integration.conftest import (
+    BACKEND_CONFIG,
     SPEC,
     CreateLog,
     install_aws_job_semantics,
@@ -166,13 +167,16 @@ def create_runs(committed: UnitOfWork) -> dict[uuid.UUID, str]:
     """RUNS pending runs with their submit messages, committed: run id -> job name."""
     with committed() as session:
         key = make_key(session)
-        project = make_project(session, (key, Role.OWNER), default_backend="sagemaker")
+        project = make_project(
+            session, (key, Role.OWNER), default_backend="sagemaker", backend_config=BACKEND_CONFIG
+        )
         runs = [
             runs_service.create_run(
                 session,
                 key.principal,
                 project.id,
                 RunCreate(name=f"run-{i}", backend="sagemaker", spec=RunSpec(**SPEC)),
+                get_settings(),
             )
             for i in range(RUNS)
         ]

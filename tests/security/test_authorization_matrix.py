@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.main import create_app
 from app.settings import Settings
+from tests.factories import LOCAL_SPEC
 from tests.security.world import Side, World, build_world
 
 RANK = {"viewer": 1, "editor": 2, "owner": 3}
@@ -38,7 +39,7 @@ class Route:
 
 
 def _run_body(_w: World, _s: Side) -> dict[str, Any]:
-    return {"name": "r", "spec": {"entrypoint": "train.py", "instance_type": "local"}}
+    return {"name": "r", "spec": LOCAL_SPEC}
 
 
 def _deployment_body(_w: World, s: Side) -> dict[str, Any]:
@@ -86,7 +87,7 @@ ROUTES = [
         "POST",
         "/v1/projects/{project_id}/models",
         "editor",
-        lambda _w, _s: {"name": "m", "artifact_uri": "s3://bucket/model.tar.gz"},
+        lambda _w, _s: {"name": "m", "artifact_uri": "s3://bucket/own/model.tar.gz"},
     ),
     Route("POST", "/v1/projects/{project_id}/deployments", "editor", _deployment_body),
     Route("GET", "/v1/projects/{project_id}/deployments", "viewer"),

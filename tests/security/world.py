@@ -11,6 +11,7 @@ from app.domain.access import Role
 from app.domain.deployments.models import Deployment
 from app.domain.model_versions.models import ModelVersion
 from app.domain.projects.models import Project
+from app.domain.projects.schemas import EXAMPLE_PREFIX
 from app.domain.runs.models import TrainingRun
 from tests.factories import (
     Key,
@@ -21,6 +22,9 @@ from tests.factories import (
     make_project,
     make_run,
 )
+
+OWN_PREFIX = "s3://bucket/own/"
+OTHER_PREFIX = "s3://bucket/other/"
 
 
 @dataclass
@@ -55,6 +59,9 @@ def build_world(db: Session) -> World:
         (keys["owner"], Role.OWNER),
     )
     other_project = make_project(db, (stranger, Role.OWNER))
+    # Each side may name S3 under a prefix of its own (and the OpenAPI examples' prefix).
+    own_project.backend_config = {"sagemaker": {"s3_prefixes": [OWN_PREFIX, EXAMPLE_PREFIX]}}
+    other_project.backend_config = {"sagemaker": {"s3_prefixes": [OTHER_PREFIX]}}
     sides = []
     for project in (own_project, other_project):
         run = make_run(db, project, status="running")

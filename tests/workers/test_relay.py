@@ -19,8 +19,8 @@ from app.domain.outbox.models import OutboxMessage
 from app.domain.runs import service as runs_service
 from app.domain.runs.models import TrainingRun
 from app.domain.runs.schemas import RunCreate, RunSpec
-from app.settings import get_settings
-from tests.factories import make_key, make_project
+from app.settings import Settings, get_settings
+from tests.factories import LOCAL_SPEC, RECOMMENDER, make_key, make_project
 from tests.workers.conftest import UnitOfWork, reset_celery, wait_for
 from workers.tasks.outbox import relay_outbox
 
@@ -34,7 +34,8 @@ def create_run(committed: UnitOfWork) -> tuple[TrainingRun, int]:
             session,
             key.principal,
             project.id,
-            RunCreate(name="baseline", spec=RunSpec(entrypoint="train.py")),
+            RunCreate(name="baseline", spec=RunSpec(**LOCAL_SPEC)),
+            Settings(backends={"local": {"host_roots": [RECOMMENDER]}}),
         )
         message_id = session.query(OutboxMessage.id).one()[0]
     with committed() as session:

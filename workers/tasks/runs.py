@@ -170,6 +170,9 @@ def poll_once(backend_name: str) -> int:
             )
         logger.warning("polling %s failed (%s); next poll in %.0f s", backend_name, error, delay)
         return 0
+    # Metrics first: a job reported as ended has printed everything, and its points must be
+    # in before its end is applied (which stores a final value only for a metric with none).
+    _pull_training_metrics(backend_name, cursors)
     moved = 0
     with unit_of_work() as session:
         for run_id, job in lifecycle.job_statuses_to_apply(known, reported):
@@ -179,7 +182,6 @@ def poll_once(backend_name: str) -> int:
             except Exception:  # one bad row must not stop the others
                 logger.exception("applying %s to run %s failed", job.state, run_id)
         polling.close_window(session, key, window)
-    _pull_training_metrics(backend_name, cursors)
     return moved
 
 

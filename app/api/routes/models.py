@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
+from app.api.deps import PageDep, PrincipalDep, SessionDep, SettingsDep, WriteDep
 from app.domain.model_versions import service
 from app.domain.model_versions.schemas import MODEL_NAME, ModelVersionCreate, ModelVersionRead
 from app.domain.schemas import Page
@@ -24,10 +24,16 @@ router = APIRouter(tags=["models"])
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 def register_model(
-    project_id: uuid.UUID, data: ModelVersionCreate, write: WriteDep
+    project_id: uuid.UUID, data: ModelVersionCreate, write: WriteDep, settings: SettingsDep
 ) -> JSONResponse:
-    """Register an existing artifact as the next version of its name."""
-    return write.respond(service.register_model(write.session, write.principal, project_id, data))
+    """Register an existing artifact as the next version of its name.
+
+    An s3:// artifact lies under the project's ``backend_config.sagemaker.s3_prefixes``; a host
+    path (``file://`` or absolute) under STRATUS_BACKENDS__LOCAL__HOST_ROOTS, and exists.
+    """
+    return write.respond(
+        service.register_model(write.session, write.principal, project_id, data, settings)
+    )
 
 
 @router.get("/v1/projects/{project_id}/models", responses=problem_responses(400, 401, 404))

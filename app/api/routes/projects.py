@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
+from app.api.deps import PageDep, PrincipalDep, SessionDep, SettingsDep, WriteDep
 from app.domain.access import Role, authorize
 from app.domain.audit import service as audit
 from app.domain.audit.schemas import AuditEventRead
@@ -32,9 +32,12 @@ router = APIRouter(prefix="/v1/projects", tags=["projects"])
     response_model=ProjectRead,
     responses=problem_responses(401, 409, 422),
 )
-def create_project(data: ProjectCreate, write: WriteDep) -> JSONResponse:
-    """Create a project; the calling key becomes its owner."""
-    return write.respond(service.create_project(write.session, write.principal, data))
+def create_project(data: ProjectCreate, write: WriteDep, settings: SettingsDep) -> JSONResponse:
+    """Create a project; the calling key becomes its owner.
+
+    ``backend_config.sagemaker.role_arn`` must be one the admin allows (else 422).
+    """
+    return write.respond(service.create_project(write.session, write.principal, data, settings))
 
 
 @router.get("", response_model=Page[ProjectRead], responses=problem_responses(400, 401))
@@ -50,9 +53,16 @@ def get_project(project_id: uuid.UUID, session: SessionDep, principal: Principal
 
 @router.patch("/{project_id}", responses=problem_responses(401, 403, 404, 422))
 def update_project(
-    project_id: uuid.UUID, data: ProjectUpdate, session: SessionDep, principal: PrincipalDep
+    project_id: uuid.UUID,
+    data: ProjectUpdate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
 ) -> ProjectRead:
-    return service.update_project(session, principal, project_id, data)
+    """Change a project (owners). ``backend_config`` replaces the project's backend settings:
+    its SageMaker role (one the admin allows, else 422) and the S3 prefixes its runs and
+    models may use."""
+    return service.update_project(session, principal, project_id, data, settings)
 
 
 @router.delete("/{project_id}", status_code=204, responses=problem_responses(401, 403, 404, 409))

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import PageDep, PrincipalDep, SessionDep, WriteDep
+from app.api.deps import PageDep, PrincipalDep, SessionDep, SettingsDep, WriteDep
 from app.domain.runs import logs, service
 from app.domain.runs.logs import LogPage
 from app.domain.runs.schemas import RunCreate, RunRead
@@ -25,9 +25,18 @@ router = APIRouter(tags=["runs"])
     response_model=RunRead,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-def create_run(project_id: uuid.UUID, data: RunCreate, write: WriteDep) -> JSONResponse:
-    """Validate the spec and record a pending run; a worker submits it to the backend."""
-    return write.respond(service.create_run(write.session, write.principal, project_id, data))
+def create_run(
+    project_id: uuid.UUID, data: RunCreate, write: WriteDep, settings: SettingsDep
+) -> JSONResponse:
+    """Validate the spec and record a pending run; a worker submits it to the backend.
+
+    Host paths (``source_dir``, ``file://`` channels, ``output_location``) must lie under the
+    admin's STRATUS_BACKENDS__LOCAL__HOST_ROOTS and s3:// URIs under the project's
+    ``backend_config.sagemaker.s3_prefixes``; anything else is a 422 naming the field.
+    """
+    return write.respond(
+        service.create_run(write.session, write.principal, project_id, data, settings)
+    )
 
 
 @router.get(

@@ -25,10 +25,11 @@ from app.backends.base import (
     MetricSample,
     TrainingJobSpec,
 )
-from app.backends.local import stats
+from app.backends.local import sandbox, stats
 from app.backends.local.endpoints import LocalEndpoints
 from app.backends.local.jobs import LocalJobs
 from app.backends.local.routing import Router
+from app.hostpaths import settings_roots
 from app.settings import Settings
 
 
@@ -42,8 +43,13 @@ class LocalBackend:
         # Absolute: the supervisor, controller and replicas run in directories of their own.
         self.work_dir = Path(local.work_dir or settings.data_dir / "local").resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs = LocalJobs(self.work_dir, local)
-        self.endpoints = LocalEndpoints(self.work_dir, local)
+        roots = settings_roots(settings)
+        # Decided here, where the settings are; supervisors and controllers read it from files.
+        self.sandbox = sandbox.spec_for(settings, self.work_dir)
+        if self.sandbox is not None:
+            sandbox.lock_down(self.sandbox)
+        self.jobs = LocalJobs(self.work_dir, local, roots, self.sandbox)
+        self.endpoints = LocalEndpoints(self.work_dir, local, roots, self.sandbox)
         self.router = Router(local.invoke_timeout_s)
 
     def close(self) -> None:

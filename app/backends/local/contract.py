@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from app.backends.base import HyperValue
+from app.backends.local.sandbox import SandboxSpec
 
 HOST_PREFIX = "algo-"
 CODE_DIR = "code"
@@ -40,6 +41,8 @@ class JobConfig(BaseModel):
     environment: dict[str, str] = Field(default_factory=dict)
     output_location: str | None = None  # a local directory that also receives the artifact
     stop_grace_s: float = 10.0
+    metric_regex_timeout_s: float = 1.0
+    sandbox: SandboxSpec | None = None  # None: runs as Stratus's own user (not root)
     created_at: str
 
 

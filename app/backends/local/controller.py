@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 from app.backends.local import procs
 from app.backends.local.files import acquire_lock, append_line, now, read_json, to_iso, write_json
+from app.backends.local.jail import Jail, open_jail
 from app.backends.local.replicas import (
     DRAINING,
     READY,
@@ -28,6 +30,7 @@ from app.backends.local.replicas import (
     Replica,
     log_tail,
     ping,
+    private_dir,
     start_replica,
 )
 from app.backends.local.stats import prune_stats
@@ -60,6 +63,8 @@ class Controller:
         self._saved = ""
         self._ready_count = -1
         self._pruned = 0.0
+        self.jail: Jail | None = None
+        self.uid: int | None = None  # the endpoint's sandbox uid, kept across controllers
 
     def event(self, event: str, replica: str | None = None, reason: str | None = None) -> None:
         """Append one line to ``events.jsonl``."""
@@ -69,6 +74,7 @@ class Controller:
     def run(self) -> None:
         """Adopt what an earlier controller left, then reconcile until deleted or told to stop."""
         self._adopt()
+        self._open_jail()
         while not (self.stopping or (self.dir / "deleting").exists()):
             self.desired = int((read_json(self.dir / "desired.json") or {}).get("count", 0))
             self._reap()
@@ -86,6 +92,7 @@ class Controller:
         self.next_id = int(registry.get("next_id", 1))
         self.in_service_once = bool(registry.get("in_service_once", False))
         self.failure = registry.get("failure")
+        self.uid = registry.get("uid")
         adopted = 0
         for entry in registry.get("replicas", []):
             replica = Replica.adopt(entry)
@@ -98,6 +105,24 @@ class Controller:
                 procs.signal_pid(replica.pid, signal.SIGTERM)
         self.event("controller_started", reason=f"adopted {adopted} running replica(s)")
 
+    def _open_jail(self) -> None:
+        """Lease the endpoint's uid (the one its adopted replicas run as) and share the model."""
+        self.jail, problem = open_jail(self.config.sandbox, prefer=self.uid)
+        if self.jail is not None:
+            for note in self.jail.notes:
+                self.event("sandbox", reason=note)
+            if self.replicas and self.uid is not None and self.jail.uid != self.uid:
+                problem = f"the uid {self.uid} its replicas run as could not be leased again"
+            self.uid = self.jail.uid
+            self.jail.give_readable(self.dir / "model")
+            if problem is None and not self.jail.spec.namespaces:
+                problem = self.jail.check_reachable(self.dir / "model")
+            if problem is None and not self.jail.spec.namespaces:
+                problem = self.jail.check_interpreter(self.dir / "model")
+        if problem is not None and self.failure is None:
+            self.failure = problem
+            self.event("endpoint_failed", reason=problem)
+
     def _reap(self) -> None:
         exited = dict(procs.reap())
         for replica in list(self.replicas.values()):
@@ -109,6 +134,7 @@ class Controller:
 
     def _exited(self, replica: Replica, how: str) -> None:
         del self.replicas[replica.id]
+        shutil.rmtree(private_dir(self.dir, replica.id), ignore_errors=True)
         reason = replica.kill_reason or how
         if replica.state == DRAINING:
             self.event("replica_stopped", replica.id, f"drained; {how}")
@@ -169,7 +195,9 @@ class Controller:
                 replica_id = f"r{self.next_id}"
                 self.next_id += 1
                 try:
-                    replica = start_replica(self.dir, replica_id, self.config.environment)
+                    replica = start_replica(
+                        self.dir, replica_id, self.config.environment, self.jail
+                    )
                 except OSError as exc:  # out of processes or descriptors: try again later
                     self.event("replica_start_failed", replica_id, str(exc))
                     self._back_off()
@@ -198,6 +226,7 @@ class Controller:
             "next_id": self.next_id,
             "in_service_once": self.in_service_once,
             "failure": self.failure,
+            "uid": self.uid,
         }
         text = _dumps(registry)
         if text != self._saved:
@@ -216,6 +245,8 @@ class Controller:
             self._watch()
             self._save()
             time.sleep(TICK_S)
+        if self.jail is not None:
+            self.jail.close()
         self.event("controller_stopped")
 
 

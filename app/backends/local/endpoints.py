@@ -38,6 +38,8 @@ from app.backends.local.handler import SCRIPTS
 from app.backends.local.jobs import NAME
 from app.backends.local.packaging import unpack_model
 from app.backends.local.replicas import READY, EndpointConfig
+from app.backends.local.sandbox import SandboxSpec
+from app.hostpaths import HostRoots
 from app.settings import LocalBackendSettings
 
 DEFAULT_MODELS = ("model.joblib", "model.pkl", "model.pickle")
@@ -51,9 +53,18 @@ def _fatal(message: str) -> BackendError:
 class LocalEndpoints:
     """The ``endpoints/`` directory of a local backend."""
 
-    def __init__(self, work_dir: Path, settings: LocalBackendSettings) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        settings: LocalBackendSettings,
+        roots: HostRoots,
+        sandbox: SandboxSpec | None = None,
+    ) -> None:
         self.root = work_dir / "endpoints"
         self.settings = settings
+        # Models come from under the host roots, or from this backend's own finished jobs.
+        self.artifact_roots = roots.with_root(work_dir / "jobs")
+        self.sandbox = sandbox
 
     def endpoint_dir(self, name: str) -> Path:
         """The directory of endpoint ``name``; a name that cannot be one's is refused."""
@@ -81,7 +92,7 @@ class LocalEndpoints:
         try:
             model = staging / "model"
             try:
-                unpack_model(spec.artifact_uri, model)
+                unpack_model(spec.artifact_uri, model, self.artifact_roots)
             except (ValueError, FileNotFoundError, tarfile.TarError) as exc:
                 raise _fatal(f"cannot unpack the model artifact: {exc}") from exc
             servable = [*SCRIPTS, *DEFAULT_MODELS]
@@ -94,6 +105,7 @@ class LocalEndpoints:
                 stop_grace_s=self.settings.stop_grace_s,
                 drain_timeout_s=self.settings.drain_timeout_s,
                 replica_start_timeout_s=self.settings.replica_start_timeout_s,
+                sandbox=self.sandbox,
                 created_at=to_iso(now()),
             )
             (staging / "endpoint.json").write_text(config.model_dump_json())

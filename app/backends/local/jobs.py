@@ -38,6 +38,8 @@ from app.backends.local.files import (
 )
 from app.backends.local.job_status import read_status
 from app.backends.local.packaging import local_path
+from app.backends.local.sandbox import SandboxError, SandboxSpec, check_input
+from app.hostpaths import HostRoots
 from app.settings import LocalBackendSettings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
@@ -52,9 +54,17 @@ def _fatal(message: str) -> BackendError:
 class LocalJobs:
     """The ``jobs/`` directory of a local backend."""
 
-    def __init__(self, work_dir: Path, settings: LocalBackendSettings) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        settings: LocalBackendSettings,
+        roots: HostRoots,
+        sandbox: SandboxSpec | None = None,
+    ) -> None:
         self.root = work_dir / "jobs"
         self.settings = settings
+        self.roots = roots
+        self.sandbox = sandbox
 
     def job_dir(self, name: str) -> Path | None:
         """The directory of job ``name`` (None for a name that cannot be a job's)."""
@@ -72,7 +82,9 @@ class LocalJobs:
             self.root.mkdir(parents=True, exist_ok=True)
             staging = self.root / f".{spec.job_name}.{uuid.uuid4().hex[:8]}.tmp"
             try:
-                shutil.copytree(source, staging / CODE_DIR, ignore=IGNORED_SOURCES)
+                # Links are copied as links: following them here would read, with this
+                # process's rights, files the job itself may not open.
+                shutil.copytree(source, staging / CODE_DIR, symlinks=True, ignore=IGNORED_SOURCES)
                 (staging / "job.json").write_text(config.model_dump_json())
                 # Publishing with one rename: a concurrent submit of the same job loses here.
                 os.rename(staging, job_dir)
@@ -89,14 +101,24 @@ class LocalJobs:
         if not spec.entrypoint:
             raise _fatal("the local backend needs an entrypoint")
         try:
-            source, entrypoint = _resolve_code(spec.source_dir, spec.entrypoint)
-            channels = {n: str(local_path(uri)) for n, uri in spec.input_channels.items()}
-            output = str(local_path(spec.output_location)) if spec.output_location else None
+            source, entrypoint = _resolve_code(spec.source_dir, spec.entrypoint, self.roots)
+            channels = {
+                n: str(local_path(uri, self.roots)) for n, uri in spec.input_channels.items()
+            }
+            output = (
+                str(local_path(spec.output_location, self.roots)) if spec.output_location else None
+            )
         except ValueError as exc:
             raise _fatal(str(exc)) from exc
         missing = [f"{n} ({p})" for n, p in channels.items() if not Path(p).exists()]
         if missing:
             raise _fatal(f"input channels not found on this host: {', '.join(missing)}")
+        for name, path in channels.items():
+            try:
+                if self.sandbox is not None:
+                    check_input(self.sandbox, Path(path))
+            except SandboxError as exc:
+                raise _fatal(f"input channel {name!r} cannot be shown to the job: {exc}") from exc
         rules = []
         for rule in spec.metric_definitions:
             try:
@@ -116,6 +138,8 @@ class LocalJobs:
             environment=dict(spec.environment),
             output_location=output,
             stop_grace_s=self.settings.stop_grace_s,
+            metric_regex_timeout_s=self.settings.metric_regex_timeout_s,
+            sandbox=self.sandbox,
             created_at=to_iso(now()),
         )
         return config, source
@@ -200,19 +224,18 @@ def _offset(cursor: str | None) -> int:
         raise _fatal(str(exc)) from exc
 
 
-def _resolve_code(source_dir: str | None, entrypoint: str) -> tuple[Path, str]:
+def _resolve_code(source_dir: str | None, entrypoint: str, roots: HostRoots) -> tuple[Path, str]:
     """The directory to copy and the entrypoint relative to it."""
-    entry = Path(entrypoint)
     if source_dir is None:
-        script = entry if entry.is_absolute() else Path.cwd() / entry
-        source = script.parent
-        entry = Path(script.name)
-    else:
-        source = local_path(source_dir)
-        if entry.is_absolute():
-            if not entry.is_relative_to(source):
-                raise ValueError(f"the entrypoint {entry} is outside source_dir {source}")
-            entry = entry.relative_to(source)
+        # Never the server's working directory: code comes from a directory under a host root.
+        raise ValueError("the local backend needs a source_dir holding the entrypoint")
+    source = local_path(source_dir, roots)
+    entry = Path(entrypoint)
+    if entry.is_absolute():
+        entry = Path(os.path.realpath(entry))
+        if not entry.is_relative_to(source):
+            raise ValueError(f"the entrypoint {entry} is outside source_dir {source}")
+        entry = entry.relative_to(source)
     if not source.is_dir():
         raise ValueError(f"source_dir {source} is not a directory on this host")
     if ".." in entry.parts or not (source / entry).is_file():

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.backends.local import procs
+from app.backends.local.jail import Jail
+from app.backends.local.sandbox import SandboxSpec
 
 STARTING, READY, DRAINING = "starting", "ready", "draining"
 
@@ -28,6 +30,7 @@ class EndpointConfig(BaseModel):
     stop_grace_s: float = 10.0
     drain_timeout_s: float = 30.0
     replica_start_timeout_s: float = 60.0
+    sandbox: SandboxSpec | None = None  # None: replicas run as Stratus's own user (not root)
     created_at: str
 
 
@@ -74,11 +77,26 @@ class Replica:
         )
 
 
-def start_replica(endpoint_dir: Path, replica_id: str, environment: dict[str, str]) -> Replica:
+def private_dir(endpoint_dir: Path, replica_id: str) -> Path:
+    """A sandboxed replica's own directory (its working directory, ``HOME`` and ``TMPDIR``)."""
+    return endpoint_dir / "replicas" / replica_id
+
+
+def start_replica(
+    endpoint_dir: Path, replica_id: str, environment: dict[str, str], jail: Jail | None = None
+) -> Replica:
     """Bind a loopback port, then start a replica serving the model on it."""
     model_dir = endpoint_dir / "model"
     logs = endpoint_dir / "logs"
     logs.mkdir(exist_ok=True)
+    cwd, preexec = model_dir, None
+    if jail is not None:
+        cwd = private_dir(endpoint_dir, replica_id)
+        cwd.mkdir(parents=True, exist_ok=True)
+        jail.give(cwd)
+        # The model read-only, its own directory, and the server's code (not the checkout).
+        expose = [(str(model_dir), False), (str(cwd), True), (str(procs.APP_ROOT / "app"), False)]
+        preexec = jail.preexec(expose, cwd, die_with_parent=False)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.bind(("127.0.0.1", 0))
@@ -95,17 +113,20 @@ def start_replica(endpoint_dir: Path, replica_id: str, environment: dict[str, st
         }
         if "PYTHONPATH" in environment:  # the server itself must stay importable
             env["PYTHONPATH"] = os.pathsep.join((str(procs.APP_ROOT), environment["PYTHONPATH"]))
+        if jail is not None:
+            env = jail.env(env, cwd)
         argv = [sys.executable, "-m", "app.backends.local.serving", str(model_dir)]
         with (logs / f"replica-{replica_id}.log").open("ab") as log:
             proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [*argv, str(listener.fileno())],
-                cwd=model_dir,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 pass_fds=(listener.fileno(),),
                 start_new_session=True,
+                preexec_fn=preexec,  # the controller runs no other thread
             )
     finally:
         listener.close()  # the replica holds its own copy now

@@ -9,6 +9,7 @@ whole life: a poller that can take that lock knows the supervisor is gone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -30,12 +31,14 @@ from app.backends.local.contract import (
     layout_host,
 )
 from app.backends.local.files import acquire_lock, now, publish_json, to_iso, write_json
+from app.backends.local.jail import Jail, open_job_jail
 from app.backends.local.logsink import LogSink
 from app.backends.local.packaging import package_model
 
 TICK_S = 0.1
 HEARTBEAT_S = 5.0
 DRAIN_S = 2.0  # how long to keep reading output after the hosts have exited
+SCRAPE_DRAIN_S = 5.0  # how long the metric scraper may take to catch up at the end
 
 
 @dataclass
@@ -63,7 +66,13 @@ class Supervisor:
         self.kill_at: float | None = None
         self.terminated = False
         self.started_at = now()
-        self.sink = LogSink(job_dir, config.metric_definitions, prefixed=config.instance_count > 1)
+        self.sink = LogSink(
+            job_dir,
+            config.metric_definitions,
+            prefixed=config.instance_count > 1,
+            regex_timeout_s=config.metric_regex_timeout_s,
+        )
+        self.jail: Jail | None = None
         self._selector = selectors.DefaultSelector()
         self._beat = 0.0
 
@@ -72,7 +81,7 @@ class Supervisor:
         self._state("Starting")
         if (self.job_dir / "stop").exists():
             self.ending = Ending(JobState.STOPPED, "Stopped", None)
-        else:
+        elif self._open_jail():
             self._start_hosts()
         self.started_at = now()
         started = time.monotonic()
@@ -86,22 +95,42 @@ class Supervisor:
         self._clean_up()
         self._finish()
 
+    def _open_jail(self) -> bool:
+        """Lease the job's uid and hand it its directories; False (job failed) if impossible."""
+        self.jail, problem = open_job_jail(self.job_dir, self.config)
+        for note in self.jail.notes if self.jail else ():
+            self.sink.note(note)
+        if problem is None:
+            return True
+        self.sink.note(problem)
+        self._end(Ending(JobState.FAILED, "Failed", problem))
+        return False
+
     def _start_hosts(self) -> None:
         command = host_command(self.job_dir, self.config)
+        code = self.job_dir / CODE_DIR
+        # What a sandboxed host sees besides the interpreter: its job's code, hosts and inputs.
+        expose = [(str(code), True), (str(self.job_dir / "hosts"), True)]
+        expose += [(path, False) for path in self.config.channels.values()]
         for name in host_names(self.config.instance_count):
-            layout_host(self.job_dir, self.config, name)
+            if self.jail is None:  # a jail laid the hosts out already, before giving them away
+                layout_host(self.job_dir, self.config, name)
             env = procs.base_env(host_env(self.job_dir, self.config, name))
+            preexec = procs.die_with_parent
+            if self.jail is not None:
+                env = self.jail.env(env, self.job_dir / "hosts" / name)
+                preexec = self.jail.preexec(expose, code)
             try:
                 # Started before any thread exists, so preexec_fn is safe here.
                 proc = subprocess.Popen(  # noqa: S603 - the job's own entrypoint, no shell
                     command,
-                    cwd=self.job_dir / CODE_DIR,
+                    cwd=code,
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=procs.die_with_parent,
+                    preexec_fn=preexec,
                 )
             except OSError as exc:
                 self.sink.note(f"could not start {name}: {exc}")
@@ -187,8 +216,10 @@ class Supervisor:
             self._pump(TICK_S)
         for host in self.hosts:
             procs.signal_group(host.proc.pid, signal.SIGKILL)
+        helpers = self.sink.helper_pids()
         for pid in procs.children_of(os.getpid()):
-            procs.signal_pid(pid, signal.SIGKILL)
+            if pid not in helpers:
+                procs.signal_pid(pid, signal.SIGKILL)
         time.sleep(TICK_S)
         self._reap()
         while self._selector.get_map() and time.monotonic() < deadline + DRAIN_S:
@@ -199,6 +230,14 @@ class Supervisor:
         for host in self.hosts:
             if host.proc.stdout is not None:
                 host.proc.stdout.close()
+        self.sink.finish_scraping(SCRAPE_DRAIN_S)
+        self.close_jail()
+
+    def close_jail(self) -> None:
+        """Nothing runs as the job's uid any more; its files are root's before packaging."""
+        if self.jail is not None:
+            jail, self.jail = self.jail, None
+            jail.close([self.job_dir / CODE_DIR, self.job_dir / "hosts"])
 
     def _finish(self) -> None:
         ending = self.ending or Ending(JobState.COMPLETED, "Completed")
@@ -258,6 +297,8 @@ def main(argv: list[str]) -> int:
     if (job_dir / "status.json").exists() or (job_dir / "state.json").exists():
         return 0
     config = JobConfig.model_validate_json((job_dir / "job.json").read_text())
+    if config.sandbox is not None:
+        os.umask(0o077)  # what the supervisor writes is root's alone
     procs.become_subreaper()
     supervisor = Supervisor(job_dir, config)
 
@@ -271,6 +312,9 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:
         for host in supervisor.hosts:
             procs.signal_group(host.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):  # the failure below must be recorded regardless
+            supervisor.sink.close()
+            supervisor.close_jail()
         reason = f"the supervisor failed: {type(exc).__name__}: {exc}"
         ended = to_iso(now())
         publish_json(

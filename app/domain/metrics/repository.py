@@ -310,6 +310,21 @@ def decode_point_cursor(cursor: str) -> tuple[datetime, int]:
     raise BadRequest("The cursor is not valid; pass next_cursor from a previous page.")
 
 
+def names_with_points(session: Session, subject_id: uuid.UUID, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` already have a point for the subject (one index probe per name)."""
+    if not names:
+        return set()
+    probes = [
+        select(literal(name).label("name")).where(
+            select(MetricPoint.id)
+            .where(MetricPoint.subject_id == subject_id, MetricPoint.name == name)
+            .exists()
+        )
+        for name in names
+    ]
+    return set(session.scalars(union_all(*probes)).all())
+
+
 def subject_names_cte(subject_id: uuid.UUID) -> CTE:
     """The subject's distinct metric names (plus one NULL row that ends the walk).
 

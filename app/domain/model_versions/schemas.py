@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
+from app.domain.projects.schemas import EXAMPLE_PREFIX
 from app.domain.runs.schemas import NAME
 from app.domain.schemas import ReadModel, WriteModel
 
@@ -42,7 +43,8 @@ class ModelVersionCreate(WriteModel):
             "examples": [
                 {
                     "name": "recommender",
-                    "artifact_uri": "s3://stratus-models/recommender/model.tar.gz",
+                    # Under the S3 prefix of the project example's backend_config.
+                    "artifact_uri": EXAMPLE_PREFIX + "model.tar.gz",
                     "framework": "pytorch",
                     "metrics": {"ndcg_at_10": 0.412, "loss": 0.083},
                 }
@@ -54,7 +56,8 @@ class ModelVersionCreate(WriteModel):
     artifact_uri: str = Field(
         min_length=2,
         max_length=2048,
-        description="s3://bucket/key, file:///absolute/path or an absolute path",
+        description="s3://bucket/key under the project's S3 prefixes, or file:///absolute/path "
+        "or an absolute path under the admin's host roots",
     )
     framework: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     metrics: dict[MetricName, FiniteFloat] = Field(default_factory=dict, max_length=200)

@@ -15,8 +15,11 @@ from app.domain.model_versions import repository
 from app.domain.model_versions.models import ModelVersion
 from app.domain.model_versions.schemas import ModelVersionCreate, ModelVersionRead
 from app.domain.pagination import PageRequest
+from app.domain.projects import repository as projects_repo
 from app.domain.runs.models import TrainingRun
-from app.errors import Conflict
+from app.domain.runs.validation import validate_artifact_uri
+from app.errors import Conflict, NotFound
+from app.settings import Settings
 
 # Concurrent registrations of one name race for the same next number; the loser retries.
 VERSION_ATTEMPTS = 5
@@ -44,10 +47,18 @@ def _insert_next_version(session: Session, **fields: Any) -> tuple[ModelVersion,
 
 
 def register_model(
-    session: Session, principal: Principal, project_id: uuid.UUID, data: ModelVersionCreate
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    data: ModelVersionCreate,
+    settings: Settings,
 ) -> ModelVersionRead:
     """Register an existing artifact as the next version of ``data.name``."""
     authorize(session, principal, project_id, Role.EDITOR)
+    project = projects_repo.get(session, project_id)
+    if project is None:
+        raise NotFound(f"Project {project_id} not found.")
+    validate_artifact_uri(settings, data.artifact_uri, project.backend_config)
     model, _ = _insert_next_version(
         session,
         project_id=project_id,

@@ -5,13 +5,21 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from app.domain.access import Role
 from app.domain.schemas import ReadModel, WriteModel
+from app.settings import ROLE_ARN
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 SLUG_WORDS = (
@@ -40,6 +48,51 @@ Slug = Annotated[
     WithJsonSchema({"type": "string", "pattern": SLUG, "minLength": 1, "maxLength": 63}),
 ]
 Backend = Literal["local", "sagemaker"]
+# s3://bucket/ or s3://bucket/some/prefix/: whole path segments, so a prefix is a boundary.
+S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:[A-Za-z0-9!_.*'()=-]+/)*$")
+EXAMPLE_PREFIX = "s3://stratus-models/recommender/"
+
+
+class SageMakerProjectConfig(WriteModel):
+    """The project's identity on SageMaker: its execution role and the S3 it may touch."""
+
+    role_arn: str | None = Field(
+        default=None,
+        pattern=ROLE_ARN,
+        description="Execution role of the project's jobs and models; must be in the "
+        "server's STRATUS_BACKENDS__SAGEMAKER__ALLOWED_ROLE_ARNS (default: the server's role).",
+    )
+    s3_prefixes: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="s3://bucket/prefix/ locations every s3:// URI of the project lies under.",
+    )
+
+    @field_validator("s3_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if not S3_PREFIX.match(p) or "/../" in p or "/./" in p]
+        if bad:
+            raise ValueError(f"S3 prefixes look like s3://bucket/prefix/ (ending in /): {bad[:3]}")
+        return list(dict.fromkeys(value))
+
+
+class BackendConfig(WriteModel):
+    """Per-project backend settings, set by the project's owners."""
+
+    sagemaker: SageMakerProjectConfig | None = None
+
+
+def backend_config_of(raw: dict[str, Any] | None) -> BackendConfig:
+    """A stored ``backend_config`` as the typed schema (keys it does not know are dropped)."""
+    section = (raw or {}).get("sagemaker")
+    if not isinstance(section, dict):
+        return BackendConfig()
+    known = {k: v for k, v in section.items() if k in SageMakerProjectConfig.model_fields}
+    try:
+        return BackendConfig(sagemaker=SageMakerProjectConfig.model_validate(known))
+    except ValidationError:  # a row older than these rules: show nothing rather than fail
+        return BackendConfig()
 
 
 class ProjectCreate(WriteModel):
@@ -52,6 +105,7 @@ class ProjectCreate(WriteModel):
                     "description": "Top-k item recommendations for the storefront",
                     "default_backend": "local",
                     "budget_usd": 500.0,
+                    "backend_config": {"sagemaker": {"s3_prefixes": [EXAMPLE_PREFIX]}},
                 }
             ]
         },
@@ -61,6 +115,7 @@ class ProjectCreate(WriteModel):
     description: str = Field(default="", max_length=2000)
     default_backend: Backend = "local"
     budget_usd: float | None = Field(default=None, ge=0, le=1e12)
+    backend_config: BackendConfig | None = None
 
 
 class ProjectUpdate(WriteModel):
@@ -75,6 +130,9 @@ class ProjectUpdate(WriteModel):
     metrics_retention_days: int | None = Field(
         default=None, ge=1, le=36_500, description="Days metric points are kept; null: forever"
     )
+    backend_config: BackendConfig | None = Field(
+        default=None, description="Replaces the project's backend settings (owners only)."
+    )
 
 
 class ProjectRead(ReadModel):
@@ -84,8 +142,14 @@ class ProjectRead(ReadModel):
     default_backend: str
     budget_usd: float | None
     metrics_retention_days: int | None = None
+    backend_config: BackendConfig = Field(default_factory=BackendConfig)
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("backend_config", mode="before")
+    @classmethod
+    def _stored(cls, value: object) -> object:
+        return backend_config_of(value) if isinstance(value, dict) else value
 
 
 class MemberPut(WriteModel):

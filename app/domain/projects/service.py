@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from app.domain.pagination import PageRequest
 from app.domain.projects import repository
 from app.domain.projects.models import Membership, Project
 from app.domain.projects.schemas import (
+    BackendConfig,
     MemberPut,
     MemberRead,
     ProjectCreate,
@@ -23,14 +25,33 @@ from app.domain.projects.schemas import (
     ProjectUpdate,
 )
 from app.domain.runs import repository as runs_repo
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, Unprocessable
+from app.settings import Settings
 
 
-def create_project(session: Session, principal: Principal, data: ProjectCreate) -> ProjectRead:
+def _stored_backend_config(config: BackendConfig, settings: Settings) -> dict[str, Any]:
+    """The config as stored, once its role is one the admin allows."""
+    sagemaker = config.sagemaker
+    if sagemaker is not None and sagemaker.role_arn is not None:
+        allowed = settings.backends.sagemaker.role_allow_list
+        if sagemaker.role_arn not in allowed:
+            raise Unprocessable(
+                f"backend_config.sagemaker.role_arn {sagemaker.role_arn!r} is not allowed: an "
+                "admin lists the roles projects may use in "
+                "STRATUS_BACKENDS__SAGEMAKER__ALLOWED_ROLE_ARNS",
+                code="role_not_allowed",
+            )
+    return config.model_dump(mode="json", exclude_none=True)
+
+
+def create_project(
+    session: Session, principal: Principal, data: ProjectCreate, settings: Settings
+) -> ProjectRead:
     """Create a project; its creator becomes its first owner."""
+    backend_config = _stored_backend_config(data.backend_config or BackendConfig(), settings)
     if repository.get_by_name(session, data.name) is not None:
         raise Conflict(f"A project named {data.name!r} already exists.", code="name_taken")
-    project = Project(**data.model_dump())
+    project = Project(**data.model_dump(exclude={"backend_config"}), backend_config=backend_config)
     try:
         with session.begin_nested():
             session.add(project)
@@ -85,14 +106,23 @@ def get_project(session: Session, principal: Principal, project_id: uuid.UUID) -
 
 
 def update_project(
-    session: Session, principal: Principal, project_id: uuid.UUID, data: ProjectUpdate
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    data: ProjectUpdate,
+    settings: Settings,
 ) -> ProjectRead:
-    """Change description, default backend, budget or metrics retention (owners)."""
+    """Change description, default backend, budget, retention or backend config (owners)."""
     project = _load(session, principal, project_id, Role.OWNER)
     changes = data.model_dump(exclude_unset=True)
     for field, value in changes.items():
         if field == "metrics_retention_days":
             metrics.set_retention(session, project.id, value)  # None: keep forever
+            continue
+        if field == "backend_config":  # replaced as a whole; null clears it
+            project.backend_config = _stored_backend_config(
+                data.backend_config or BackendConfig(), settings
+            )
             continue
         if value is None and field != "budget_usd":
             continue

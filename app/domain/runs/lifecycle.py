@@ -65,7 +65,8 @@ def build_job_spec(run: TrainingRun, role_arn: str | None) -> TrainingJobSpec:
         volume_size_gb=int(spec.get("volume_size_gb", 30)),
         use_spot=bool(spec.get("use_spot", False)),
         max_wait_seconds=spec.get("max_wait_seconds"),
-        role_arn=spec.get("role_arn") or role_arn,
+        # The project's role, never one from the spec (rows older than this rule may hold one).
+        role_arn=role_arn,
         tags={"stratus:project-id": str(run.project_id), "stratus:run-id": str(run.id)},
     )
 
@@ -79,6 +80,12 @@ def prepare_submit(session: Session, run_id: uuid.UUID, settings: Settings) -> S
     if not retry and not transition(session, run.id, S.PENDING, S.SUBMITTING, status_reason=None):
         return None
     role = projects_repo.backend_option(session, run.project_id, run.backend, "role_arn")
+    if role and role not in settings.backends.sagemaker.role_allow_list and not retry:
+        # Allowed when an owner chose it, since taken off the admin's list: never assume it.
+        record_submit_failed(
+            session, run.id, f"the project's role {role} is no longer allowed by the admin"
+        )
+        return None
     role = role or settings.backends.sagemaker.role_arn
     return SubmitPlan(run.id, run.backend, build_job_spec(run, role), retry)
 
@@ -167,8 +174,19 @@ def _complete(
         **details,
     ):
         return False
-    # Final metrics live on the run: its series already hold each scraped value at its step
-    # (the poll that saw the job end pulls the last points), so no step-less copy is stored.
+    # Final metrics live on the run. A backend that scrapes live has already stored each value
+    # at its step (the poll pulls a job's last points before applying its end), so only a
+    # metric with no series at all (SageMaker's final metrics) gets its value as one point.
+    missing = set(final) - metrics_repo.names_with_points(session, run.id, sorted(final))
+    if missing:
+        at = job.ended_at or utcnow()
+        metrics_repo.add_many(
+            session,
+            run.project_id,
+            "run",
+            run.id,
+            [(name, None, at, final[name]) for name in sorted(missing)],
+        )
     session.refresh(run)
     if run.artifact_uri:
         model_versions.create_from_run(session, run)

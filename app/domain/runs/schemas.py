@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, computed_field, field_validator, model_validator
 
+from app.backends.local.examples import examples_dir
 from app.domain.costs.accounting import priced, run_instance_seconds
 from app.domain.runs.states import RunStatus
 from app.domain.schemas import ReadModel, WriteModel
@@ -21,16 +23,17 @@ Backend = Literal["local", "sagemaker", "external"]
 EXTERNAL = "external"
 HyperValue = str | int | float | bool
 
+# The shipped recommender, from this installation's examples: it works as sent on a
+# `stratus dev` started in the checkout (whose directory is then the host root).
+_EXAMPLES = examples_dir() or Path(__file__).resolve().parents[3] / "examples"
 SPEC_EXAMPLE: dict[str, Any] = {
     "entrypoint": "train.py",
-    "source_dir": "examples/recommender",
-    "framework": "pytorch",
-    "hyperparameters": {"epochs": 5, "factors": 32, "lr": 0.05},
+    "source_dir": str(_EXAMPLES / "recommender"),
+    "hyperparameters": {"epochs": 5, "factors": 32, "lr": 0.1},
     "instance_type": "local",
     "instance_count": 1,
-    "input_channels": {"train": "file:///data/interactions"},
-    "max_runtime_seconds": 3600,
-    "metric_definitions": [{"name": "loss", "regex": "loss=([0-9.eE+-]+)"}],
+    "max_runtime_seconds": 600,
+    "metric_definitions": [{"name": "loss", "regex": r"\bloss=([0-9.eE+-]+)"}],
 }
 
 
@@ -56,7 +59,13 @@ class RunSpec(WriteModel):
     """What to train and on what: the same contract for every backend."""
 
     entrypoint: str | None = Field(default=None, min_length=1, max_length=256)
-    source_dir: str | None = Field(default=None, min_length=1, max_length=1024)
+    source_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="local: an absolute path under STRATUS_BACKENDS__LOCAL__HOST_ROOTS; "
+        "sagemaker: an s3:// code archive under the project's S3 prefixes",
+    )
     image: str | None = Field(default=None, min_length=1, max_length=512)
     framework: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     framework_version: str | None = Field(default=None, pattern=r"^[0-9][0-9A-Za-z.\-]{0,31}$")
@@ -65,12 +74,21 @@ class RunSpec(WriteModel):
     instance_count: int = Field(default=1, ge=1, le=64)
     volume_size_gb: int = Field(default=30, ge=1, le=16384)
     max_runtime_seconds: int = Field(default=86400, ge=1, le=28 * 86400)
-    input_channels: dict[str, str] = Field(default_factory=dict, max_length=20)
-    output_location: str | None = Field(default=None, max_length=1024)
+    input_channels: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Channel name -> data: file:// URIs or absolute paths under the host roots "
+        "(local), s3:// URIs under the project's S3 prefixes (sagemaker)",
+    )
+    output_location: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Where the model goes: a directory under the host roots (local), or an "
+        "s3:// URI under the project's S3 prefixes (sagemaker)",
+    )
     metric_definitions: list[MetricDefinition] = Field(default_factory=list, max_length=40)
     use_spot: bool = False
     max_wait_seconds: int | None = Field(default=None, ge=1, le=28 * 86400)
-    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
     environment: dict[str, str] = Field(default_factory=dict, max_length=100)
 
     @field_validator("hyperparameters")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -19,42 +18,19 @@ from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
 from app.domain.runs import external, repository
 from app.domain.runs.models import TrainingRun
-from app.domain.runs.schemas import EXTERNAL, RunCreate, RunRead, RunSpec
+from app.domain.runs.schemas import EXTERNAL, RunCreate, RunRead
 from app.domain.runs.states import TERMINAL, RunStatus, check_transition
-from app.errors import Conflict, NotFound, Unprocessable
-
-SAGEMAKER_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-
-
-def _check_backend_fit(backend: str, spec: RunSpec) -> None:
-    """Rules that depend on where the run goes; a 422 naming the field."""
-    problems = []
-    if backend == "sagemaker":
-        if not SAGEMAKER_INSTANCE.match(spec.instance_type):
-            problems.append("spec.instance_type must be a SageMaker type such as ml.m5.xlarge")
-        bad = [n for n, uri in spec.input_channels.items() if not uri.startswith("s3://")]
-        if bad:
-            problems.append(f"spec.input_channels must be s3:// URIs on sagemaker: {bad}")
-        if spec.output_location and not spec.output_location.startswith("s3://"):
-            problems.append("spec.output_location must be an s3:// URI on sagemaker")
-    else:
-        if not spec.instance_type.startswith("local"):
-            problems.append("spec.instance_type must be 'local' on the local backend")
-        if spec.use_spot:
-            problems.append("spec.use_spot is a SageMaker option")
-        bad = [
-            n
-            for n, uri in spec.input_channels.items()
-            if not (uri.startswith("file://") or uri.startswith("/"))
-        ]
-        if bad:
-            problems.append(f"spec.input_channels must be local paths on local: {bad}")
-    if problems:
-        raise Unprocessable("; ".join(problems), code="invalid_spec")
+from app.domain.runs.validation import validate_run_spec
+from app.errors import Conflict, NotFound
+from app.settings import Settings
 
 
 def create_run(
-    session: Session, principal: Principal, project_id: uuid.UUID, data: RunCreate
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    data: RunCreate,
+    settings: Settings,
 ) -> RunRead:
     """Record a pending run and its submit request; a worker submits it after commit."""
     authorize(session, principal, project_id, Role.EDITOR)
@@ -64,7 +40,7 @@ def create_run(
     backend = data.backend or project.default_backend
     if backend == EXTERNAL:
         return _create_tracked_run(session, principal, project_id, data)
-    _check_backend_fit(backend, data.spec)
+    validate_run_spec(settings, backend, data.spec, project.backend_config)
     run = TrainingRun(
         project_id=project_id,
         name=data.name,

@@ -116,16 +116,18 @@ def as_init() -> Iterator[None]:
 
 
 @pytest.fixture
-def local_settings(tmp_path: Path) -> Settings:
-    """Settings with short grace periods, on a work dir of this test's own."""
+def local_settings(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings with short grace periods, on a work dir of this test's own; host paths under
+    the session's temporary directories (shared artifacts live there) and the examples."""
     local = {
+        "host_roots": [tmp_path_factory.getbasetemp(), EXAMPLES],
         "work_dir": tmp_path / "local",
         "stop_grace_s": 1.0,
         "drain_timeout_s": 5.0,
         "replica_start_timeout_s": 30.0,
         "invoke_timeout_s": 10.0,
     }
-    return Settings(data_dir=tmp_path, backends={"local": local})
+    return Settings(data_dir=tmp_path / "stratus-data", backends={"local": local})
 
 
 @pytest.fixture

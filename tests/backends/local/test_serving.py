@@ -259,8 +259,12 @@ def test_refuses_what_it_cannot_serve(backend: LocalBackend, tmp_path: Path) -> 
     with pytest.raises(BackendError, match="none of") as empty:
         backend.create_endpoint(_spec(tmp_path / "empty"))
     assert not empty.value.retryable
-    with pytest.raises(BackendError, match="local paths only"):
+    with pytest.raises(BackendError, match="not a s3:// URI"):
         backend.create_endpoint(_spec("s3://bucket/model.tar.gz"))
+    # A model version registered before the roots existed cannot read other host paths.
+    for outside in ("/etc", "/proc/self/environ"):
+        with pytest.raises(BackendError, match="HOST_ROOTS"):
+            backend.create_endpoint(_spec(outside))
     with pytest.raises(BackendError, match="no local endpoint"):
         backend.update_capacity("ep-missing", 2)
 

@@ -288,10 +288,16 @@ def test_logs_are_paged_by_cursor(backend: LocalBackend, tmp_path: Path) -> None
     ("fields", "message"),
     [
         ({"image": "my/image:1"}, "not container images"),
-        ({"source_dir": "/nonexistent/src"}, "not a directory"),
+        ({"source_dir": "/nonexistent/src"}, "HOST_ROOTS"),
+        ({"source_dir": "/etc"}, "not under an allowed host root"),
+        ({"source_dir": "src"}, "relative"),
+        ({"source_dir": None}, "needs a source_dir"),
         ({"entrypoint": "missing.py"}, "not found"),
-        ({"input_channels": {"train": "s3://bucket/data"}}, "local paths only"),
-        ({"input_channels": {"train": "/nonexistent/data"}}, "not found on this host"),
+        ({"entrypoint": "../src/train.py"}, "not found"),
+        ({"input_channels": {"train": "s3://bucket/data"}}, "not a s3:// URI"),
+        ({"input_channels": {"train": "/nonexistent/data"}}, "HOST_ROOTS"),
+        ({"input_channels": {"train": "/proc/self/environ"}}, "HOST_ROOTS"),
+        ({"output_location": "/etc/stratus-out"}, "HOST_ROOTS"),
         ({"job_name": "../escape"}, "job names must match"),
     ],
 )
@@ -305,3 +311,21 @@ def test_refuses_what_it_cannot_run(
     assert not refused.value.retryable
     with pytest.raises(BackendError, match="no local training job"):
         backend.fetch_training_metrics("bad-1", None)
+
+
+def test_a_spec_stored_before_the_roots_cannot_reach_other_paths(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """The backend checks again at submit: its own work dir, and links out of the roots."""
+    source = script(tmp_path / "src", "print('hi')\n")
+    (tmp_path / "escape").symlink_to("/etc")
+    for fields in (
+        {"source_dir": str(backend.work_dir)},
+        {"input_channels": {"train": str(backend.work_dir / "jobs")}},
+        {"input_channels": {"train": str(tmp_path / "escape")}},
+        {"output_location": (tmp_path / "escape" / "out").as_uri()},
+    ):
+        spec = dataclasses.replace(job("bad-2", source), **fields)  # type: ignore[arg-type]
+        with pytest.raises(BackendError, match="HOST_ROOTS"):
+            backend.submit_training(spec)
+    assert not (backend.work_dir / "jobs" / "bad-2").exists()

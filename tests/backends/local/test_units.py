@@ -18,6 +18,7 @@ from app.backends.local.handler import InferenceError, InferenceHandler, _call, 
 from app.backends.local.logsink import MetricScraper
 from app.backends.local.packaging import local_path, package_model
 from app.backends.local.routing import _rotate
+from app.hostpaths import HostRoots
 
 
 def _config(**fields: object) -> JobConfig:
@@ -100,11 +101,32 @@ def test_script_mode_environment(tmp_path: Path) -> None:
     assert resource["current_host"] == "algo-2"
 
 
-def test_local_paths_only(tmp_path: Path) -> None:
-    assert local_path(tmp_path.as_uri()) == tmp_path
-    assert local_path(str(tmp_path)) == tmp_path
-    with pytest.raises(ValueError, match="s3://"):
-        local_path("s3://bucket/key")
+def test_local_paths_only_under_the_roots(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "data").mkdir(parents=True)
+    (root / "out").symlink_to(tmp_path)
+    roots = HostRoots.of([root], [root / "data" / "reserved"])
+    assert local_path((root / "data").as_uri(), roots) == root / "data"
+    assert local_path(str(root / "data"), roots) == root / "data"
+    assert local_path(str(root / "data" / "new"), roots) == root / "data" / "new"
+    for refused, message in [
+        ("s3://bucket/key", "s3://"),
+        ("data", "relative"),
+        ("~/data", "relative"),
+        (str(root / "data" / ".." / ".."), "'..'"),
+        (str(root / "out"), "not under an allowed host root"),  # a link out of the root
+        (str(root / "data" / "reserved" / "x"), "not under an allowed host root"),
+        ("file://otherhost/srv", "this host only"),
+        ("/etc/passwd", "not under an allowed host root"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            local_path(refused, roots)
+    with pytest.raises(ValueError, match="none is allowed"):
+        local_path(str(root), HostRoots.of([]))
+    # A root configured inside a reserved directory admits what lies under it.
+    inside = HostRoots.of([root / "data" / "reserved" / "shared"], [root / "data"])
+    assert inside.admits(root / "data" / "reserved" / "shared" / "x")
+    assert not inside.admits(root / "data" / "reserved" / "other")
 
 
 def test_model_archive_prefers_the_leader(tmp_path: Path) -> None:
