@@ -140,6 +140,7 @@ def test_laptop_path_with_the_cli_and_the_client(
     run_id = runs[0]["id"]
     assert _json("runs", "get", run_id)["final_metrics"] == {"loss": 0.125}
     assert "epoch=1 loss=0.5" in _cli("runs", "logs", run_id, "--follow").splitlines()
+    assert _json("runs", "wait", run_id, "--timeout", "30")["status"] == "completed"
     _cli("runs", "stop", run_id, code=1)  # already finished: 409
 
     client = stratus.Client()
@@ -150,6 +151,7 @@ def test_laptop_path_with_the_cli_and_the_client(
 
     models = _json("models", "ls", "--project", "laptop")
     assert [m["source_run_id"] for m in models] == [run_id]
+    assert _json("models", "get", models[0]["id"])["source_run_id"] == run_id
     saved = tmp_path / "model.tar.gz"
     assert _cli("models", "download", models[0]["id"], "-o", str(saved)).strip() == str(saved)
     with tarfile.open(saved) as archive:
