@@ -64,8 +64,11 @@ def handled(fn: Callable[P, T]) -> Callable[P, T]:
     return run
 
 
+CLI_RETRIES = 3  # a person waits about 3 s, not 30, to hear that the server is down
+
+
 def client() -> Client:
-    return Client()
+    return Client(retries=CLI_RETRIES)
 
 
 def _dump(value: BaseModel | Sequence[BaseModel] | Any) -> None:

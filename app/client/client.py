@@ -338,7 +338,7 @@ class Deployments(_Section):
             "name": name,
             "model_version_id": str(model.id),
             "desired_instances": instances,
-            "min_instances": min_instances or min(1, instances),
+            "min_instances": min_instances or 1,
             "max_instances": max_instances or max(4, instances),
         }
         if policy:
