@@ -171,3 +171,18 @@ def test_metrics_ingest_into_an_external_run(client: TestClient, editor: Any) ->
     assert client.post(url, json=batch, headers=key.headers).status_code == 201
     history = client.get(url, headers=key.headers).json()
     assert [p["value"] for p in history["items"]] == [1.0]
+
+
+def test_tracked_runs_do_not_feed_instance_count_recommendations(
+    client: TestClient, editor: Any
+) -> None:
+    key, _, project = editor
+    run = _track(client, key, project, entrypoint="train.py")
+    client.post(f"/v1/runs/{run['id']}/complete", json={}, headers=key.headers)
+    rec = client.get(
+        f"/v1/projects/{project.id}/recommendations/training",
+        params={"entrypoint": "train.py"},
+        headers=key.headers,
+    )
+    assert rec.status_code == 200, rec.text
+    assert rec.json()["runs_used"] == 0
