@@ -84,10 +84,14 @@ def _dump(value: BaseModel | Sequence[BaseModel] | Any) -> None:
 def _table(rows: Iterable[Any], columns: Sequence[tuple[str, Callable[[Any], Any]]]) -> None:
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for header, _ in columns:
-        table.add_column(header, overflow="fold")
+        # Ids stay whole on one line, so they can be copied; the rest wraps if it must.
+        is_id = header in ID_HEADERS
+        table.add_column(header, no_wrap=is_id, min_width=36 if is_id else None)
     for row in rows:
         table.add_row(*("" if (v := get(row)) is None else str(v) for _, get in columns))
-    out.print(table)
+    # On a terminal, its width; piped, lines as long as they need.
+    wide = out if out.is_terminal else Console(file=out.file, width=PIPED_WIDTH)
+    wide.print(table)
 
 
 def _show(value: Any, output: OutputFormat, columns: Sequence[tuple[str, Any]]) -> None:
@@ -101,6 +105,8 @@ def _metrics_text(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items()))
 
 
+PIPED_WIDTH = 250
+ID_HEADERS = frozenset({"ID", "SOURCE RUN", "MODEL VERSION"})
 PROJECT_COLUMNS = [
     ("ID", lambda p: p.id),
     ("NAME", lambda p: p.name),
@@ -112,7 +118,7 @@ RUN_COLUMNS = [
     ("NAME", lambda r: r.name),
     ("BACKEND", lambda r: r.backend),
     ("STATUS", lambda r: r.status),
-    ("CREATED", lambda r: r.created_at.strftime("%Y-%m-%d %H:%M:%S")),
+    ("CREATED", lambda r: r.created_at.strftime("%Y-%m-%d %H:%M")),
     ("METRICS", lambda r: _metrics_text(r.final_metrics)),
 ]
 MODEL_COLUMNS = [
