@@ -1,6 +1,7 @@
 """``stratus demo``: the whole loop against a running Stratus, through its public API only.
 
-Create a project, train the shipped recommender on the local backend, take the model version
+Create a project, upload the shipped recommender's code as a bundle (so the server need not
+share this machine's files), train it on the local backend, take the model version
 it produced, deploy it, send load, read the metrics back, and clean up. Every step must work
 for the command to exit 0.
 """
@@ -18,7 +19,8 @@ from typing import Any
 
 import httpx
 
-from app.backends.local.examples import recommender_spec
+from app.backends.local.examples import examples_dir, recommender_spec
+from app.domain.bundles.packing import pack_directory
 
 TERMINAL_RUN = ("completed", "failed", "stopped")
 
@@ -84,8 +86,27 @@ class Demo:
         say(f"1/6 project {name} ({project['id']})")
         return str(project["id"])
 
+    def upload_code(self, project_id: str) -> str:
+        root = examples_dir()
+        if root is None:
+            raise DemoFailed("the examples directory is not installed here")
+        bundle = self._call(
+            "POST",
+            f"/v1/projects/{project_id}/code-bundles",
+            content=pack_directory(root / "recommender"),
+            headers={"Content-Type": "application/gzip"},
+        )
+        say(
+            f"    code bundle {bundle['id']}: {bundle['file_count']} files, "
+            f"sha256 {bundle['sha256'][:12]}…"
+        )
+        return str(bundle["id"])
+
     def train(self, project_id: str, epochs: int) -> dict[str, Any]:
-        body = {"name": "recommender", "spec": recommender_spec(epochs=epochs)}
+        spec = recommender_spec(epochs=epochs)
+        spec.pop("source_dir")
+        spec["code_bundle_id"] = self.upload_code(project_id)
+        body = {"name": "recommender", "spec": spec}
         run = self._call(
             "POST",
             f"/v1/projects/{project_id}/runs",

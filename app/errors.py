@@ -72,6 +72,10 @@ class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "Payload too large"
 
 
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
 class Unprocessable(AppError):
     status, code, title = 422, "unprocessable", "Unprocessable request"
 
@@ -113,6 +117,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found, or not visible to this key",
         409: "Conflicts with the current state",
         413: "Request body too large",
+        415: "Unsupported Content-Type",
         422: "Invalid input",
         429: "Rate limited",
         502: "The compute backend or the model returned an error",

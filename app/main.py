@@ -11,6 +11,7 @@ from app.api import handlers, openapi
 from app.api.limits import BodySizeLimit
 from app.api.routes import (
     api_keys,
+    bundles,
     deployments,
     health,
     metrics,
@@ -54,6 +55,7 @@ def create_app(
         projects,
         runs,
         run_tracking,
+        bundles,
         models,
         deployments,
         metrics,
@@ -61,7 +63,11 @@ def create_app(
         optimizer,
     ):
         app.include_router(module.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.api.max_body_bytes,
+        overrides=[(bundles.UPLOAD_PATH, settings.artifacts.bundle_max_bytes)],
+    )
     return app
 
 

@@ -152,6 +152,23 @@ class BackendSettings(BaseModel):
     price_file: Path | None = None  # JSON {instance_type: usd_per_hour}, over the defaults
 
 
+class ArtifactSettings(BaseModel):
+    """The artifact store (code bundles) and the limits an uploaded bundle must meet."""
+
+    # Unset: a directory under the data dir; production: an S3 prefix, s3://bucket/prefix.
+    store_uri: str | None = Field(
+        default=None, pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?|file:///\S*|/\S*)$"
+    )
+    bundle_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)  # compressed, as sent
+    bundle_max_files: int = Field(default=10_000, ge=1)
+    bundle_max_unpacked_bytes: int = Field(default=1024**3, ge=1024)
+
+    @field_validator("store_uri", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 class OptimizerSettings(BaseModel):
     """The efficiency optimizer's periodic pass."""
 
@@ -177,6 +194,7 @@ class Settings(BaseSettings):
     backends: BackendSettings = BackendSettings()
     metrics: MetricsSettings = MetricsSettings()
     optimizer: OptimizerSettings = OptimizerSettings()
+    artifacts: ArtifactSettings = ArtifactSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

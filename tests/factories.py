@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.domain.access import Principal, Role
 from app.domain.api_keys.service import issue_key
+from app.domain.bundles.models import CodeBundle
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.schemas import ScalingPolicy
 from app.domain.model_versions.models import ModelVersion
@@ -147,3 +148,20 @@ def make_decision(session: Session, deployment: Deployment, **fields: Any) -> Op
     session.add(decision)
     session.flush()
     return decision
+
+
+def make_bundle(session: Session, project: Project, **fields: Any) -> CodeBundle:
+    """A code bundle row (its bytes are not in any store unless the test puts them there)."""
+    manifest = fields.pop("manifest", ["train.py"])
+    bundle = CodeBundle(
+        project_id=project.id,
+        sha256=fields.pop("sha256", uuid.uuid4().hex * 2),
+        size_bytes=fields.pop("size_bytes", 100),
+        file_count=fields.pop("file_count", len(manifest)),
+        unpacked_bytes=fields.pop("unpacked_bytes", 100),
+        manifest=manifest,
+        **fields,
+    )
+    session.add(bundle)
+    session.flush()
+    return bundle

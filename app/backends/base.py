@@ -80,6 +80,8 @@ class TrainingJobSpec:
     max_runtime_seconds: int
     entrypoint: str | None = None
     source_dir: str | None = None
+    # A code bundle in the artifact store (file:// or s3:// .tar.gz), instead of source_dir.
+    code_uri: str | None = None
     image: str | None = None
     framework: str | None = None
     framework_version: str | None = None

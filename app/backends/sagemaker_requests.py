@@ -102,13 +102,17 @@ def training_job_request(
     if spec.entrypoint:
         # Script mode, as the SageMaker SDK does it: the framework image downloads the
         # source tarball and runs the entrypoint from it.
-        if spec.source_dir is not None:
+        if spec.code_uri is not None:  # a code bundle in the artifact store's S3 prefix
+            hyper["sagemaker_submit_directory"] = _s3(spec.code_uri, "the code bundle")
+        elif spec.source_dir is not None:
             source = _s3(spec.source_dir, "source_dir")
             if not source.endswith((".tar.gz", ".tgz")):
                 raise _invalid(f"source_dir must be an s3:// .tar.gz for script mode: {source}")
             hyper["sagemaker_submit_directory"] = source
         elif not spec.image:
-            raise _invalid("script mode on a framework image needs source_dir (s3://….tar.gz)")
+            raise _invalid(
+                "script mode on a framework image needs source_dir (s3://….tar.gz) or a code bundle"
+            )
         hyper["sagemaker_program"] = spec.entrypoint
         hyper["sagemaker_region"] = region
     too_long = [k for k, v in hyper.items() if len(v) > MAX_HYPERPARAMETER_CHARS]

@@ -2,6 +2,7 @@
 
 from app.domain.api_keys.models import ApiKey
 from app.domain.audit.models import AuditEvent
+from app.domain.bundles.models import CodeBundle
 from app.domain.deployments.models import Deployment
 from app.domain.idempotency.models import IdempotencyRecord
 from app.domain.leases.models import Lease
@@ -16,6 +17,7 @@ from app.domain.runs.models import TrainingRun
 __all__ = [
     "ApiKey",
     "AuditEvent",
+    "CodeBundle",
     "Deployment",
     "IdempotencyRecord",
     "Lease",

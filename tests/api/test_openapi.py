@@ -17,7 +17,7 @@ def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         (method.upper(), path, op)
         for path, item in spec["paths"].items()
         for method, op in item.items()
-        if "requestBody" in op
+        if "application/json" in op.get("requestBody", {}).get("content", {})
     ]
 
 
@@ -52,6 +52,13 @@ def test_every_error_response_is_declared_as_problem_json(client: TestClient) ->
                     assert "application/problem+json" in response.get("content", {}), (
                         f"{method} {path} {status}"
                     )
+
+
+def test_the_bundle_upload_documents_its_gzip_body(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/v1/projects/{project_id}/code-bundles"]["post"]
+    assert set(op["requestBody"]["content"]) == {"application/gzip", "application/x-gzip"}
+    assert {"413", "415", "422"} <= set(op["responses"])
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def test_create_run_records_pending_run_and_outbox_row(
         ({"role_arn": "arn:aws:iam::123456789012:role/admin"}, "role_arn"),
         ({"image": "registry.example.com/train:1"}, "spec.image"),
         ({"volume_size_gb": 100}, "spec.volume_size_gb"),
-        ({"source_dir": None}, "spec.source_dir"),
+        ({"source_dir": None}, "give code_bundle_id or source_dir"),
         ({"source_dir": "examples/recommender"}, "relative"),
         ({"entrypoint": "missing.py"}, "not a regular file"),
         ({"entrypoint": "../recommender/train.py"}, "'..'"),

@@ -26,6 +26,7 @@ from tests.factories import make_project, make_run
 TABLES = {
     "api_keys",
     "audit_events",
+    "code_bundles",
     "deployments",
     "idempotency_records",
     "leases",

@@ -32,6 +32,7 @@ class Route:
     path: str
     need: str  # viewer | editor | owner (per project), admin, or any (any valid key)
     body: Body = field(default=None, compare=False)
+    gzip: bytes | None = field(default=None, compare=False)  # a raw application/gzip body
 
     @property
     def scoped(self) -> bool:
@@ -82,6 +83,12 @@ ROUTES = [
     Route("POST", "/v1/runs/{run_id}/metrics", "editor", _points),
     Route("GET", "/v1/runs/{run_id}/metrics", "viewer"),
     Route("GET", "/v1/models/{model_version_id}", "viewer"),
+    # Allowed callers get 409: the world's artifacts lie outside what Stratus serves.
+    Route("GET", "/v1/models/{model_version_id}/artifact", "viewer"),
+    # Allowed callers get 422 for these bytes, so nothing is written to a store.
+    Route("POST", "/v1/projects/{project_id}/code-bundles", "editor", gzip=b"not a tarball"),
+    Route("GET", "/v1/projects/{project_id}/code-bundles", "viewer"),
+    Route("GET", "/v1/code-bundles/{bundle_id}", "viewer"),
     Route("GET", "/v1/projects/{project_id}/models", "viewer"),
     Route(
         "POST",
@@ -174,6 +181,7 @@ def _fill(route: Route, world: World, side: Side) -> str:
         deployment_id=side.deployment.id,
         key_id=world.spare_key.id,
         model_name="default",
+        bundle_id=side.bundle.id,
     )
 
 
@@ -189,7 +197,14 @@ def test_authorization(
     side = world.own if target == "own" else world.other
     headers = {} if principal == "none" else world.keys[principal].headers
     body = route.body(world, side) if route.body else None
-    response = client.request(route.method, _fill(route, world, side), json=body, headers=headers)
+    if route.gzip is not None:
+        headers = {**headers, "Content-Type": "application/gzip"}
+        response = client.request(
+            route.method, _fill(route, world, side), content=route.gzip, headers=headers
+        )
+    else:
+        url = _fill(route, world, side)
+        response = client.request(route.method, url, json=body, headers=headers)
     expected = _expect_allowed(route, principal, target)
     # 502/503 are the compute backend's answers (the test world has no endpoints running).
     assert response.status_code != 500, response.text

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.domain.access import Role
+from app.domain.bundles.models import CodeBundle
 from app.domain.deployments.models import Deployment
 from app.domain.model_versions.models import ModelVersion
 from app.domain.projects.models import Project
@@ -15,6 +16,7 @@ from app.domain.projects.schemas import EXAMPLE_PREFIX
 from app.domain.runs.models import TrainingRun
 from tests.factories import (
     Key,
+    make_bundle,
     make_decision,
     make_deployment,
     make_key,
@@ -33,6 +35,7 @@ class Side:
     run: TrainingRun
     model: ModelVersion
     deployment: Deployment
+    bundle: CodeBundle
 
 
 @dataclass
@@ -68,7 +71,7 @@ def build_world(db: Session) -> World:
         model = make_model_version(db, project)
         deployment = make_deployment(db, project, model, status="in_service")
         make_decision(db, deployment)
-        sides.append(Side(project, run, model, deployment))
+        sides.append(Side(project, run, model, deployment, make_bundle(db, project)))
     spare = make_key(db, name="spare")
     db.commit()
     return World(keys=keys, own=sides[0], other=sides[1], spare_key=spare, other_owner=stranger)

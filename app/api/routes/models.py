@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.api.deps import PageDep, PrincipalDep, SessionDep, SettingsDep, WriteDep
-from app.domain.model_versions import service
+from app.domain.model_versions import artifacts, service
 from app.domain.model_versions.schemas import MODEL_NAME, ModelVersionCreate, ModelVersionRead
 from app.domain.schemas import Page
 from app.errors import problem_responses
@@ -54,3 +54,29 @@ def get_model(
     model_version_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> ModelVersionRead:
     return service.get_model_version(session, principal, model_version_id)
+
+
+ARTIFACT_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The artifact's bytes",
+        "content": {artifacts.GZIP: {}, artifacts.OCTETS: {}},
+    }
+}
+
+
+@router.get(
+    "/v1/models/{model_version_id}/artifact",
+    response_class=StreamingResponse,
+    responses={**ARTIFACT_CONTENT, **problem_responses(401, 404, 409, 502, 503)},
+)
+def download_artifact(
+    model_version_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+) -> StreamingResponse:
+    """Stream the model version's artifact (from a run's job directory, the store, or S3)."""
+    download = artifacts.open_artifact(session, principal, model_version_id, settings)
+    headers = {"Content-Disposition": f'attachment; filename="{download.filename}"'}
+    if download.stream.size is not None:
+        headers["Content-Length"] = str(download.stream.size)
+    return StreamingResponse(
+        download.stream.chunks(), media_type=download.media_type, headers=headers
+    )

@@ -48,7 +48,7 @@ class LocalBackend:
         self.sandbox = sandbox.spec_for(settings, self.work_dir)
         if self.sandbox is not None:
             sandbox.lock_down(self.sandbox)
-        self.jobs = LocalJobs(self.work_dir, local, roots, self.sandbox)
+        self.jobs = LocalJobs(self.work_dir, settings, roots, self.sandbox)
         self.endpoints = LocalEndpoints(self.work_dir, local, roots, self.sandbox)
         self.router = Router(local.invoke_timeout_s)
 

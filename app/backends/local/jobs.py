@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from app.artifacts import ArtifactMissing, ArtifactUnreadable, open_uri
+from app.artifacts.archive import ArchiveRefused, BundleLimits, extract_archive, normalise
 from app.backends.base import (
     BackendError,
     JobState,
@@ -40,7 +42,7 @@ from app.backends.local.job_status import read_status
 from app.backends.local.packaging import local_path
 from app.backends.local.sandbox import SandboxError, SandboxSpec, check_input
 from app.hostpaths import HostRoots
-from app.settings import LocalBackendSettings
+from app.settings import LocalBackendSettings, Settings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 IGNORED_SOURCES = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".venv", ".mypy_cache")
@@ -57,12 +59,14 @@ class LocalJobs:
     def __init__(
         self,
         work_dir: Path,
-        settings: LocalBackendSettings,
+        settings: Settings,
         roots: HostRoots,
         sandbox: SandboxSpec | None = None,
     ) -> None:
         self.root = work_dir / "jobs"
-        self.settings = settings
+        self.settings: LocalBackendSettings = settings.backends.local
+        # Where code bundles are read from, and the limits they are unpacked under.
+        self.artifacts = settings
         self.roots = roots
         self.sandbox = sandbox
 
@@ -82,9 +86,14 @@ class LocalJobs:
             self.root.mkdir(parents=True, exist_ok=True)
             staging = self.root / f".{spec.job_name}.{uuid.uuid4().hex[:8]}.tmp"
             try:
-                # Links are copied as links: following them here would read, with this
-                # process's rights, files the job itself may not open.
-                shutil.copytree(source, staging / CODE_DIR, symlinks=True, ignore=IGNORED_SOURCES)
+                if source is None:
+                    self._unpack(str(spec.code_uri), staging / CODE_DIR, config.entrypoint)
+                else:
+                    # Links are copied as links: following them here would read, with this
+                    # process's rights, files the job itself may not open.
+                    shutil.copytree(
+                        source, staging / CODE_DIR, symlinks=True, ignore=IGNORED_SOURCES
+                    )
                 (staging / "job.json").write_text(config.model_dump_json())
                 # Publishing with one rename: a concurrent submit of the same job loses here.
                 os.rename(staging, job_dir)
@@ -92,16 +101,42 @@ class LocalJobs:
                 shutil.rmtree(staging, ignore_errors=True)
                 if not job_dir.exists():
                     raise BackendError(f"could not prepare the job: {exc}", retryable=True) from exc
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
         self._launch(job_dir)
         return spec.job_name
 
-    def _plan(self, spec: TrainingJobSpec) -> tuple[JobConfig, Path]:
+    def _unpack(self, code_uri: str, destination: Path, entrypoint: str) -> None:
+        """The job's own copy of its code bundle, checked again as it is unpacked."""
+        limits = BundleLimits(
+            max_files=self.artifacts.artifacts.bundle_max_files,
+            max_unpacked_bytes=self.artifacts.artifacts.bundle_max_unpacked_bytes,
+        )
+        try:
+            stream = open_uri(code_uri, self.artifacts)
+            try:
+                extract_archive(stream.handle, destination, limits)
+            finally:
+                stream.close()
+        except (ArtifactMissing, ArchiveRefused) as exc:
+            raise _fatal(f"the run's code bundle cannot be used: {exc}") from exc
+        except ArtifactUnreadable as exc:
+            raise BackendError(f"the run's code bundle: {exc}", retryable=True) from exc
+        if not (destination / entrypoint).is_file():
+            raise _fatal(f"entrypoint {entrypoint} is not a file in the code bundle")
+
+    def _plan(self, spec: TrainingJobSpec) -> tuple[JobConfig, Path | None]:
         if spec.image:
             raise _fatal("the local backend runs script-mode entrypoints, not container images")
         if not spec.entrypoint:
             raise _fatal("the local backend needs an entrypoint")
         try:
-            source, entrypoint = _resolve_code(spec.source_dir, spec.entrypoint, self.roots)
+            source: Path | None
+            if spec.code_uri is not None:
+                source, entrypoint = None, normalise(spec.entrypoint)
+            else:
+                source, entrypoint = _resolve_code(spec.source_dir, spec.entrypoint, self.roots)
             channels = {
                 n: str(local_path(uri, self.roots)) for n, uri in spec.input_channels.items()
             }

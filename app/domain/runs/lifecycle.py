@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.backends.base import JobState, JobStatus, MetricDefinition, MetricPage, TrainingJobSpec
 from app.backends.naming import job_name
 from app.clock import utcnow
+from app.domain.bundles import service as bundles
 from app.domain.metrics import repository as metrics_repo
 from app.domain.model_versions import service as model_versions
 from app.domain.projects import repository as projects_repo
@@ -42,8 +43,10 @@ class SubmitPlan:
     retry: bool  # a previous attempt may have reached the backend
 
 
-def build_job_spec(run: TrainingRun, role_arn: str | None) -> TrainingJobSpec:
-    """The backend's view of a run's spec."""
+def build_job_spec(
+    run: TrainingRun, role_arn: str | None, code_uri: str | None = None
+) -> TrainingJobSpec:
+    """The backend's view of a run's spec (``code_uri``: where its code bundle is stored)."""
     spec = run.spec
     return TrainingJobSpec(
         job_name=job_name(run.id),
@@ -52,6 +55,7 @@ def build_job_spec(run: TrainingRun, role_arn: str | None) -> TrainingJobSpec:
         max_runtime_seconds=int(spec.get("max_runtime_seconds", 86400)),
         entrypoint=spec.get("entrypoint"),
         source_dir=spec.get("source_dir"),
+        code_uri=code_uri,
         image=spec.get("image"),
         framework=spec.get("framework"),
         framework_version=spec.get("framework_version"),
@@ -77,6 +81,14 @@ def prepare_submit(session: Session, run_id: uuid.UUID, settings: Settings) -> S
     if run is None or run.status not in (S.PENDING, S.SUBMITTING):
         return None
     retry = run.status == S.SUBMITTING
+    bundle_id = run.spec.get("code_bundle_id")
+    code = bundles.code_uri(session, uuid.UUID(bundle_id), settings) if bundle_id else None
+    if bundle_id and code is None:
+        # Never fall back to code from the host: without its bundle the run cannot start.
+        transition(
+            session, run.id, S(run.status), S.FAILED, failure_reason="its code bundle is gone"
+        )
+        return None
     if not retry and not transition(session, run.id, S.PENDING, S.SUBMITTING, status_reason=None):
         return None
     role = projects_repo.backend_option(session, run.project_id, run.backend, "role_arn")
@@ -87,7 +99,7 @@ def prepare_submit(session: Session, run_id: uuid.UUID, settings: Settings) -> S
         )
         return None
     role = role or settings.backends.sagemaker.role_arn
-    return SubmitPlan(run.id, run.backend, build_job_spec(run, role), retry)
+    return SubmitPlan(run.id, run.backend, build_job_spec(run, role, code), retry)
 
 
 def record_submitted(session: Session, run_id: uuid.UUID, external_id: str) -> bool:

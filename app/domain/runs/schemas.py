@@ -66,6 +66,9 @@ class RunSpec(WriteModel):
         description="local: an absolute path under STRATUS_BACKENDS__LOCAL__HOST_ROOTS; "
         "sagemaker: an s3:// code archive under the project's S3 prefixes",
     )
+    code_bundle_id: uuid.UUID | None = Field(
+        default=None, description="An uploaded code bundle of the project (POST …/code-bundles)"
+    )
     image: str | None = Field(default=None, min_length=1, max_length=512)
     framework: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     framework_version: str | None = Field(default=None, pattern=r"^[0-9][0-9A-Za-z.\-]{0,31}$")
@@ -109,6 +112,7 @@ class RunSpec(WriteModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
+        self._one_code_source()
         if self.use_spot and (self.max_wait_seconds or 0) < self.max_runtime_seconds:
             raise ValueError("use_spot needs max_wait_seconds >= max_runtime_seconds")
         if not self.use_spot and self.max_wait_seconds is not None:
@@ -117,6 +121,13 @@ class RunSpec(WriteModel):
         if len(names) != len(set(names)):
             raise ValueError("metric definition names must be unique")
         return self
+
+    def _one_code_source(self) -> None:
+        # Script mode takes its code from exactly one place; an image carries its own.
+        if self.source_dir is not None and self.code_bundle_id is not None:
+            raise ValueError("give one of source_dir or code_bundle_id, not both")
+        if self.code_bundle_id is not None and not self.entrypoint:
+            raise ValueError("code_bundle_id needs an entrypoint inside the bundle")
 
 
 class RunCreate(WriteModel):
@@ -134,8 +145,13 @@ class RunCreate(WriteModel):
     @model_validator(mode="after")
     def _has_code(self) -> RunCreate:
         # A tracked (external) run runs the caller's code wherever it is: nothing to name here.
-        if self.backend != EXTERNAL and not self.spec.entrypoint and not self.spec.image:
+        if self.backend == EXTERNAL:
+            return self
+        spec = self.spec
+        if not spec.entrypoint and not spec.image:
             raise ValueError("give spec.entrypoint (script mode) or spec.image")
+        if spec.entrypoint and not spec.image and not (spec.source_dir or spec.code_bundle_id):
+            raise ValueError("script mode needs code: give code_bundle_id or source_dir")
         return self
 
 

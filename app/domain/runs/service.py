@@ -13,6 +13,7 @@ from app.backends.naming import job_name
 from app.clock import utcnow
 from app.domain.access import Principal, Role, authorize, visible
 from app.domain.audit import service as audit
+from app.domain.bundles import service as bundles
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
@@ -41,6 +42,7 @@ def create_run(
     if backend == EXTERNAL:
         return _create_tracked_run(session, principal, project_id, data)
     validate_run_spec(settings, backend, data.spec, project.backend_config)
+    bundles.check_run_code(session, project_id, data.spec, backend, settings)
     run = TrainingRun(
         project_id=project_id,
         name=data.name,

@@ -113,7 +113,7 @@ def _check_code(problems: Problems, spec: RunSpec, roots: HostRoots) -> None:
     """source_dir under a root, holding the entrypoint as a regular file."""
     if spec.source_dir is None:
         # A code bundle (when the spec names one) is checked by the bundles service.
-        if getattr(spec, "code_bundle_id", None) is None and not spec.image:
+        if spec.code_bundle_id is None and not spec.image:
             problems.add(
                 "spec.source_dir",
                 "the local backend needs the code: an absolute source_dir under a host root, "
