@@ -26,7 +26,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class OutputFormat(StrEnum):
@@ -508,7 +508,15 @@ def decisions(
 ) -> None:
     """The optimizer's latest decisions for a deployment, with their reasons."""
     with client() as c:
-        _show(c.decisions(deployment_id, limit=limit), output, DECISION_COLUMNS)
+        found = c.decisions(deployment_id, limit=limit)
+    if not found and output is OutputFormat.table:
+        err.print(
+            "No decisions yet: the optimizer decides for deployments that have it on "
+            "(deploy --slo-ms MS), once per pass.",
+            markup=False,
+        )
+        return
+    _show(found, output, DECISION_COLUMNS)
 
 
 def register(cli: typer.Typer) -> None:
