@@ -277,10 +277,12 @@ def runs_submit(
                 instance_type=instance_type,
                 instance_count=instance_count,
             )
+        bundle = run.spec.get("code_bundle_id")
+        err.print(f"{directory} uploaded as code bundle {bundle}; run {run.id}", markup=False)
         if not wait:
             _show(run, output, RUN_COLUMNS)
             return
-        err.print(f"run {run.id} submitted; following its log (Ctrl-C stops following)")
+        err.print("Following its log (Ctrl-C stops following, not the run).", markup=False)
         _ended(_follow(c, run, output is OutputFormat.json), output)
 
 
