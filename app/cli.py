@@ -37,7 +37,7 @@ from app.domain.api_keys.service import has_any_admin, issue_key
 from app.domain.audit import service as audit
 from app.hostpaths import ROOTS_SETTING
 from app.migrate import upgrade
-from app.settings import DEFAULT_DATA_DIR, Settings, get_settings
+from app.settings import DEFAULT_DATA_DIR, InvalidSettings, Settings, get_settings
 
 ASGI_APP = "app.main:app"
 CELERY_APP = "workers.celery_app:celery_app"
@@ -74,20 +74,22 @@ def _load_settings() -> Settings:
     get_settings.cache_clear()
     try:
         return get_settings()
-    except ValidationError as exc:
-        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        _fail(f"invalid configuration: {reasons}", code=2)
+    except InvalidSettings as exc:
+        _fail(str(exc), code=2)
 
 
 def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _issue_admin(session: Session, name: str, pepper: str) -> ApiKeyCreated:
+def _issue_admin(session: Session, name: str, pepper: str) -> tuple[ApiKeyCreated, str]:
+    """A new admin key and its secret."""
     created = issue_key(session, name, True, pepper, None)
     details = {"name": name, "admin": True, "via": "cli"}
     audit.record(session, None, "api_key.create", "api_key", created.id, None, details)
-    return created
+    if created.secret is None:  # only a replayed response lacks it, never a new key
+        raise RuntimeError("a new key came without its secret")
+    return created, created.secret
 
 
 def _migrate(url: str, revision: str = "head") -> None:
@@ -124,13 +126,13 @@ def admin_create_key(
     engine = build_engine(settings.effective_database_url)
     try:
         with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as session:
-            created = _issue_admin(session, name, settings.key_pepper)
+            created, secret = _issue_admin(session, name, settings.key_pepper)
     except SQLAlchemyError as exc:
         _fail(f"could not create the key ({type(exc).__name__}); has `stratus db upgrade` run?")
     finally:
         engine.dispose()
     _say(f"Created admin key '{name}' (id {created.id}). The secret is shown only this once.")
-    typer.echo(created.secret)
+    typer.echo(secret)
 
 
 # --- production conveniences --------------------------------------------------------------
@@ -191,10 +193,10 @@ def bootstrap_admin(settings: Settings, key_file: Path) -> str | None:
         with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as session:
             if has_any_admin(session):
                 return None
-            created = _issue_admin(session, "admin", settings.key_pepper)
+            secret = _issue_admin(session, "admin", settings.key_pepper)[1]
             # Written before the commit: if the file cannot be written, no key exists either.
-            write_secret_file(key_file, created.secret)
-        return created.secret
+            write_secret_file(key_file, secret)
+        return secret
     finally:
         engine.dispose()
 

@@ -9,8 +9,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from sqlalchemy.engine import make_url
 
 DEV_KEY_PEPPER = "dev-only-pepper-change-me"  # noqa: S105 - refused outside dev below
 DEFAULT_DATA_DIR = Path(".stratus")
@@ -176,6 +177,14 @@ class OptimizerSettings(BaseModel):
     window_s: float = Field(default=3600.0, ge=60)  # metric history each decision reads
 
 
+class QuotaSettings(BaseModel):
+    """Per-project limits that hold: over one, a request is refused and says which setting."""
+
+    active_runs_per_project: int = Field(default=100, ge=1)  # pending..stopping
+    deployment_instances_per_project: int = Field(default=64, ge=1)  # desired, live deployments
+    metric_names_per_subject: int = Field(default=1000, ge=1)  # distinct names per run/deployment
+
+
 class Settings(BaseSettings):
     """All Stratus configuration. Nested groups use ``__``: ``STRATUS_API__MAX_BODY_BYTES``."""
 
@@ -195,6 +204,20 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     optimizer: OptimizerSettings = OptimizerSettings()
     artifacts: ArtifactSettings = ArtifactSettings()
+    quotas: QuotaSettings = QuotaSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_url(cls, value: str | None) -> str | None:
+        # The URL may hold a password: the message never repeats it.
+        if value:
+            try:
+                make_url(value)
+            except Exception:
+                raise ValueError(
+                    "not a database URL (expected e.g. postgresql+psycopg://user@host/db)"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
@@ -234,7 +257,32 @@ class Settings(BaseSettings):
         return f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
 
 
+class InvalidSettings(ValueError):
+    """Settings that do not validate, described without the values given (they may be secrets)."""
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Each problem as ``STRATUS_<FIELD>: message``, never with the input value."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        loc = "__".join(str(p) for p in error["loc"] if isinstance(p, str)).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"STRATUS_{loc}: {message}" if loc else message)
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value raises ``InvalidSettings`` without echoing it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        # ``from None``: a traceback must not print the original error, which quotes the input.
+        raise InvalidSettings(f"invalid configuration: {describe_errors(exc)}") from None
+    except SettingsError as exc:  # an unparsable nested value; its text names only the field
+        raise InvalidSettings(f"invalid configuration: {exc}") from None
+
+
 @lru_cache
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
-    return Settings()
+    return load_settings()

@@ -125,10 +125,19 @@ class Write:
     principal: Principal
     claim: idempotency.Claim | None = None
 
-    def respond(self, model: BaseModel | dict[str, Any], status_code: int = 201) -> JSONResponse:
+    def respond(
+        self,
+        model: BaseModel | dict[str, Any],
+        status_code: int = 201,
+        *,
+        replay: BaseModel | dict[str, Any] | None = None,
+    ) -> JSONResponse:
+        """Answer with ``model``; a retry under the same key gets ``replay`` (default: the
+        same body), so a response holding a secret is never stored."""
         body = jsonable_encoder(model)
         if self.claim is not None:
-            idempotency.complete(self.session, self.claim, status_code, body)
+            stored = body if replay is None else jsonable_encoder(replay)
+            idempotency.complete(self.session, self.claim, status_code, stored)
         return JSONResponse(body, status_code=status_code)
 
 

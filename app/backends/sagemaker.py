@@ -84,9 +84,10 @@ def _translate(exc: ClientError | BotoCoreError) -> BackendError:
             body = str(extra.get("OriginalMessage") or _message(exc)).encode()
             return ModelError(original, body, "text/plain")
         retryable = code in THROTTLING or code in TRANSIENT or status >= 500 or status == 429
-        return BackendError(f"{exc.operation_name}: {code}: {_message(exc)}", retryable=retryable)
+        message = req.scrub(f"{exc.operation_name}: {code}: {_message(exc)}")
+        return BackendError(message, retryable=retryable)
     # No credentials is configuration; anything else here is the network or a refresh.
-    return BackendError(f"AWS: {exc}", retryable=not isinstance(exc, NoCredentialsError))
+    return BackendError(req.scrub(f"AWS: {exc}"), retryable=not isinstance(exc, NoCredentialsError))
 
 
 def _oldest_creation(names: Sequence[str]) -> datetime | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +41,20 @@ ENDPOINT_STATES = {
     "Failed": EndpointState.FAILED,
     "UpdateRollbackFailed": EndpointState.FAILED,
 }
+
+
+# An ARN runs to the next blank or quote; an account id is 12 digits standing alone.
+_ARN = re.compile(r"arn:aws[a-z-]*:[^\s\"'`,;)\]}]*")
+_ACCOUNT_ID = re.compile(r"(?<![0-9A-Za-z])\d{12}(?![0-9A-Za-z])")
+
+
+def scrub(text: str) -> str:
+    """An AWS message fit for callers: ARNs and account ids replaced by placeholders."""
+    return _ACCOUNT_ID.sub("<account>", _ARN.sub("<arn>", text))
+
+
+def _scrubbed(text: Any) -> str | None:
+    return None if text is None else scrub(str(text))
 
 
 def _invalid(message: str) -> BackendError:
@@ -179,8 +194,8 @@ def job_status(described: Mapping[str, Any]) -> JobStatus:
         job_name=described["TrainingJobName"],
         external_id=described["TrainingJobArn"],
         state=state,
-        message=transitions[-1].get("StatusMessage") if transitions else None,
-        failure_reason=described.get("FailureReason"),
+        message=_scrubbed(transitions[-1].get("StatusMessage")) if transitions else None,
+        failure_reason=_scrubbed(described.get("FailureReason")),
         artifact_uri=artifacts.get("S3ModelArtifacts")
         if state in (JobState.COMPLETED, JobState.STOPPED)
         else None,
@@ -207,7 +222,7 @@ def endpoint_status(name: str, described: Mapping[str, Any] | None) -> EndpointS
         external_id=described.get("EndpointArn", ""),
         state=ENDPOINT_STATES.get(str(described.get("EndpointStatus")), EndpointState.UPDATING),
         current_instances=sum(int(v.get("CurrentInstanceCount") or 0) for v in variants),
-        failure_reason=described.get("FailureReason"),
+        failure_reason=_scrubbed(described.get("FailureReason")),
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.domain.access import Role
 from app.domain.outbox.models import OutboxMessage
 from app.domain.runs.models import TrainingRun
+from app.settings import get_settings
 from tests.factories import Key, make_key, make_project, make_run
 
 
@@ -186,3 +187,21 @@ def test_tracked_runs_do_not_feed_instance_count_recommendations(
     )
     assert rec.status_code == 200, rec.text
     assert rec.json()["runs_used"] == 0
+
+
+def test_tracked_runs_count_against_the_active_run_quota(
+    client: TestClient, editor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRATUS_QUOTAS__ACTIVE_RUNS_PER_PROJECT", "1")
+    get_settings.cache_clear()
+    try:
+        key, _, project = editor
+        first = _track(client, key, project)
+        body = {"name": "second", "backend": "external", "spec": {}}
+        r = client.post(f"/v1/projects/{project.id}/runs", json=body, headers=key.headers)
+        assert r.status_code == 409, r.text
+        client.post(f"/v1/runs/{first['id']}/complete", json={}, headers=key.headers)
+        r = client.post(f"/v1/projects/{project.id}/runs", json=body, headers=key.headers)
+        assert r.status_code == 201, r.text
+    finally:
+        get_settings.cache_clear()

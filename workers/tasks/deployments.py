@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from app.backends.base import Backend, BackendError
+from app.backends.base import Backend, BackendError, EndpointStatus
 from app.backends.naming import endpoint_name
 from app.backends.registry import (
     get_backend,
@@ -28,7 +29,7 @@ from app.domain.deployments.states import DeploymentStatus
 from app.domain.outbox import service as outbox
 from app.settings import get_settings
 from workers.celery_app import celery_app
-from workers.tasks.work import acknowledge, defer, exclusive, payload_id, settle_error
+from workers.tasks.work import acknowledge, defer, exclusive, held, payload_id, settle_error
 
 logger = logging.getLogger(__name__)
 S = DeploymentStatus
@@ -94,6 +95,12 @@ def _create(message_id: int) -> None:
 @celery_app.task(name="stratus.deployments.update")
 def update_deployment(message_id: int) -> None:
     """Set the endpoint of a deployment in ``updating`` to its desired instance count."""
+    with exclusive(message_id) as holding:
+        if holding:
+            _update(message_id)
+
+
+def _update(message_id: int) -> None:
     loaded = _load(message_id, S.UPDATING, "resized")
     if loaded is None:
         return
@@ -124,6 +131,12 @@ def update_deployment(message_id: int) -> None:
 @celery_app.task(name="stratus.deployments.delete")
 def delete_deployment(message_id: int) -> None:
     """Delete the endpoint of a deployment in ``deleting``."""
+    with exclusive(message_id) as holding:
+        if holding:
+            _delete(message_id)
+
+
+def _delete(message_id: int) -> None:
     loaded = _load(message_id, S.DELETING, "deleted")
     if loaded is None:
         return
@@ -153,19 +166,35 @@ def schedule_poll(backend_name: str) -> None:
 
 @celery_app.task(name="stratus.deployments.poll")
 def poll_endpoints(backend_name: str) -> int:
-    """Apply the status of every watched endpoint of a backend; returns deployments moved."""
+    """Apply the status of every watched endpoint of a backend; returns deployments moved.
+
+    Pages through all of them, ``WATCH_LIMIT`` endpoints per backend call.
+    """
     backend = get_backend(backend_name)
     if backend is None:
         return 0
-    with unit_of_work() as session:
-        watched = lifecycle.watched(session, backend_name, WATCH_LIMIT)
-    if not watched:
-        return 0
-    try:
-        statuses = backend.describe_endpoints(list(watched))
-    except BackendError as error:
-        logger.warning("polling endpoints of %s failed: %s", backend_name, error)
-        return 0
+    with held(f"poll:endpoints:{backend_name}") as holding:
+        if not holding:
+            return 0
+        moved = 0
+        after: uuid.UUID | None = None
+        while True:
+            with unit_of_work() as session:
+                watched = lifecycle.watched(session, backend_name, WATCH_LIMIT, after)
+            if not watched:
+                return moved
+            try:
+                statuses = backend.describe_endpoints(list(watched))
+            except BackendError as error:
+                logger.warning("polling endpoints of %s failed: %s", backend_name, error)
+                return moved
+            moved += _apply_statuses(watched, statuses)
+            if len(watched) < WATCH_LIMIT:
+                return moved
+            after = max(watched.values())
+
+
+def _apply_statuses(watched: dict[str, uuid.UUID], statuses: Mapping[str, EndpointStatus]) -> int:
     moved = 0
     with unit_of_work() as session:
         for name, deployment_id in watched.items():
@@ -185,20 +214,31 @@ def pull_endpoint_metrics(backend_name: str) -> int:
     backend = get_backend(backend_name)
     if backend is None:
         return 0
+    with held(f"pull:endpoint-metrics:{backend_name}") as holding:
+        if not holding:  # another pull is storing these periods right now
+            return 0
+        return _pull_metrics(backend, backend_name)
+
+
+def _pull_metrics(backend: Backend, backend_name: str) -> int:
     period = metrics_period_s(backend_name)
-    with unit_of_work() as session:
-        serving = lifecycle.serving(session, backend_name, WATCH_LIMIT)
     # Only whole periods: the next pull starts where this one ended, with nothing half-counted.
     now = utcnow().timestamp()
     end = datetime.fromtimestamp(now - now % period, tz=UTC)
     stored = 0
-    for name, (deployment_id, synced_until) in serving.items():
-        start = synced_until or end - FIRST_PULL
-        try:
-            samples = backend.fetch_endpoint_metrics(name, start, end, period)
-        except BackendError as error:
-            logger.warning("metrics of %s unavailable: %s", name, error)
-            continue
+    after: uuid.UUID | None = None
+    while True:
         with unit_of_work() as session:
-            stored += lifecycle.store_endpoint_metrics(session, deployment_id, samples, end)
-    return stored
+            serving = lifecycle.serving(session, backend_name, WATCH_LIMIT, after)
+        for name, (deployment_id, synced_until) in serving.items():
+            start = synced_until or end - FIRST_PULL
+            try:
+                samples = backend.fetch_endpoint_metrics(name, start, end, period)
+            except BackendError as error:
+                logger.warning("metrics of %s unavailable: %s", name, error)
+                continue
+            with unit_of_work() as session:
+                stored += lifecycle.store_endpoint_metrics(session, deployment_id, samples, end)
+        if len(serving) < WATCH_LIMIT:
+            return stored
+        after = max(d for d, _ in serving.values())

@@ -23,7 +23,7 @@ from app.domain.runs import service as runs_service
 from app.domain.runs.states import RunStatus
 from app.settings import get_settings
 from workers.celery_app import celery_app
-from workers.tasks.work import acknowledge, defer, exclusive, payload_id, settle_error
+from workers.tasks.work import acknowledge, defer, exclusive, held, payload_id, settle_error
 
 logger = logging.getLogger(__name__)
 S = RunStatus
@@ -108,6 +108,12 @@ def _settle_stopped_submit(backend: Backend, run_id: uuid.UUID, message_id: int)
 @celery_app.task(name="stratus.runs.stop")
 def stop_run(message_id: int) -> None:
     """Ask the backend to stop the job of a run in ``stopping``."""
+    with exclusive(message_id) as holding:
+        if holding:
+            _stop(message_id)
+
+
+def _stop(message_id: int) -> None:
     with unit_of_work() as session:
         run_id = payload_id(session, message_id, "run_id")
         if run_id is None:
@@ -150,37 +156,61 @@ def poll_runs(backend_name: str) -> int:
 
 
 def poll_once(backend_name: str) -> int:
-    """One poll cycle of a backend's in-flight runs (also driven directly by benchmarks)."""
+    """One poll cycle of a backend's in-flight runs (also driven directly by benchmarks).
+
+    The cycle pages through every in-flight run, ``POLL_LIMIT`` per backend call, so none is
+    starved however many there are; the window closes only once all pages were applied.
+    """
     backend = get_backend(backend_name)
     if backend is None:
         return 0
+    with held(f"poll:runs:{backend_name}") as holding:  # one poller per backend at a time
+        if not holding:
+            return 0
+        return _poll(backend, backend_name)
+
+
+def _poll(backend: Backend, backend_name: str) -> int:
     key = f"runs:{backend_name}"
     with unit_of_work() as session:
         window = polling.open_window(session, key)
-        if window is None:
-            return 0
-        known = lifecycle.known_states(session, backend_name, POLL_LIMIT)
-        cursors = lifecycle.in_flight_cursors(session, backend_name, POLL_LIMIT)
-    try:
-        reported = backend.describe_jobs({n: s for n, (_, s) in known.items()}, window.since)
-    except BackendError as error:
-        with unit_of_work() as session:
-            delay = polling.back_off(
-                session, key, get_settings().backends.sagemaker.poll_interval_s
-            )
-        logger.warning("polling %s failed (%s); next poll in %.0f s", backend_name, error, delay)
+    if window is None:
         return 0
-    # Metrics first: a job reported as ended has printed everything, and its points must be
-    # in before its end is applied (which stores a final value only for a metric with none).
-    _pull_training_metrics(backend_name, cursors)
     moved = 0
+    after: uuid.UUID | None = None
+    while True:
+        with unit_of_work() as session:
+            page = lifecycle.in_flight_page(session, backend_name, after, POLL_LIMIT)
+        if not page.known:
+            break
+        known = page.known
+        try:
+            reported = backend.describe_jobs({n: s for n, (_, s) in known.items()}, window.since)
+        except BackendError as error:
+            # The window stays open: the next cycle asks again from the same point.
+            with unit_of_work() as session:
+                delay = polling.back_off(
+                    session, key, get_settings().backends.sagemaker.poll_interval_s
+                )
+            logger.warning(
+                "polling %s failed (%s); next poll in %.0f s", backend_name, error, delay
+            )
+            return moved
+        # Metrics first: a job reported as ended has printed everything, and its points must
+        # be in before its end is applied (which stores a final value only for a metric with
+        # no series).
+        _pull_training_metrics(backend_name, page.cursors)
+        with unit_of_work() as session:
+            for run_id, job in lifecycle.job_statuses_to_apply(known, reported):
+                try:
+                    with session.begin_nested():
+                        moved += lifecycle.apply_job_status(session, run_id, job)
+                except Exception:  # one bad row must not stop the others
+                    logger.exception("applying %s to run %s failed", job.state, run_id)
+        after = page.last_id
+        if not page.full:
+            break
     with unit_of_work() as session:
-        for run_id, job in lifecycle.job_statuses_to_apply(known, reported):
-            try:
-                with session.begin_nested():
-                    moved += lifecycle.apply_job_status(session, run_id, job)
-            except Exception:  # one bad row must not stop the others
-                logger.exception("applying %s to run %s failed", job.state, run_id)
         polling.close_window(session, key, window)
     return moved
 

@@ -65,15 +65,29 @@ def exclusive(message_id: int) -> Iterator[bool]:
     again; without this both deliveries would call the backend. The hold is short and renewed
     while the block runs, so a killed worker's hold lapses within one lease, not a task limit.
     """
-    name = f"outbox:{message_id}"
+    with held(f"outbox:{message_id}") as holding:
+        if not holding:
+            with unit_of_work() as session:
+                ttl_s = get_settings().worker.message_lease_s
+                outbox.retry_after(
+                    session, message_id, ttl_s, "another delivery is being processed"
+                )
+        yield holding
+
+
+@contextmanager
+def held(name: str) -> Iterator[bool]:
+    """Hold the named lease for the block, renewed while it runs; False if another has it.
+
+    Periodic tasks that call a backend (pollers, metric pulls) hold one per backend, so an
+    overlapping second run of the same task does not call the backend twice.
+    """
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     ttl_s = get_settings().worker.message_lease_s
     ttl = timedelta(seconds=ttl_s)
     with unit_of_work() as session:
-        held = leases.try_acquire(session, name, holder, ttl)
-        if not held:
-            outbox.retry_after(session, message_id, ttl_s, "another delivery is being processed")
-    if not held:
+        acquired = leases.try_acquire(session, name, holder, ttl)
+    if not acquired:
         yield False
         return
     done = threading.Event()
@@ -84,9 +98,9 @@ def exclusive(message_id: int) -> Iterator[bool]:
                 with unit_of_work() as session:
                     leases.try_acquire(session, name, holder, ttl)
             except Exception:  # a missed renewal only shortens the hold
-                logger.warning("renewing the hold on outbox message %s failed", message_id)
+                logger.warning("renewing the hold %s failed", name)
 
-    heartbeat = threading.Thread(target=renew, name=f"hold-{message_id}", daemon=True)
+    heartbeat = threading.Thread(target=renew, name=f"hold-{name}", daemon=True)
     heartbeat.start()
     try:
         yield True

@@ -27,7 +27,7 @@ router = APIRouter(tags=["api-keys"])
 def create_api_key(data: ApiKeyCreate, write: WriteDep, settings: SettingsDep) -> JSONResponse:
     """Issue a key. The response carries its ``secret`` once; only a hash is stored."""
     created = service.create_key(write.session, write.principal, data, settings.key_pepper)
-    return write.respond(created)
+    return write.respond(created, replay=created.without_secret())
 
 
 @router.get("/v1/api-keys", responses=problem_responses(400, 401, 403))

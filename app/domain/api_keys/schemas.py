@@ -29,7 +29,20 @@ class ApiKeyRead(ReadModel):
     revoked_at: datetime | None
 
 
-class ApiKeyCreated(ApiKeyRead):
-    """Returned once, at creation: the only time the secret is ever shown."""
+# A note about the secret, not one.
+SHOWN_ONCE_NOTE = (
+    "The secret was shown only once, in the first response to this request; it is not "
+    "stored and cannot be shown again. Revoke this key and create another if it was lost."
+)
 
-    secret: str
+
+class ApiKeyCreated(ApiKeyRead):
+    """Returned once, at creation: the only time the secret is ever shown. A replay of the
+    creating request (same Idempotency-Key) answers with ``secret`` null and a note."""
+
+    secret: str | None
+    secret_note: str | None = None
+
+    def without_secret(self) -> ApiKeyCreated:
+        """What a replay of the creating request answers: everything but the secret."""
+        return self.model_copy(update={"secret": None, "secret_note": SHOWN_ONCE_NOTE})

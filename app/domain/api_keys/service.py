@@ -84,9 +84,20 @@ def revoke_key(session: Session, principal: Principal, key_id: uuid.UUID) -> Non
         raise NotFound(f"API key {key_id} not found.")
     if key.revoked_at is not None:
         return
-    if key.is_admin and repository.count_active_admins(session) <= 1:
-        raise Conflict("This is the last active admin key; create another admin key first.")
-    key.revoked_at = utcnow()
+    last_admin = Conflict(
+        "This is the last active admin key; create another admin key first.", code="last_admin"
+    )
+    if key.is_admin:
+        # Locked: an admin revoking another at this moment waits, then counts again.
+        admins = repository.lock_active_admins(session)
+        if key.id in admins and len(admins) <= 1:
+            raise last_admin
+    if not repository.revoke_keeping_an_admin(session, key.id, utcnow()):
+        session.refresh(key)
+        if key.revoked_at is not None:
+            return  # revoked concurrently: the outcome asked for
+        raise last_admin
+    session.refresh(key)
     cache.principals.forget(key.key_hash)  # at once here; other processes within cache.TTL_S
     audit.record(session, principal, "api_key.revoke", "api_key", key.id, None)
 

@@ -43,9 +43,10 @@ def _lines(seconds: dict[str, float]) -> list[CostLine]:
     ]
 
 
-def project_costs(session: Session, principal: Principal, project_id: uuid.UUID) -> CostSummary:
-    """Instance-seconds and USD per instance type, for training and for serving (viewers)."""
-    authorize(session, principal, project_id, Role.VIEWER)
+def _project_lines(
+    session: Session, project_id: uuid.UUID
+) -> tuple[list[CostLine], list[CostLine]]:
+    """Training and serving lines of a project, up to now."""
     now = utcnow()
     training = defaultdict(float, repository.billed_run_seconds(session, project_id))
     for instance_type, started, ended, count in repository.unbilled_started_runs(
@@ -59,8 +60,23 @@ def project_costs(session: Session, principal: Principal, project_id: uuid.UUID)
         serving[d.instance_type] += deployment_instance_seconds(
             d.instance_seconds, d.current_instances, d.capacity_since, now
         )
-    lines = _lines(dict(training)), _lines(dict(serving))
-    total = round(sum(line.cost_usd or 0.0 for group in lines for line in group), 4)
+    return _lines(dict(training)), _lines(dict(serving))
+
+
+def _total(lines: tuple[list[CostLine], list[CostLine]]) -> float:
+    return round(sum(line.cost_usd or 0.0 for group in lines for line in group), 4)
+
+
+def spent_usd(session: Session, project_id: uuid.UUID) -> float:
+    """What the project has spent so far, in USD (unpriced instance types count 0)."""
+    return _total(_project_lines(session, project_id))
+
+
+def project_costs(session: Session, principal: Principal, project_id: uuid.UUID) -> CostSummary:
+    """Instance-seconds and USD per instance type, for training and for serving (viewers)."""
+    authorize(session, principal, project_id, Role.VIEWER)
+    lines = _project_lines(session, project_id)
+    total = _total(lines)
     unpriced = sorted({ln.instance_type for g in lines for ln in g if ln.cost_usd is None})
     project = projects_repo.get(session, project_id)
     budget = float(project.budget_usd) if project and project.budget_usd is not None else None

@@ -6,6 +6,7 @@ The controller sets absolute targets: whenever the endpoint serves a count other
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from app.domain.metrics import repository as metrics_repo
 from app.domain.model_versions import repository as models_repo
 from app.domain.outbox import service as outbox
 from app.domain.projects import repository as projects_repo
+from app.domain.quotas import service as quotas
 
 S = DeploymentStatus
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,18 +154,22 @@ def reconcile(session: Session, deployment_id: uuid.UUID) -> bool:
     return True
 
 
-def watched(session: Session, backend: str, limit: int) -> dict[str, uuid.UUID]:
-    """Deployments whose endpoints the poller watches, by endpoint name."""
-    return {endpoint_name(d.id): d.id for d in repository.list_watched(session, backend, limit)}
+def watched(
+    session: Session, backend: str, limit: int, after: uuid.UUID | None = None
+) -> dict[str, uuid.UUID]:
+    """Deployments whose endpoints the poller watches, by endpoint name (in id order)."""
+    rows = repository.list_watched(session, backend, limit, after)
+    return {endpoint_name(d.id): d.id for d in rows}
 
 
 def serving(
-    session: Session, backend: str, limit: int
+    session: Session, backend: str, limit: int, after: uuid.UUID | None = None
 ) -> dict[str, tuple[uuid.UUID, datetime | None]]:
-    """Serving deployments by endpoint name, with how far their metrics were pulled."""
+    """Serving deployments by endpoint name (in id order), with how far their metrics were
+    pulled."""
     return {
         endpoint_name(d.id): (d.id, d.metrics_synced_until)
-        for d in repository.list_serving(session, backend, limit)
+        for d in repository.list_serving(session, backend, limit, after)
     }
 
 
@@ -174,6 +181,14 @@ def store_endpoint_metrics(
     if deployment is None:
         return 0
     if samples:
+        allowed, dropped = quotas.admit_metric_names(
+            session, deployment.id, {s.name for s in samples}
+        )
+        if dropped:
+            note = quotas.dropped_note(dropped)
+            logger.warning("deployment %s: %s", deployment.id, note)
+            deployment.status_reason = note
+            samples = [s for s in samples if s.name in allowed]
         metrics_repo.add_many(
             session,
             deployment.project_id,

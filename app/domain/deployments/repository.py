@@ -84,34 +84,40 @@ def guarded_update(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def list_watched(session: Session, backend: str, limit: int) -> Sequence[Deployment]:
-    """Deployments of a backend whose endpoint exists or is coming or going."""
-    return session.scalars(
-        select(Deployment)
-        .where(
-            Deployment.backend == backend,
-            Deployment.status.in_(
-                [
-                    DeploymentStatus.CREATING,
-                    DeploymentStatus.IN_SERVICE,
-                    DeploymentStatus.UPDATING,
-                    DeploymentStatus.DELETING,
-                ]
-            ),
-        )
-        .order_by(Deployment.id)
-        .limit(limit)
-    ).all()
+WATCHED = (
+    DeploymentStatus.CREATING,
+    DeploymentStatus.IN_SERVICE,
+    DeploymentStatus.UPDATING,
+    DeploymentStatus.DELETING,
+)
+SERVING = (DeploymentStatus.IN_SERVICE, DeploymentStatus.UPDATING)
 
 
-def list_serving(session: Session, backend: str, limit: int) -> Sequence[Deployment]:
-    """Deployments of a backend that are serving traffic."""
-    return session.scalars(
-        select(Deployment)
-        .where(
-            Deployment.backend == backend,
-            Deployment.status.in_([DeploymentStatus.IN_SERVICE, DeploymentStatus.UPDATING]),
-        )
-        .order_by(Deployment.id)
-        .limit(limit)
-    ).all()
+def _backend_page(
+    session: Session,
+    backend: str,
+    statuses: Sequence[DeploymentStatus],
+    limit: int,
+    after: uuid.UUID | None,
+) -> Sequence[Deployment]:
+    stmt = select(Deployment).where(
+        Deployment.backend == backend, Deployment.status.in_(list(statuses))
+    )
+    if after is not None:
+        stmt = stmt.where(Deployment.id > after)
+    return session.scalars(stmt.order_by(Deployment.id).limit(limit)).all()
+
+
+def list_watched(
+    session: Session, backend: str, limit: int, after: uuid.UUID | None = None
+) -> Sequence[Deployment]:
+    """Deployments of a backend whose endpoint exists or is coming or going, by id after
+    ``after``, so a poller pages through all of them."""
+    return _backend_page(session, backend, WATCHED, limit, after)
+
+
+def list_serving(
+    session: Session, backend: str, limit: int, after: uuid.UUID | None = None
+) -> Sequence[Deployment]:
+    """Deployments of a backend that are serving traffic, by id after ``after``."""
+    return _backend_page(session, backend, SERVING, limit, after)

@@ -27,6 +27,7 @@ from app.domain.deployments.states import ADJUSTABLE, DeploymentStatus, check_tr
 from app.domain.model_versions import repository as models_repo
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
+from app.domain.quotas import service as quotas
 from app.errors import Conflict, NotFound, Unprocessable
 
 S = DeploymentStatus
@@ -71,6 +72,7 @@ def create_deployment(
         raise Conflict(
             f"A deployment named {data.name!r} already exists in this project.", code="name_taken"
         )
+    quotas.check_deployment(session, project, instance_type, data.desired_instances)
     deployment = Deployment(
         project_id=project_id,
         model_version_id=model.id,
@@ -160,6 +162,12 @@ def update_deployment(
     values = _merged_changes(deployment, data)
     if not values:
         return DeploymentRead.model_validate(deployment)
+    quotas.check_resize(
+        session,
+        deployment,
+        values.get("desired_instances", deployment.desired_instances),
+        values.get("max_instances", deployment.max_instances),
+    )
     # Only capacity reaches the endpoint; the policy is read by the optimizer from the row.
     resize = status == S.IN_SERVICE and any(k in values for k in CAPACITY)
     if resize:

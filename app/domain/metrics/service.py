@@ -28,6 +28,7 @@ from app.domain.metrics.schemas import (
     WindowStats,
 )
 from app.domain.pagination import PageRequest
+from app.domain.quotas import service as quotas
 from app.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 
 SubjectType = Literal["run", "deployment"]
@@ -111,6 +112,7 @@ def ingest(
     stream = copy_stream(project_id, subject_type, subject_id, points, utcnow())
     if batch_id is not None and opened is not None and not opened.claimed:
         return _replay(batch_id, repository.batch_count(session, subject_id, batch_id), points)
+    quotas.check_metric_names(session, subject_type, subject_id, {p["name"] for p in points})
     _check_stored(repository.copy_stream(session, stream), points)
     return MetricsAccepted(accepted=len(points)), False
 
@@ -132,6 +134,7 @@ def _ingest_portably(
         first = repository.claim_batch(session, subject_id, batch_id, len(points))
         if first is not None:
             return _replay(batch_id, first, points)
+    quotas.check_metric_names(session, subject_type, subject_id, {p["name"] for p in points})
     _check_stored(repository.add_many(session, project_id, subject_type, subject_id, rows), points)
     audit.record(
         session, principal, "metrics.ingest", subject_type, subject_id, project_id, details

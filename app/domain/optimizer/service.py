@@ -23,6 +23,7 @@ from app.domain.optimizer import repository
 from app.domain.optimizer.models import OptimizerDecision
 from app.domain.optimizer.schemas import DecisionRead, WhatIfRead, WhatIfRequest
 from app.domain.pagination import PageRequest
+from app.domain.quotas import service as quotas
 from app.errors import NotFound, Unprocessable
 from app.optimizer import Observation, Policy, State, Window, decide, fit, what_if
 from app.settings import get_settings
@@ -106,9 +107,16 @@ def optimize(session: Session, deployment_id: uuid.UUID, window_end: datetime) -
         observations(session, deployment, window_start, window_end), now_s=window_end.timestamp()
     )
     decision = decide(window, policy, _state(session, deployment))
-    target = min(
+    wanted = min(
         max(decision.desired_instances, deployment.min_instances), deployment.max_instances
     )
+    target = quotas.clamp_desired(session, deployment, wanted)
+    reason = decision.reason
+    if target != wanted:
+        reason += (
+            f" Held at {target} instead of {wanted}: the project's instance quota is full"
+            f" ({quotas.INSTANCES_SETTING})."
+        )
     row = OptimizerDecision(
         deployment_id=deployment.id,
         project_id=deployment.project_id,
@@ -119,7 +127,7 @@ def optimize(session: Session, deployment_id: uuid.UUID, window_end: datetime) -
         previous_instances=decision.previous_instances,
         desired_instances=target,
         applied=target != deployment.desired_instances,
-        reason=decision.reason,
+        reason=reason,
         details=decision.to_dict(),
         policy=policy.to_dict(),
     )

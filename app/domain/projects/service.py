@@ -198,9 +198,13 @@ def put_member(
         membership = Membership(project_id=project_id, principal_id=principal_id, role=data.role)
         session.add(membership)
     elif membership.role != data.role:
-        if membership.role == Role.OWNER and repository.count_owners(session, project_id) <= 1:
+        if membership.role == Role.OWNER:
+            _keep_an_owner(session, project_id, principal_id)
+        if not repository.change_role_keeping_an_owner(
+            session, project_id, principal_id, data.role
+        ):
             raise Conflict("A project keeps at least one owner.", code="last_owner")
-        membership.role = data.role
+        session.refresh(membership)
     audit.record(
         session,
         principal,
@@ -214,6 +218,14 @@ def put_member(
     return MemberRead.model_validate(membership)
 
 
+def _keep_an_owner(session: Session, project_id: uuid.UUID, principal_id: uuid.UUID) -> None:
+    """409 when ``principal_id`` is the project's last owner, with the owners locked, so a
+    concurrent demotion or removal waits for this one and then counts again."""
+    owners = repository.lock_owners(session, project_id)
+    if principal_id in owners and len(owners) <= 1:
+        raise Conflict("A project keeps at least one owner.", code="last_owner")
+
+
 def remove_member(
     session: Session, principal: Principal, project_id: uuid.UUID, principal_id: uuid.UUID
 ) -> None:
@@ -222,8 +234,10 @@ def remove_member(
     membership = repository.get_membership(session, project_id, principal_id)
     if membership is None:
         raise NotFound(f"Principal {principal_id} is not a member of this project.")
-    if membership.role == Role.OWNER and repository.count_owners(session, project_id) <= 1:
+    if membership.role == Role.OWNER:
+        _keep_an_owner(session, project_id, principal_id)
+    if not repository.remove_keeping_an_owner(session, project_id, principal_id):
         raise Conflict("A project keeps at least one owner.", code="last_owner")
-    session.delete(membership)
+    session.expunge(membership)
     audit.record(session, principal, "member.remove", "membership", principal_id, project_id)
     session.flush()

@@ -6,8 +6,9 @@ inside a transaction (STYLE habit 6). Every status change goes through ``transit
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from app.domain.bundles import service as bundles
 from app.domain.metrics import repository as metrics_repo
 from app.domain.model_versions import service as model_versions
 from app.domain.projects import repository as projects_repo
+from app.domain.quotas import service as quotas
 from app.domain.runs import repository
 from app.domain.runs.models import TrainingRun
 from app.domain.runs.service import transition
@@ -27,6 +29,7 @@ from app.domain.runs.states import RunStatus
 from app.settings import Settings
 
 S = RunStatus
+logger = logging.getLogger(__name__)
 # What Stratus believes the job is doing, in the backend's words, for each in-flight status.
 KNOWN_STATE = {
     S.SUBMITTING: JobState.STARTING,
@@ -118,14 +121,34 @@ def record_submit_failed(session: Session, run_id: uuid.UUID, reason: str) -> No
         transition(session, run_id, S.STOPPING, S.STOPPED, status_reason=reason[:4000])
 
 
-def known_states(
-    session: Session, backend: str, limit: int
-) -> dict[str, tuple[uuid.UUID, JobState]]:
-    """In-flight runs of a backend by job name, with the state Stratus last saw."""
-    return {
-        job_name(run.id): (run.id, KNOWN_STATE[S(run.status)])
-        for run in repository.list_in_flight(session, backend, limit)
-    }
+@dataclass(frozen=True)
+class InFlightPage:
+    """One page of a backend's in-flight runs: their last-seen states by job name, where the
+    live metrics of the running ones continue, and the id to continue the walk after."""
+
+    known: dict[str, tuple[uuid.UUID, JobState]]
+    cursors: dict[uuid.UUID, str | None]
+    last_id: uuid.UUID | None
+    full: bool  # as many rows as asked for: there may be more
+
+
+def in_flight_page(
+    session: Session, backend: str, after: uuid.UUID | None, limit: int
+) -> InFlightPage:
+    """The next ``limit`` in-flight runs of a backend after ``after`` (by id)."""
+    runs = repository.list_in_flight(session, backend, limit, after)
+    return InFlightPage(
+        known={job_name(r.id): (r.id, KNOWN_STATE[S(r.status)]) for r in runs},
+        # Submitting runs too: a short job may end before a poll sees it running, and the poll
+        # that sees it end must still pull every point it printed.
+        cursors={
+            r.id: r.metrics_cursor
+            for r in runs
+            if r.external_id is not None and r.status in (S.SUBMITTING, S.RUNNING, S.STOPPING)
+        },
+        last_id=runs[-1].id if runs else None,
+        full=len(runs) >= limit,
+    )
 
 
 def apply_job_status(session: Session, run_id: uuid.UUID, job: JobStatus) -> bool:
@@ -190,6 +213,7 @@ def _complete(
     # at its step (the poll pulls a job's last points before applying its end), so only a
     # metric with no series at all (SageMaker's final metrics) gets its value as one point.
     missing = set(final) - metrics_repo.names_with_points(session, run.id, sorted(final))
+    missing &= _admitted_names(session, run, missing) if missing else set()
     if missing:
         at = job.ended_at or utcnow()
         metrics_repo.add_many(
@@ -205,35 +229,35 @@ def _complete(
     return True
 
 
-def in_flight_cursors(session: Session, backend: str, limit: int) -> dict[uuid.UUID, str | None]:
-    """Submitted runs of a backend and where their live metrics continue.
-
-    Submitting runs are included: a short job may end before a poll sees it running, and the
-    poll that sees it end must still pull every point it printed.
-    """
-    return {
-        run.id: run.metrics_cursor
-        for run in repository.list_in_flight(session, backend, limit)
-        if run.external_id is not None and run.status in (S.SUBMITTING, S.RUNNING, S.STOPPING)
-    }
-
-
 def store_training_metrics(session: Session, run_id: uuid.UUID, page: MetricPage) -> int:
     """Store live metric points and move the run's cursor past them, in one transaction."""
     run = repository.get(session, run_id)
     if run is None:
         return 0
-    if page.points:
+    points = page.points
+    if points:
+        allowed = _admitted_names(session, run, {p.name for p in points})
+        points = [p for p in points if p.name in allowed]
         metrics_repo.add_many(
             session,
             run.project_id,
             "run",
             run.id,
-            [(p.name, p.step, p.timestamp, p.value) for p in page.points],
+            [(p.name, p.step, p.timestamp, p.value) for p in points],
         )
     if page.next_cursor is not None:
         run.metrics_cursor = page.next_cursor
-    return len(page.points)
+    return len(points)
+
+
+def _admitted_names(session: Session, run: TrainingRun, names: Collection[str]) -> set[str]:
+    """The names that fit the run's metric-name quota; the rest are dropped with a note."""
+    allowed, dropped = quotas.admit_metric_names(session, run.id, names)
+    if dropped:
+        note = quotas.dropped_note(dropped)
+        logger.warning("run %s: %s", run.id, note)
+        run.status_reason = note
+    return allowed
 
 
 def job_statuses_to_apply(

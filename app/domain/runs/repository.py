@@ -93,14 +93,15 @@ def guarded_update(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def list_in_flight(session: Session, backend: str, limit: int) -> Sequence[TrainingRun]:
-    """Runs of a backend whose job may be moving: submitted (has an id), running, stopping."""
-    return session.scalars(
-        select(TrainingRun)
-        .where(
-            TrainingRun.backend == backend,
-            TrainingRun.status.in_([RunStatus.SUBMITTING, RunStatus.RUNNING, RunStatus.STOPPING]),
-        )
-        .order_by(TrainingRun.id)
-        .limit(limit)
-    ).all()
+def list_in_flight(
+    session: Session, backend: str, limit: int, after: uuid.UUID | None = None
+) -> Sequence[TrainingRun]:
+    """Runs of a backend whose job may be moving: submitted (has an id), running, stopping;
+    in id order from after ``after``, so a poller pages through all of them."""
+    stmt = select(TrainingRun).where(
+        TrainingRun.backend == backend,
+        TrainingRun.status.in_([RunStatus.SUBMITTING, RunStatus.RUNNING, RunStatus.STOPPING]),
+    )
+    if after is not None:
+        stmt = stmt.where(TrainingRun.id > after)
+    return session.scalars(stmt.order_by(TrainingRun.id).limit(limit)).all()

@@ -155,6 +155,17 @@ class RunCreate(WriteModel):
         return self
 
 
+MASKED = "***"
+
+
+def masked_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with its environment values hidden (keys kept), for viewers."""
+    environment = spec.get("environment")
+    if not environment:
+        return spec
+    return {**spec, "environment": dict.fromkeys(environment, MASKED)}
+
+
 class RunRead(ReadModel):
     id: uuid.UUID
     project_id: uuid.UUID

@@ -17,9 +17,11 @@ from app.domain.bundles import service as bundles
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
+from app.domain.projects.models import Project
+from app.domain.quotas import service as quotas
 from app.domain.runs import external, repository
 from app.domain.runs.models import TrainingRun
-from app.domain.runs.schemas import EXTERNAL, RunCreate, RunRead
+from app.domain.runs.schemas import EXTERNAL, RunCreate, RunRead, masked_spec
 from app.domain.runs.states import TERMINAL, RunStatus, check_transition
 from app.domain.runs.validation import validate_run_spec
 from app.errors import Conflict, NotFound
@@ -40,9 +42,10 @@ def create_run(
         raise NotFound(f"Project {project_id} not found.")
     backend = data.backend or project.default_backend
     if backend == EXTERNAL:
-        return _create_tracked_run(session, principal, project_id, data)
+        return _create_tracked_run(session, principal, project, data)
     validate_run_spec(settings, backend, data.spec, project.backend_config)
     bundles.check_run_code(session, project_id, data.spec, backend, settings)
+    quotas.check_run(session, project, data.spec)
     run = TrainingRun(
         project_id=project_id,
         name=data.name,
@@ -68,14 +71,18 @@ def create_run(
 
 
 def _create_tracked_run(
-    session: Session, principal: Principal, project_id: uuid.UUID, data: RunCreate
+    session: Session, principal: Principal, project: Project, data: RunCreate
 ) -> RunRead:
-    """A run tracked from the caller's code: ``running`` at once, no job, no outbox row."""
-    run = external.tracked_run(project_id, data, principal.id)
+    """A run tracked from the caller's code: ``running`` at once, no job, no outbox row.
+
+    It counts against the active-run quota like any run; it costs nothing, so the budget
+    refuses it only when the project is over budget already."""
+    run = external.tracked_run(project.id, data, principal.id)
+    quotas.check_run(session, project, data.spec)
     session.add(run)
     session.flush()
     details = {"name": run.name, "backend": EXTERNAL}
-    audit.record(session, principal, "run.create", "run", run.id, project_id, details)
+    audit.record(session, principal, "run.create", "run", run.id, project.id, details)
     return RunRead.model_validate(run)
 
 
@@ -84,7 +91,16 @@ def _load(session: Session, principal: Principal, run_id: uuid.UUID, need: Role)
 
 
 def get_run(session: Session, principal: Principal, run_id: uuid.UUID) -> RunRead:
-    return RunRead.model_validate(_load(session, principal, run_id, Role.VIEWER))
+    """One run; viewers see its environment's keys with the values masked."""
+    run = repository.get(session, run_id)
+    missing = NotFound(f"Run {run_id} not found.")
+    if run is None:
+        raise missing
+    role = authorize(session, principal, run.project_id, Role.VIEWER, missing=missing)
+    read = RunRead.model_validate(run)
+    if role == Role.VIEWER:
+        read.spec = masked_spec(read.spec)
+    return read
 
 
 def list_runs(
@@ -97,10 +113,13 @@ def list_runs(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> tuple[list[RunRead], str | None]:
-    authorize(session, principal, project_id, Role.VIEWER)
+    role = authorize(session, principal, project_id, Role.VIEWER)
     rows, cursor = repository.list_for_project(
         session, project_id, page, status, backend, created_after, created_before
     )
+    if role == Role.VIEWER:  # environment values are for editors and owners
+        for row in rows:
+            row["spec"] = masked_spec(row["spec"])
     return [RunRead.model_validate(r) for r in rows], cursor
 
 
