@@ -9,7 +9,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 RUN python -m venv /opt/venv
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY app ./app
 COPY workers ./workers
 COPY migrations ./migrations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import json
 import os
 import signal
@@ -454,6 +455,11 @@ def demo(
             _fail(f"no --key given and no {key_file}; start `stratus dev` or pass --key", 2)
         key = key_file.read_text().strip()
     raise typer.Exit(run_demo(url, key, requests=requests, keep=keep))
+
+
+# The client's commands (login, projects, runs, models, deploy ...) live with the client,
+# installed as the package `stratus` (its source is app/client).
+importlib.import_module("stratus.cli").register(cli)
 
 
 def main() -> None:

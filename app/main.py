@@ -19,6 +19,7 @@ from app.api.routes import (
     models,
     optimizer,
     projects,
+    run_tracking,
     runs,
     serving,
 )
@@ -54,6 +55,7 @@ def create_app(
         api_keys,
         projects,
         runs,
+        run_tracking,
         bundles,
         models,
         deployments,

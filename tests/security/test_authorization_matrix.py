@@ -75,6 +75,11 @@ ROUTES = [
     Route("GET", "/v1/projects/{project_id}/runs", "viewer"),
     Route("GET", "/v1/runs/{run_id}", "viewer"),
     Route("POST", "/v1/runs/{run_id}/stop", "editor"),
+    Route("POST", "/v1/runs/{run_id}/complete", "editor", lambda _w, _s: {}),
+    Route("POST", "/v1/runs/{run_id}/fail", "editor", lambda _w, _s: {"reason": "x"}),
+    Route(
+        "POST", "/v1/runs/{run_id}/params", "editor", lambda _w, _s: {"hyperparameters": {"a": 1}}
+    ),
     Route("POST", "/v1/runs/{run_id}/metrics", "editor", _points),
     Route("GET", "/v1/runs/{run_id}/metrics", "viewer"),
     Route("GET", "/v1/models/{model_version_id}", "viewer"),

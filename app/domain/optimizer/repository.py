@@ -101,10 +101,14 @@ def finished_runs(
     instance_type: str | None,
     limit: int = 500,
 ) -> Sequence[TrainingRun]:
-    """Completed runs of one entrypoint (and instance type), newest first."""
+    """Completed runs of one entrypoint (and instance type), newest first.
+
+    Tracked (external) runs ran on the caller's machine, not on instances: they say nothing
+    about instance counts."""
     stmt = select(TrainingRun).where(
         TrainingRun.project_id == project_id,
         TrainingRun.status == "completed",
+        TrainingRun.backend != "external",
         TrainingRun.spec["entrypoint"].as_string() == entrypoint,
         TrainingRun.started_at.is_not(None),
         TrainingRun.ended_at.is_not(None),

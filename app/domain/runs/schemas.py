@@ -18,7 +18,9 @@ from app.domain.schemas import ReadModel, WriteModel
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 CHANNEL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 HP_KEY = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"
-Backend = Literal["local", "sagemaker"]
+Backend = Literal["local", "sagemaker", "external"]
+# Runs tracked from the caller's own training code: no job, no backend, finished by the client.
+EXTERNAL = "external"
 HyperValue = str | int | float | bool
 
 # The shipped recommender, from this installation's examples: it works as sent on a
@@ -110,8 +112,6 @@ class RunSpec(WriteModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
-        if not self.entrypoint and not self.image:
-            raise ValueError("give an entrypoint (script mode) or an image")
         self._one_code_source()
         if self.use_spot and (self.max_wait_seconds or 0) < self.max_runtime_seconds:
             raise ValueError("use_spot needs max_wait_seconds >= max_runtime_seconds")
@@ -128,8 +128,6 @@ class RunSpec(WriteModel):
             raise ValueError("give one of source_dir or code_bundle_id, not both")
         if self.code_bundle_id is not None and not self.entrypoint:
             raise ValueError("code_bundle_id needs an entrypoint inside the bundle")
-        if self.entrypoint and not self.image and not (self.source_dir or self.code_bundle_id):
-            raise ValueError("script mode needs code: give code_bundle_id or source_dir")
 
 
 class RunCreate(WriteModel):
@@ -143,6 +141,18 @@ class RunCreate(WriteModel):
     name: str = Field(pattern=NAME)
     backend: Backend | None = Field(default=None, description="Default: the project's backend")
     spec: RunSpec
+
+    @model_validator(mode="after")
+    def _has_code(self) -> RunCreate:
+        # A tracked (external) run runs the caller's code wherever it is: nothing to name here.
+        if self.backend == EXTERNAL:
+            return self
+        spec = self.spec
+        if not spec.entrypoint and not spec.image:
+            raise ValueError("give spec.entrypoint (script mode) or spec.image")
+        if spec.entrypoint and not spec.image and not (spec.source_dir or spec.code_bundle_id):
+            raise ValueError("script mode needs code: give code_bundle_id or source_dir")
+        return self
 
 
 MASKED = "***"

@@ -17,10 +17,11 @@ from app.domain.bundles import service as bundles
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
+from app.domain.projects.models import Project
 from app.domain.quotas import service as quotas
-from app.domain.runs import repository
+from app.domain.runs import external, repository
 from app.domain.runs.models import TrainingRun
-from app.domain.runs.schemas import RunCreate, RunRead, masked_spec
+from app.domain.runs.schemas import EXTERNAL, RunCreate, RunRead, masked_spec
 from app.domain.runs.states import TERMINAL, RunStatus, check_transition
 from app.domain.runs.validation import validate_run_spec
 from app.errors import Conflict, NotFound
@@ -40,6 +41,8 @@ def create_run(
     if project is None:
         raise NotFound(f"Project {project_id} not found.")
     backend = data.backend or project.default_backend
+    if backend == EXTERNAL:
+        return _create_tracked_run(session, principal, project, data)
     validate_run_spec(settings, backend, data.spec, project.backend_config)
     bundles.check_run_code(session, project_id, data.spec, backend, settings)
     quotas.check_run(session, project, data.spec)
@@ -64,6 +67,22 @@ def create_run(
         project_id,
         {"name": run.name, "backend": backend},
     )
+    return RunRead.model_validate(run)
+
+
+def _create_tracked_run(
+    session: Session, principal: Principal, project: Project, data: RunCreate
+) -> RunRead:
+    """A run tracked from the caller's code: ``running`` at once, no job, no outbox row.
+
+    It counts against the active-run quota like any run; it costs nothing, so the budget
+    refuses it only when the project is over budget already."""
+    run = external.tracked_run(project.id, data, principal.id)
+    quotas.check_run(session, project, data.spec)
+    session.add(run)
+    session.flush()
+    details = {"name": run.name, "backend": EXTERNAL}
+    audit.record(session, principal, "run.create", "run", run.id, project.id, details)
     return RunRead.model_validate(run)
 
 
@@ -115,7 +134,10 @@ def stop_run(session: Session, principal: Principal, run_id: uuid.UUID) -> RunRe
     target = RunStatus.STOPPED if status == RunStatus.PENDING else RunStatus.STOPPING
     if not transition(session, run.id, status, target, status_reason="stop requested"):
         raise Conflict("The run changed state meanwhile; read it and retry.", code="stale")
-    if target == RunStatus.STOPPING:
+    if target == RunStatus.STOPPING and run.backend == EXTERNAL:
+        # No job to wait for: a tracked run passes through stopping to stopped at once.
+        transition(session, run.id, target, RunStatus.STOPPED, status_reason="stop requested")
+    elif target == RunStatus.STOPPING:
         outbox.enqueue(session, outbox.RUN_STOP, run_id=str(run.id))
     audit.record(
         session, principal, "run.stop", "run", run.id, run.project_id, {"from": str(status)}
@@ -156,6 +178,6 @@ def record_backend_unavailable(session: Session, run_id: uuid.UUID, reason: str)
 def log_target(session: Session, principal: Principal, run_id: uuid.UUID) -> tuple[str, str] | None:
     """(backend, job name) whose logs the run has, or None before it was submitted."""
     run = _load(session, principal, run_id, Role.VIEWER)
-    if run.status == RunStatus.PENDING:
-        return None
+    if run.status == RunStatus.PENDING or run.backend == EXTERNAL:
+        return None  # a tracked run's log stays on the caller's machine
     return run.backend, job_name(run.id)
