@@ -13,6 +13,7 @@ from app.settings import Settings
 
 ROOTS_SETTING = "STRATUS_BACKENDS__LOCAL__HOST_ROOTS"
 BUNDLE_HINT = "code can be sent as a code bundle instead"
+NAME_MAX, PATH_MAX = 255, 4095  # Linux's limits on one name and on a whole path
 
 
 class HostPathError(ValueError):
@@ -92,6 +93,10 @@ def parse_host_path(value: str) -> Path:
         )
     if ".." in Path(raw).parts:
         raise HostPathError(f"{value!r} must not contain '..' segments")
+    if len(raw.encode()) > PATH_MAX or any(len(p.encode()) > NAME_MAX for p in Path(raw).parts):
+        raise HostPathError(
+            f"paths are at most {PATH_MAX} bytes, each name in them at most {NAME_MAX}"
+        )
     return Path(raw)
 
 

@@ -73,6 +73,10 @@ def test_create_run_records_pending_run_and_outbox_row(
         ({"entrypoint": "../recommender/train.py"}, "'..'"),
         ({"entrypoint": "code"}, "not a regular file"),
         ({"output_location": "/nonexistent-root/out"}, "STRATUS_BACKENDS__LOCAL__HOST_ROOTS"),
+        # Names the host cannot hold are a 422, never an OSError (found by fuzzing).
+        ({"entrypoint": "0" * 256}, "at most 255 bytes"),
+        ({"source_dir": "/" + "d" * 256}, "at most 255"),
+        ({"input_channels": {"train": "/" + "d" * 300}}, "at most 255"),
     ],
 )
 def test_invalid_spec_is_422_and_stores_nothing(

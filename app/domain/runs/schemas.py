@@ -94,6 +94,13 @@ class RunSpec(WriteModel):
     max_wait_seconds: int | None = Field(default=None, ge=1, le=28 * 86400)
     environment: dict[str, str] = Field(default_factory=dict, max_length=100)
 
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint_names(cls, value: str | None) -> str | None:
+        if value is not None and any(len(part.encode()) > 255 for part in value.split("/")):
+            raise ValueError("each name in the entrypoint's path is at most 255 bytes")
+        return value
+
     @field_validator("hyperparameters")
     @classmethod
     def _hp_keys(cls, value: dict[str, HyperValue]) -> dict[str, HyperValue]:

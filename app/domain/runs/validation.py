@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +98,29 @@ def _check_local(problems: Problems, spec: RunSpec, roots: HostRoots) -> None:
     for name in SAGEMAKER_ONLY:
         if given[name]:
             problems.add(f"spec.{name}", "is a SageMaker option; the local backend refuses it")
-    _check_code(problems, spec, roots)
+    with _host_checks(problems, "spec"):
+        _check_code(problems, spec, roots)
     for name, uri in spec.input_channels.items():
         field = _channel(name)
         if is_s3(uri):
             problems.add(field, "the local backend reads host paths, not s3:// URIs")
             continue
-        path = check_host_path(problems, field, uri, roots)
-        if path is not None and not path.exists():
-            problems.add(field, f"{uri!r} does not exist on this host")
+        with _host_checks(problems, field):
+            path = check_host_path(problems, field, uri, roots)
+            if path is not None and not path.exists():
+                problems.add(field, f"{uri!r} does not exist on this host")
     if spec.output_location:
-        _check_output(problems, spec.output_location, roots)
+        with _host_checks(problems, "spec.output_location"):
+            _check_output(problems, spec.output_location, roots)
+
+
+@contextmanager
+def _host_checks(problems: Problems, field: str | tuple[str, ...]) -> Iterator[None]:
+    """Looking at the host's files can fail (a name too long, a link loop): a 422, not a 500."""
+    try:
+        yield
+    except OSError as exc:
+        problems.add(field, f"cannot be checked on this host: {exc.strerror or type(exc).__name__}")
 
 
 def _check_code(problems: Problems, spec: RunSpec, roots: HostRoots) -> None:
@@ -219,7 +233,8 @@ def validate_artifact_uri(
     if is_s3(uri):
         check_s3_uri(problems, field, uri, s3_prefixes(project_backend_config))
     else:
-        path = check_host_path(problems, field, uri, settings_roots(settings))
-        if path is not None and not path.exists():
-            problems.add(field, f"{uri!r} does not exist on this host")
+        with _host_checks(problems, field):
+            path = check_host_path(problems, field, uri, settings_roots(settings))
+            if path is not None and not path.exists():
+                problems.add(field, f"{uri!r} does not exist on this host")
     problems.raise_any("invalid_artifact")
