@@ -52,18 +52,27 @@ class BodySizeLimit:
                     return
         seen = 0
         started = False
+        over = False  # the body passed the limit: whatever the app answers becomes a 413
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > max_bytes:
+                    over = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if over:
+                # The app caught the error while parsing (FastAPI answers 400 "error parsing
+                # the body"); the caller is told the real reason instead.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._reject(scope, send, max_bytes)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -125,6 +125,30 @@ def test_a_body_over_the_size_limit_is_413(client: TestClient, db: Session, setu
     assert _count(db) == 0
 
 
+@pytest.mark.parametrize("path", ["/v1/projects", "/v1/runs/{run}/metrics"])
+def test_a_chunked_body_over_the_limit_is_413_not_a_parse_error(
+    client: TestClient, db: Session, setup: Any, path: str
+) -> None:
+    """No Content-Length to refuse up front: the count stops the stream, and the answer says
+    why (not FastAPI's 400 "error parsing the body")."""
+    editor, _, run = setup
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"points": ['
+        for _ in range(2000):
+            yield b'{"name": "loss", "value": 1.0, "step": 1},' * 64
+
+    r = client.post(
+        path.format(run=run.id),
+        content=chunks(),
+        headers={**editor.headers, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "over the limit" in r.json()["detail"]
+    assert _count(db) == 0
+
+
 @pytest.fixture
 def limited_client(
     settings: Settings, session_factory: sessionmaker[Session]
