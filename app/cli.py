@@ -444,7 +444,9 @@ def demo(
         Path, typer.Option(help="Where `stratus dev` keeps its admin key.")
     ] = DEFAULT_DATA_DIR,
     requests: Annotated[int, typer.Option(min=1, help="Requests to send to the model.")] = 300,
-    keep: Annotated[bool, typer.Option(help="Keep the deployment afterwards.")] = False,
+    keep: Annotated[
+        bool, typer.Option(help="Keep the demo's project, run and deployment afterwards.")
+    ] = False,
 ) -> None:
     """Train, register, deploy, invoke and measure the shipped recommender, end to end."""
     from app.demo import run_demo

@@ -235,14 +235,39 @@ class Demo:
         )
         return metrics
 
-    def delete(self, deployment_id: str) -> None:
-        self._call("DELETE", f"/v1/deployments/{deployment_id}")
+    def clean_up(self, project_id: str) -> None:
+        """Remove what the demo made: stop its runs, delete its deployments, then the project."""
+        base = f"/v1/projects/{project_id}"
+        deployments = self._call("GET", f"{base}/deployments", params={"limit": 500})["items"]
+        live = [d["id"] for d in deployments if d["status"] not in ("deleting", "deleted")]
+        for deployment_id in live:
+            self._call("DELETE", f"/v1/deployments/{deployment_id}")
+        runs = self._call("GET", f"{base}/runs", params={"limit": 500})["items"]
+        for run in runs:
+            if run["status"] not in (*TERMINAL_RUN, "stopping"):
+                self._call("POST", f"/v1/runs/{run['id']}/stop")
 
-        def gone() -> bool:
-            status = self._call("GET", f"/v1/deployments/{deployment_id}")["status"]
-            return bool(status == "deleted")
+        def settled() -> bool:
+            runs = self._call("GET", f"{base}/runs", params={"limit": 500})["items"]
+            deployments = self._call("GET", f"{base}/deployments", params={"limit": 500})
+            return all(r["status"] in TERMINAL_RUN for r in runs) and all(
+                d["status"] == "deleted" for d in deployments["items"]
+            )
 
-        self._wait("the deployment to be deleted", gone, 60)
+        self._wait("the demo's runs and deployments to finish", settled, 120)
+        self._call("DELETE", base)
+
+
+def _clean_up(demo: Demo, project_id: str | None, keep: bool) -> bool:
+    """A demo leaves nothing behind unless asked to keep it; False when that failed."""
+    if project_id is None or keep:
+        return True
+    try:
+        demo.clean_up(project_id)
+    except DemoFailed as failure:
+        say(f"could not clean up project {project_id}: {failure}")
+        return False
+    return True
 
 
 def run_demo(
@@ -257,6 +282,7 @@ def run_demo(
 ) -> int:
     """The walk-through; 0 when every step worked, 1 (with the reason printed) otherwise."""
     demo = Demo(url, key)
+    project_id: str | None = None
     try:
         demo.check_server()
         project_id = demo.create_project()
@@ -266,10 +292,11 @@ def run_demo(
         deployment = demo.deploy(project_id, model["id"], replicas)
         report = demo.send_load(deployment["id"], requests, concurrency)
         demo.served_metrics(deployment["id"], requests)
-        if not keep:
-            demo.delete(deployment["id"])
     except DemoFailed as failure:
         say(f"demo failed: {failure}")
+        _clean_up(demo, project_id, keep)
+        return 1
+    if not _clean_up(demo, project_id, keep):
         return 1
     say("")
     say(
@@ -281,5 +308,9 @@ def run_demo(
         f"p95 {report.percentile(0.95):.1f} ms, p99 {report.percentile(0.99):.1f} ms, "
         f"mean {statistics.fmean(report.latencies_ms):.1f} ms over {len(report.latencies_ms)}"
     )
-    say("Deployment kept; delete it when done." if keep else "Deployment deleted. Demo complete.")
+    say(
+        f"Project {project_id} and its deployment kept; delete them when done."
+        if keep
+        else "The demo's project, run and deployment were deleted. Demo complete."
+    )
     return 0

@@ -252,4 +252,8 @@ def test_demo_walks_the_whole_loop(start_dev: Callable[[Path], Dev], tmp_path: P
     assert "Demo complete." in demo.stdout
     assert "ndcg_at_10=" in demo.stdout
     assert "Invocation latency through Stratus: p50" in demo.stdout
+    # It leaves nothing behind: its project (with the run and deployment) is gone.
+    admin = {"Authorization": f"Bearer {(data_dir / 'admin-key').read_text().strip()}"}
+    projects = dev.get("/v1/projects", headers=admin).json()["items"]
+    assert [p["name"] for p in projects if p["name"].startswith("demo-")] == [], demo.stdout
     assert dev.stop() == 0

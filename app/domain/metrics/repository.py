@@ -401,9 +401,10 @@ def queue_project_purge(session: Session, project_id: uuid.UUID, now: datetime) 
         insert_(MetricPurge)
         .from_select(
             ["subject_id", "project_id", "requested_at"],
+            # "WHERE true": SQLite cannot otherwise tell ON CONFLICT from a join's ON.
             select(
                 subjects.c.id, subjects.c.project_id, literal(now, MetricPurge.requested_at.type)
-            ),
+            ).where(true()),
         )
         .on_conflict_do_nothing()
     )
