@@ -147,7 +147,9 @@ class RunCreate(WriteModel):
 
     name: str = Field(pattern=NAME)
     backend: Backend | None = Field(default=None, description="Default: the project's backend")
-    spec: RunSpec
+    spec: RunSpec = Field(
+        default_factory=RunSpec, description="What to run; a tracked (external) run may omit it"
+    )
 
     @model_validator(mode="after")
     def _has_code(self) -> RunCreate:
