@@ -10,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_embedded import (
-    STARTUP_DEADLINE_S,
-    Dev,
-    _free_port,
-    _stratus,
-    _wait_for,
-)
+from tests.devserver import REPO, checkout_dev
+from tests.test_embedded import Dev
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def walkthrough() -> str:
@@ -34,24 +27,8 @@ def walkthrough() -> str:
 
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[Dev]:
-    """`stratus dev` in a directory laid out like a checkout (.stratus/ and examples/)."""
-    (tmp_path / "examples").symlink_to(REPO / "examples")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
-    port = _free_port()
-    out, err = tmp_path / "dev.out", tmp_path / "dev.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        popen = subprocess.Popen(
-            [*_stratus(), "dev", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    server = Dev(popen, f"http://127.0.0.1:{port}", tmp_path / ".stratus", out, err)
-    _wait_for("/docs", server.serves_docs, STARTUP_DEADLINE_S, server)
-    yield server
-    server.stop()
+    with checkout_dev(tmp_path) as server:
+        yield server
 
 
 def test_the_walkthrough_runs_twice_in_a_row(dev: Dev, tmp_path: Path) -> None:
