@@ -431,6 +431,8 @@ def main() -> None:
             "STRATUS_BROKER_URL": REDIS,
             "STRATUS_KEY_PEPPER": PEPPER,
             "STRATUS_LOG_LEVEL": "WARNING",
+            # A production API process: no local backend next to it (as in the Compose stack).
+            "STRATUS_BACKENDS__LOCAL__ENABLED": "false",
         }
         cmd = [
             sys.executable,
