@@ -151,6 +151,8 @@ def point_settings_at(database_url: str, interval: float, jitter: float) -> None
             # (10 requests/s) would stretch the polls.
             "STRATUS_BACKENDS__SAGEMAKER__API_RATE_PER_S": "100000",
             "STRATUS_BACKENDS__SAGEMAKER__API_BURST": "100000",
+            # Every job lives in one project: its active-run quota must hold them all.
+            "STRATUS_QUOTAS__ACTIVE_RUNS_PER_PROJECT": "1000000",
         }
     )
     get_settings.cache_clear()
