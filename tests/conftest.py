@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,14 +54,14 @@ def _postgres_admin_engine() -> Engine | None:
         return None
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh database for this test session, migrated to head with Alembic."""
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database migrated to head with Alembic; dropped afterwards."""
     admin = _postgres_admin_engine()
     if admin is None:
         _unavailable("PostgreSQL", PG_ADMIN_URL.split("@")[-1])
     assert admin is not None
-    name = f"stratus_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
@@ -71,6 +72,13 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh database for this test session, migrated to head with Alembic."""
+    with scratch_database("stratus_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,6 @@ point once across dropped connections; every command's exit code and JSON shape.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tarfile
 import threading
 import time
@@ -20,7 +18,8 @@ from typer.testing import CliRunner
 
 import stratus
 from app.cli import cli
-from tests.test_embedded import STARTUP_DEADLINE_S, Dev, _free_port, _stratus, _wait_for
+from tests.devserver import checkout_dev
+from tests.test_embedded import Dev
 
 pytestmark = pytest.mark.slow
 
@@ -48,25 +47,8 @@ model = pathlib.Path(os.environ["SM_MODEL_DIR"])
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
-    root = tmp_path_factory.mktemp("dev")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
-    port = _free_port()
-    out, err = root / "dev.out", root / "dev.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        popen = subprocess.Popen(
-            [*_stratus(), "dev", "--port", str(port), "--data-dir", str(root / "data")],
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    server = Dev(popen, f"http://127.0.0.1:{port}", root / "data", out, err)
-    try:
-        _wait_for("/docs", server.serves_docs, STARTUP_DEADLINE_S, server)
+    with checkout_dev(tmp_path_factory.mktemp("dev")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

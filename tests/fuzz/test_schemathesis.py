@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,20 +26,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.db import build_engine
 from app.domain.access import Role
-from app.migrate import upgrade
-from tests.conftest import (
-    PG_ADMIN_URL,
-    REDIS_URL,
-    TEST_PEPPER,
-    _postgres_admin_engine,
-    _unavailable,
-)
+from tests.conftest import REDIS_URL, TEST_PEPPER, scratch_database
 from tests.factories import (
     make_bundle,
     make_decision,
@@ -67,21 +57,8 @@ class Seeded:
 
 @pytest.fixture
 def scratch_db() -> Iterator[str]:
-    admin = _postgres_admin_engine()
-    if admin is None:
-        _unavailable("PostgreSQL", PG_ADMIN_URL.split("@")[-1])
-    assert admin is not None
-    name = f"stratus_fuzz_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    with scratch_database("stratus_fuzz") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _seed(url: str) -> Seeded:
