@@ -100,6 +100,9 @@ class LocalBackendSettings(BaseModel):
     sandbox_memory_bytes: int = Field(default=16 * 1024**3, ge=0)  # RLIMIT_AS; 0: unlimited
     sandbox_open_files: int = Field(default=4096, ge=0)  # RLIMIT_NOFILE; 0: unlimited
     sandbox_processes: int = Field(default=1024, ge=0)  # RLIMIT_NPROC per uid; 0: unlimited
+    # A sandboxed training job's network: "none", a namespace of the job's own where only its
+    # hosts' loopback works; "host", the host's (and whatever listens on its loopback).
+    sandbox_network: Literal["none", "host"] = "none"
     metric_regex_timeout_s: float = Field(default=1.0, gt=0, le=60)  # CPU per rule per line
     allow_in_prod: bool = False  # acknowledge running user code on the API/worker hosts
 

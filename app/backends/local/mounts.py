@@ -10,12 +10,17 @@ directories writable. Nothing of this leaks out: ``/`` is made private first.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import socket
 import stat
+import struct
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 TMPFS_OPTIONS = b"mode=0755,size=1m"  # holds only the mount points of what is bound back
@@ -92,6 +97,16 @@ def _mount(
         data,
     )
     _check(result, f"mount {target}")
+
+
+def isolate_network() -> None:
+    """Leave the host's network for one of one's own, with its loopback up (and nothing else):
+    what this process starts afterwards reaches no service of the host, only each other."""
+    _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(probe, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(probe, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
 
 
 def unshare_mounts() -> None:

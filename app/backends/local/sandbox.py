@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
@@ -53,6 +53,10 @@ class SandboxSpec(BaseModel):
     memory_bytes: int = 0
     open_files: int = 0
     processes: int = 0
+    # Training jobs only: "none" gives the job a network of its own (loopback alone). Replicas
+    # stay on the host's network, where the router reaches them. A job written before this
+    # setting existed keeps the host's.
+    network: Literal["none", "host"] = "host"
 
 
 def is_root() -> bool:
@@ -114,6 +118,7 @@ def spec_for(settings: Settings, work_dir: Path) -> SandboxSpec | None:
         memory_bytes=local.sandbox_memory_bytes,
         open_files=local.sandbox_open_files,
         processes=local.sandbox_processes,
+        network=local.sandbox_network,
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from app.backends.base import JobState
-from app.backends.local import procs
+from app.backends.local import mounts, procs
 from app.backends.local.contract import (
     CODE_DIR,
     JobConfig,
@@ -100,11 +100,26 @@ class Supervisor:
         self.jail, problem = open_job_jail(self.job_dir, self.config)
         for note in self.jail.notes if self.jail else ():
             self.sink.note(note)
+        if problem is None and self.jail is not None and self.jail.spec.network == "none":
+            problem = self._isolate_network()
         if problem is None:
             return True
         self.sink.note(problem)
         self._end(Ending(JobState.FAILED, "Failed", problem))
         return False
+
+    def _isolate_network(self) -> str | None:
+        """Move this supervisor, and so the hosts it starts, off the host's network; the
+        reason the job cannot run, or None."""
+        try:
+            mounts.isolate_network()
+        except OSError as exc:
+            return (
+                f"the job's network could not be isolated ({exc}); an admin may run jobs on "
+                "the host's network with STRATUS_BACKENDS__LOCAL__SANDBOX_NETWORK=host"
+            )
+        self.sink.note("network: a namespace of the job's own (loopback only)")
+        return None
 
     def _start_hosts(self) -> None:
         command = host_command(self.job_dir, self.config)

@@ -503,3 +503,68 @@ def test_prod_refuses_the_local_backend_unless_acknowledged() -> None:
     Settings(**PROD, backends={"local": {"enabled": False}})
     acknowledged = Settings(**PROD, backends={"local": {"allow_in_prod": True}})
     assert acknowledged.backends.local.enabled
+
+
+# --- the network ----------------------------------------------------------------------------
+
+NETWORK_PROBE = """
+import json, os, socket, threading
+def connect(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return "connected"
+    except OSError as exc:
+        return "refused: " + type(exc).__name__
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+threading.Thread(target=lambda: server.accept(), daemon=True).start()
+ports = json.loads(os.environ["PROBE_PORTS"])
+report = {name: connect(port) for name, port in ports.items()}
+report["own_loopback"] = connect(server.getsockname()[1])
+print("network " + json.dumps(report), flush=True)
+"""
+
+
+def _listening(port: int) -> bool:
+    import socket  # noqa: PLC0415 - only these tests open sockets
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@root_only
+@pytest.mark.slow
+@pytest.mark.parametrize("network", ["none", "host"])
+def test_a_jobs_network_is_its_own_unless_the_admin_says_host(
+    local_settings: Settings, tmp_path: Path, network: str
+) -> None:
+    """With "none" the job reaches no service on the host's loopback (here PostgreSQL and Redis,
+    which trust loopback), while its own loopback works; "host" is the host's network."""
+    services = {"postgres": 5432, "redis": 6379}
+    if not all(_listening(port) for port in services.values()):
+        pytest.skip("PostgreSQL and Redis must listen on loopback for this test")
+    local = local_settings.backends.local.model_dump() | {"sandbox_network": network}
+    backend = LocalBackend(Settings(data_dir=tmp_path, backends={"local": local}))
+    try:
+        source = script(tmp_path / "net", NETWORK_PROBE)
+        name = f"net-{network}"
+        backend.submit_training(
+            job(name, source, environment={"PROBE_PORTS": json.dumps(services)})
+        )
+        status = wait_job(backend, name)
+        lines = backend.fetch_logs(name, None, 200).lines
+    finally:
+        backend.close()
+    assert status.state == JobState.COMPLETED, (status.failure_reason, lines)
+    report = json.loads(next(line for line in lines if "network {" in line).split("network ", 1)[1])
+    assert report["own_loopback"] == "connected"
+    if network == "none":
+        assert report["postgres"].startswith("refused"), report
+        assert report["redis"].startswith("refused"), report
+        assert any("a namespace of the job's own" in line for line in lines), lines
+    else:
+        assert report["postgres"] == report["redis"] == "connected", report
