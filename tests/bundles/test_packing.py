@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.artifacts.archive import ArchiveRefused, BundleLimits, extract_archive, inspect_archive
-from app.domain.bundles.packing import pack_directory
+from app.domain.bundles.packing import pack_directory, pack_directory_to
 from tests.bundles.archives import TRAIN, entry, targz
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,14 +39,15 @@ def test_packing_is_deterministic_and_skips_the_usual_clutter(tmp_path: Path) ->
     assert pack_directory(root) == first
     with tarfile.open(fileobj=io.BytesIO(first)) as archive:
         members = {m.name: m for m in archive.getmembers()}
-    assert sorted(members) == ["lib", "lib/util.py", "run.sh", "train.py"]
+    assert sorted(members) == ["lib/util.py", "run.sh", "train.py"]
     assert {(m.mtime, m.uid, m.gid, m.uname) for m in members.values()} == {(0, 0, 0, "")}
     assert members["run.sh"].mode == 0o755
     assert members["train.py"].mode == 0o644
-    assert inspect_archive(io.BytesIO(first), LIMITS).files == ["lib/util.py", "run.sh", "train.py"]
+    files = inspect_archive(io.BytesIO(first), LIMITS).files
+    assert sorted(files) == ["lib/util.py", "run.sh", "train.py"]
 
 
-def test_links_inside_are_kept_and_links_out_are_refused(tmp_path: Path) -> None:
+def test_links_inside_are_kept_and_links_out_are_left_out(tmp_path: Path) -> None:
     root = _tree(tmp_path / "src")
     (root / "main.py").symlink_to("train.py")
     packed = pack_directory(root)
@@ -55,8 +56,11 @@ def test_links_inside_are_kept_and_links_out_are_refused(tmp_path: Path) -> None
     assert (unpacked / "main.py").is_symlink()
     assert (unpacked / "main.py").read_bytes() == TRAIN
     (root / "secret").symlink_to("/etc/passwd")
-    with pytest.raises(ValueError, match="links outside"):
-        pack_directory(root)
+    (root / "up").symlink_to("../elsewhere")
+    packed_with_links = pack_directory_to(root, io.BytesIO())
+    assert packed_with_links.skipped_links == ["secret", "up"]
+    assert "secret" not in packed_with_links.files
+    assert "main.py" in packed_with_links.files
 
 
 def test_the_shipped_recommender_packs_into_a_valid_bundle() -> None:
