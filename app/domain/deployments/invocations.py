@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.backends.base import Backend, BackendError, Invocation, ModelError, NotFoundError
-from app.backends.registry import get_backend
+from app.backends.base import BackendError, Invocation, ModelError, NotFoundError
 from app.domain.access import Principal
+from app.domain.backend_calls import backend_named, http_error
 from app.domain.deployments import service
-from app.errors import BadGateway, Conflict, ServiceUnavailable, Unprocessable
+from app.errors import BadGateway, ServiceUnavailable, Unprocessable
 
 
 @dataclass(frozen=True)
@@ -43,17 +43,11 @@ def resolve(session: Session, principal: Principal, deployment_id: uuid.UUID) ->
     return Target(backend, endpoint)
 
 
-def _backend(name: str) -> Backend:
-    backend = get_backend(name)
-    if backend is None:
-        raise Conflict(f"No compute backend is configured for {name!r}.", code="no_backend")
-    return backend
-
-
 def invoke(target: Target, body: bytes, content_type: str) -> Answer:
     """Send ``body`` to the model; its 4xx answers are the caller's, as the model gave them."""
+    backend = backend_named(target.backend)
     try:
-        result: Invocation = _backend(target.backend).invoke(target.endpoint, body, content_type)
+        result: Invocation = backend.invoke(target.endpoint, body, content_type)
     except ModelError as error:
         if 400 <= error.status_code < 500:  # the caller's input: the model's answer, as is
             return Answer(error.status_code, error.body, error.content_type)
@@ -63,9 +57,7 @@ def invoke(target: Target, body: bytes, content_type: str) -> Answer:
             f"The deployment's endpoint is not reachable: {error}", headers={"Retry-After": "5"}
         ) from error
     except BackendError as error:
-        if error.retryable:
-            raise ServiceUnavailable(str(error), headers={"Retry-After": "1"}) from error
-        raise BadGateway(str(error)) from error
+        raise http_error(error) from error
     return Answer(200, result.body, result.content_type)
 
 

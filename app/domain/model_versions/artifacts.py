@@ -111,6 +111,7 @@ def open_artifact(
         model_version_id,
     )
     uri = _servable_uri(session, model, settings)
+    session.close()  # no transaction stays open while the store (S3, perhaps) is asked
     try:
         stream = open_uri(uri, settings)
     except ArtifactMissing as exc:

@@ -8,10 +8,9 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app.backends.base import BackendError, NotFoundError
-from app.backends.registry import get_backend
 from app.domain.access import Principal
+from app.domain.backend_calls import backend_named, http_error
 from app.domain.runs import service
-from app.errors import BadGateway, Conflict, ServiceUnavailable
 
 
 class LogPage(BaseModel):
@@ -28,15 +27,11 @@ def read_logs(
     session.close()
     if target is None:  # not submitted yet
         return LogPage(lines=[], next_cursor=cursor)
-    backend = get_backend(target[0])
-    if backend is None:
-        raise Conflict(f"No compute backend is configured for {target[0]!r}.", code="no_backend")
+    backend = backend_named(target[0])
     try:
         page = backend.fetch_logs(target[1], cursor, limit)
     except NotFoundError:  # submitted, but the job has written nothing yet
         return LogPage(lines=[], next_cursor=cursor)
     except BackendError as error:
-        if error.retryable:
-            raise ServiceUnavailable(str(error), headers={"Retry-After": "1"}) from error
-        raise BadGateway(str(error)) from error
+        raise http_error(error) from error
     return LogPage(lines=list(page.lines), next_cursor=page.next_cursor)
