@@ -124,7 +124,7 @@ def compare_page(
     rows = []
     for key in sorted({k for p in params for k in p}):
         values = [p.get(key) for p in params]
-        rows.append({"name": key, "values": values, "differs": len({repr(v) for v in values}) > 1})
+        rows.append({"name": key, "cells": values, "differs": len({repr(v) for v in values}) > 1})
     finals = sorted({k for r in items for k in r.final_metrics})
     return {
         "runs": items,

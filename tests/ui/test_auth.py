@@ -34,9 +34,7 @@ def test_pages_redirect_to_sign_in_and_back(
         assert first.status_code == 303
         assert first.headers["location"] == f"/ui/login?next=%2Fui%2Fprojects%2F{project.id}"
         token = _login_form(client)
-        answer = client.post(
-            "/ui/login", data={"api_key": key.secret, "csrf": token, "next": page}
-        )
+        answer = client.post("/ui/login", data={"api_key": key.secret, "csrf": token, "next": page})
         assert answer.status_code == 303
         assert answer.headers["location"] == page
         shown = client.get(page)
