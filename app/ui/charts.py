@@ -117,7 +117,7 @@ def deployment_charts(
             y_label="ms",
         ),
     ]
-    if hourly_price is not None:
+    if hourly_price:  # unpriced or free (local) instances: the page says so in figures
         cost = [None if v is None else round(v * hourly_price, 6) for v in served]
         charts.append(chart("cost", "Cost per hour (USD)", xs, [line("USD/h", cost)]))
     return charts

@@ -171,7 +171,7 @@ def _decisions(data_dir: Path, deployment: dict[str, Any]) -> None:
                     action=action,
                     previous_instances=before,
                     desired_instances=after,
-                    applied=False,
+                    applied=action == "scale_out",
                     reason=reason,
                     details={"candidates": candidates},
                     policy={},

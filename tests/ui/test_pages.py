@@ -83,7 +83,13 @@ def world(db: Session) -> World:
     )
     model = make_model_version(db, project, name="reco", source_run_id=finished.id)
     deployment = make_deployment(
-        db, project, model, status="in_service", current_instances=2, desired_instances=2
+        db,
+        project,
+        model,
+        status="in_service",
+        current_instances=2,
+        desired_instances=2,
+        instance_type="ml.m5.large",  # priced: the page charts cost per hour
     )
     make_decision(
         db,
@@ -214,7 +220,9 @@ def test_deployment_page_decisions_charts_scale_and_delete(
     rows = client.get(f"{base}/decisions").text
     assert "Candidates considered" in rows
     charts = {c["id"]: c for c in client.get(f"{base}/charts.json").json()["charts"]}
-    assert set(charts) >= {"instances", "latency"}
+    assert set(charts) == {"instances", "latency", "cost"}
+    per_hour = [v for v in charts["cost"]["lines"][0]["values"] if v is not None]
+    assert per_hour[0] * 2 == pytest.approx(per_hour[-1])  # 1 instance, then 2
     slo = next(line for line in charts["latency"]["lines"] if line["label"] == "SLO")
     assert set(slo["values"]) == {200.0}
     load = next(line for line in charts["instances"]["lines"] if line["axis"] == "right")
