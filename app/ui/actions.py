@@ -27,6 +27,7 @@ from app.ui.auth import (
     CheckedFormDep,
     FormDep,
     ViewerDep,
+    clear_cookie,
     get_checked_form,
     new_login_token,
     safe_next,
@@ -69,15 +70,15 @@ def login(request: Request, form: FormDep, session: SessionDep, settings: Settin
         return _login_form(request, form.get("next", ""), error.detail, error.status)
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)
     set_cookie(request, response, SESSION_COOKIE, signed.token, int(lifetime.total_seconds()))
-    response.delete_cookie(LOGIN_COOKIE, path="/ui")
+    clear_cookie(request, response, LOGIN_COOKIE)
     return response
 
 
 @router.post("/ui/logout", dependencies=[CSRF_CHECKED])
-def logout(session: SessionDep, viewer: ViewerDep) -> Response:
+def logout(request: Request, session: SessionDep, viewer: ViewerDep) -> Response:
     ui_sessions.sign_out(session, viewer.token)
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/ui")
+    clear_cookie(request, response, SESSION_COOKIE)
     return response
 
 

@@ -56,6 +56,10 @@ def set_cookie(request: Request, response: Response, name: str, value: str, max_
     )
 
 
+def clear_cookie(request: Request, response: Response, name: str) -> None:
+    set_cookie(request, response, name, "", max_age=0)
+
+
 def login_redirect(request: Request) -> str:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return f"/ui/login?next={quote(target, safe='')}"
