@@ -12,13 +12,28 @@ from starlette.responses import Response
 
 from app.api.deps import SessionDep, SettingsDep
 from app.domain.runs import logs
+from app.domain.runs.states import RunStatus
 from app.ui import views
 from app.ui.auth import ViewerDep
+from app.ui.pages import Cursor
 from app.ui.rendering import render
 from app.ui.routing import UiRoute
 
 router = APIRouter(route_class=UiRoute)
 LOG_LINES = 500
+
+
+@router.get("/ui/projects/{project_id}/runs")
+def project_run_rows(
+    request: Request,
+    project_id: uuid.UUID,
+    session: SessionDep,
+    viewer: ViewerDep,
+    status: RunStatus | None = None,
+    cursor: Cursor = None,
+) -> Response:
+    found, _ = views.project_runs(session, viewer.principal, project_id, status, cursor)
+    return render(request, "_run_rows.html", {"ui": viewer, "runs": found})
 
 
 @router.get("/ui/runs/{run_id}/summary")

@@ -18,6 +18,7 @@ from app.ui.rendering import render
 from app.ui.routing import UiRoute
 
 router = APIRouter(route_class=UiRoute)
+Cursor = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("/ui")
@@ -38,7 +39,7 @@ def project_detail(
     session: SessionDep,
     viewer: ViewerDep,
     status: RunStatus | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Cursor = None,
 ) -> Response:
     page = views.project_page(session, viewer.principal, project_id, status, cursor)
     return render(request, "project.html", {"ui": viewer, **page})

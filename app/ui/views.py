@@ -23,6 +23,7 @@ from app.domain.optimizer.schemas import DecisionRead
 from app.domain.pagination import PageRequest
 from app.domain.projects import service as projects
 from app.domain.runs import service as runs
+from app.domain.runs.schemas import RunRead
 from app.domain.runs.states import TERMINAL, RunStatus
 from app.errors import NotFound
 from app.ui import charts
@@ -55,9 +56,7 @@ def project_page(
 ) -> dict[str, Any]:
     """A project's runs (filtered, paged), model versions, deployments and costs."""
     project = projects.get_project(session, principal, project_id)
-    run_items, next_cursor = runs.list_runs(
-        session, principal, project_id, PageRequest(cursor=cursor, limit=RUNS_PER_PAGE), status
-    )
+    run_items, next_cursor = project_runs(session, principal, project_id, status, cursor)
     model_items, _ = models.list_model_versions(
         session, principal, project_id, PageRequest(limit=LIST_LIMIT)
     )
@@ -74,6 +73,18 @@ def project_page(
         "deployments": deployment_items,
         "costs": costs.project_costs(session, principal, project_id),
     }
+
+
+def project_runs(
+    session: Session,
+    principal: Principal,
+    project_id: uuid.UUID,
+    status: RunStatus | None,
+    cursor: str | None,
+) -> tuple[list[RunRead], str | None]:
+    """One page of a project's runs, newest first, optionally in one status."""
+    page = PageRequest(cursor=cursor, limit=RUNS_PER_PAGE)
+    return runs.list_runs(session, principal, project_id, page, status)
 
 
 def run_page(session: Session, principal: Principal, run_id: uuid.UUID) -> dict[str, Any]:

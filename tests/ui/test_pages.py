@@ -136,6 +136,10 @@ def test_project_page_lists_runs_models_deployments_and_costs(
     only_completed = client.get(f"/ui/projects/{world.project.id}?status=completed").text
     assert "finished" in only_completed
     assert "still-running" not in only_completed
+    assert f'data-live="/ui/projects/{world.project.id}/runs?status=completed"' in only_completed
+    rows = client.get(f"/ui/projects/{world.project.id}/runs?status=running").text
+    assert "still-running" in rows
+    assert "finished" not in rows
 
 
 def test_run_page_shows_parameters_model_and_stop_for_editors(
@@ -267,6 +271,7 @@ def test_compare_puts_parameters_side_by_side_and_marks_differences(
 
 UI_TARGETS = [
     "/ui/projects/{project}",
+    "/ui/projects/{project}/runs",
     "/ui/runs/{run}",
     "/ui/runs/{run}/summary",
     "/ui/runs/{run}/charts.json",

@@ -124,9 +124,11 @@
     tick();
   }
 
-  // A fragment is not replaced while the reader is inside it (focus, an open reason).
+  // A fragment is not replaced while the reader is inside it (focus, an open reason, a run
+  // ticked for comparison).
   function busy(element) {
-    return element.contains(document.activeElement) || element.querySelector("details[open]");
+    return element.contains(document.activeElement) ||
+      element.querySelector("details[open], input:checked") !== null;
   }
 
   function stopFollowing() {
