@@ -119,11 +119,12 @@ def build(dev_url: str, key: str, data_dir: Path, workdir: Path) -> Scene:
 
 
 def _serve_history(api: Api, deployment_id: str) -> None:
-    """An hour of served metrics: load rising, latency following, instances catching up."""
-    now = utcnow()
+    """An hour of served metrics: load rising, latency following, instances catching up. It
+    ends before the ten minutes the backend's first pull fills in itself."""
+    end = utcnow() - timedelta(minutes=11)
     points = []
     for i in range(60):
-        at = (now - timedelta(minutes=60 - i)).isoformat()
+        at = (end - timedelta(minutes=60 - i)).isoformat()
         instances = 1 if i < 20 else 2 if i < 40 else 3
         load = 40 + 2 * i
         for name, value in (
@@ -140,7 +141,7 @@ def _decisions(data_dir: Path, deployment: dict[str, Any]) -> None:
     minute on live traffic only, too slow to wait for here)."""
     engine = build_engine(f"sqlite:///{(data_dir / 'stratus.db').resolve()}")
     now = utcnow()
-    steps = [(40, 1, 2, "scale_out"), (20, 2, 3, "scale_out"), (5, 3, 3, "hold")]
+    steps = [(51, 1, 2, "scale_out"), (31, 2, 3, "scale_out"), (12, 3, 3, "hold")]
     with Session(engine) as session:
         for minutes_ago, before, after, action in steps:
             end = now - timedelta(minutes=minutes_ago)
