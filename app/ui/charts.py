@@ -4,6 +4,7 @@ every line of a chart (what uPlot draws), gaps as None."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from app.domain.metrics.schemas import Series, SeriesBucket, SeriesSet
@@ -69,8 +70,13 @@ def compare_charts(named: Iterable[tuple[str, SeriesSet]]) -> list[Chart]:
     return out
 
 
-def _desired_at(decisions: Sequence[DecisionRead], t: float, current: int) -> int:
-    """The desired count in force at ``t``: the last decision made by then (oldest first)."""
+def _desired_at(
+    decisions: Sequence[DecisionRead], t: float, current: int, current_since: float
+) -> int:
+    """The desired count in force at ``t``: the current one since the deployment last changed,
+    before that the last decision made by then (``decisions`` oldest first)."""
+    if t >= current_since:
+        return current
     desired = decisions[0].previous_instances if decisions else current
     for decision in decisions:
         if decision.created_at.timestamp() > t:
@@ -83,6 +89,7 @@ def deployment_charts(
     series: SeriesSet,
     decisions: Sequence[DecisionRead],
     current_desired: int,
+    current_since: datetime,
     period_s: float,
     slo_ms: float,
     hourly_price: float | None,
@@ -95,7 +102,8 @@ def deployment_charts(
     p95 = _points(named.get("latency_p95_ms", empty), lambda b: b.max)
     xs, (served, rps, latency) = aligned([in_service, load, p95])
     ordered = sorted(decisions, key=lambda d: d.created_at)
-    desired = [_desired_at(ordered, x + series.bucket_seconds, current_desired) for x in xs]
+    since = current_since.timestamp()
+    desired = [_desired_at(ordered, x + series.bucket_seconds, current_desired, since) for x in xs]
     charts = [
         chart(
             "instances",

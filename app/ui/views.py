@@ -178,6 +178,7 @@ def deployment_charts(
         series,
         decisions(session, principal, deployment_id, DECISIONS_CHARTED),
         deployment.desired_instances,
+        deployment.updated_at,
         backend_calls.metrics_period(deployment.backend),
         deployment.scaling_policy.latency_slo_ms,
         priced(deployment.instance_type, 3600.0),
