@@ -145,4 +145,5 @@ def what_if(
         "load_rps": _number(form.get("load_rps", ""), "load_rps"),
     }
     page = views.what_if(session, viewer.principal, deployment_id, _parsed(WhatIfRequest, data))
-    return render(request, "deployment.html", {"ui": viewer, **page})
+    echo = {"what_if_instances": form.get("instances"), "what_if_load": form.get("load_rps")}
+    return render(request, "deployment.html", {"ui": viewer, **page, **echo})

@@ -55,7 +55,13 @@ class World:
 @pytest.fixture
 def world(db: Session) -> World:
     owner, viewer, outsider = make_key(db), make_key(db), make_key(db)
-    project = make_project(db, (owner, Role.OWNER), (viewer, Role.VIEWER), name="console-pages")
+    project = make_project(
+        db,
+        (owner, Role.OWNER),
+        (viewer, Role.VIEWER),
+        name="console-pages",
+        description="<script>alert(1)</script>",
+    )
     make_project(db, (outsider, Role.OWNER))
     run = make_run(
         db,
@@ -133,6 +139,8 @@ def test_project_page_lists_runs_models_deployments_and_costs(
     assert page.status_code == 200
     for shown in ("still-running", "finished", "reco", world.deployment.name, "Costs"):
         assert shown in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text  # text, never markup
+    assert "<script>alert(1)" not in page.text
     only_completed = client.get(f"/ui/projects/{world.project.id}?status=completed").text
     assert "finished" in only_completed
     assert "still-running" not in only_completed
