@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from app.domain.metrics.schemas import Series, SeriesBucket, SeriesSet
+from app.domain.metrics.steps import StepSeries
 from app.domain.optimizer.schemas import DecisionRead
 
 Chart = dict[str, Any]
@@ -51,6 +52,20 @@ def run_charts(series: SeriesSet) -> list[Chart]:
         xs, (values,) = aligned([_points(item, lambda b: b.mean)])
         out.append(chart(f"metric-{item.name}", item.name, xs, [line(item.name, values)]))
     return out
+
+
+def run_step_charts(series: Sequence[StepSeries]) -> list[Chart]:
+    """One chart per metric of a run, against the training step (bucket means)."""
+    return [
+        chart(
+            f"metric-{item.name}",
+            item.name,
+            item.steps,
+            [line(item.name, item.means)],
+            x_kind="step",
+        )
+        for item in series
+    ]
 
 
 def compare_charts(named: Iterable[tuple[str, SeriesSet]]) -> list[Chart]:

@@ -46,9 +46,14 @@ def run_summary(
 
 @router.get("/ui/runs/{run_id}/charts.json")
 def run_charts(
-    run_id: uuid.UUID, session: SessionDep, viewer: ViewerDep, settings: SettingsDep
+    run_id: uuid.UUID,
+    session: SessionDep,
+    viewer: ViewerDep,
+    settings: SettingsDep,
+    x: views.XAxis = "time",
 ) -> Response:
-    found = views.run_charts(session, viewer.principal, run_id, settings.ui.series_buckets)
+    buckets = settings.ui.series_buckets
+    found = views.run_charts(session, viewer.principal, run_id, buckets, x)
     return JSONResponse({"charts": found})
 
 

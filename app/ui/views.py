@@ -6,7 +6,7 @@ queries the database itself."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,7 @@ LIST_LIMIT = 50
 DECISIONS_SHOWN = 50
 DECISIONS_CHARTED = 500
 MAX_COMPARED = 8
+XAxis = Literal["time", "step"]
 
 
 def can_edit(session: Session, principal: Principal, project_id: uuid.UUID) -> bool:
@@ -101,9 +102,13 @@ def run_page(session: Session, principal: Principal, run_id: uuid.UUID) -> dict[
 
 
 def run_charts(
-    session: Session, principal: Principal, run_id: uuid.UUID, buckets: int
+    session: Session, principal: Principal, run_id: uuid.UUID, buckets: int, x_axis: XAxis
 ) -> list[charts.Chart]:
-    """A run's metrics, one chart each, downsampled to ``buckets`` points."""
+    """A run's metrics, one chart each against time or step, downsampled to ``buckets``."""
+    if x_axis == "step":
+        return charts.run_step_charts(
+            metrics.step_series(session, principal, "run", run_id, buckets)
+        )
     return charts.run_charts(metrics.series(session, principal, "run", run_id, None, buckets))
 
 

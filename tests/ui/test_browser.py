@@ -98,6 +98,10 @@ def test_console_end_to_end(browser: Any, dev: tuple[Dev, Scene]) -> None:
     assert f"{first['name']} v1" in page.locator("#run-summary").inner_text()
     page.wait_for_function("() => document.querySelector('#run-log').textContent.includes('loss=')")
     page.screenshot(path=SHOTS / "03-run-finished.png", full_page=True)
+    page.get_by_label("step").check()  # the same metrics against the training step
+    page.wait_for_function("() => document.querySelectorAll('.charts figure').length === 4")
+    _charts_drawn(page, 4)
+    page.screenshot(path=SHOTS / "03b-run-by-step.png", full_page=True)
 
     page.go_back()
     page.get_by_label(f"Compare {first['name']}").check()

@@ -168,6 +168,10 @@ def test_run_page_shows_parameters_model_and_stop_for_editors(
         0.3,
         0.25,
     ]
+    by_step = client.get(f"/ui/runs/{world.finished.id}/charts.json?x=step").json()["charts"]
+    assert [(c["x_kind"], c["x"]) for c in by_step] == [("step", [0, 1, 2, 3, 4])]
+    assert by_step[0]["lines"][0]["values"] == [1.0, 0.6, 0.4, 0.3, 0.25]
+    assert client.get(f"/ui/runs/{world.finished.id}/charts.json?x=epoch").status_code == 404
 
 
 def test_stop_button_stops_the_run_with_a_csrf_token_only(

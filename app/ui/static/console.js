@@ -32,7 +32,7 @@
       height: 240,
       scales: { x: { time: def.x_kind === "time" } },
       axes: axes,
-      series: [{ label: def.x_kind === "time" ? "time" : "seconds" }].concat(def.lines.map((l, i) => ({
+      series: [{ label: { time: "time", elapsed: "seconds", step: "step" }[def.x_kind] || "x" }].concat(def.lines.map((l, i) => ({
         label: l.label,
         stroke: colors[i % colors.length],
         width: 2,
@@ -87,15 +87,30 @@
       if (inline) drawCharts(box, JSON.parse(inline.textContent));
       return;
     }
-    const tick = async () => {
+    const refresh = async () => {
+      const axis = box.dataset.x ? (source.includes("?") ? "&" : "?") + "x=" + box.dataset.x : "";
       try {
-        drawCharts(box, await (await get(source)).json());
+        drawCharts(box, await (await get(source + axis)).json());
       } catch (error) {
         console.warn(error);
       }
+    };
+    const tick = async () => {
+      await refresh();
       if (box.dataset.follow === "true") setTimeout(tick, pollMs);
     };
     tick();
+    // Another x axis means other buckets: the charts are drawn again from scratch.
+    const choice = box.parentElement.querySelector("fieldset.x-axis");
+    if (choice) {
+      choice.addEventListener("change", (event) => {
+        box.dataset.x = event.target.value;
+        for (const plot of Object.values(box.plots || {})) plot.destroy();
+        box.plots = {};
+        for (const figure of box.querySelectorAll("figure")) figure.remove();
+        refresh();
+      });
+    }
   }
 
   function followLog(pre) {
