@@ -154,7 +154,12 @@
     const tick = async () => {
       if (!busy(element)) {
         try {
-          element.innerHTML = await (await get(element.dataset.live)).text();
+          // Replaced only when it changed, so a screen reader hears news, not the same page.
+          const html = await (await get(element.dataset.live)).text();
+          if (html !== element.dataset.shown) {
+            element.innerHTML = html;
+            element.dataset.shown = html;
+          }
         } catch (error) {
           console.warn(error);
         }
