@@ -64,7 +64,11 @@ def login(request: Request, form: FormDep, session: SessionDep, settings: Settin
     lifetime = timedelta(hours=settings.ui.session_hours)
     try:
         signed = ui_sessions.sign_in(
-            session, form.get("api_key", ""), settings.key_pepper, lifetime
+            session,
+            form.get("api_key", ""),
+            settings.key_pepper,
+            lifetime,
+            replacing=request.cookies.get(SESSION_COOKIE, ""),
         )
     except AppError as error:
         return _login_form(request, form.get("next", ""), error.detail, error.status)

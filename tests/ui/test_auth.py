@@ -81,6 +81,7 @@ def test_session_is_stored_as_a_hash_that_maps_to_the_key(
     db.commit()
     with browser(settings, session_factory) as client:
         sign_in(client, key)
+        sign_in(client, key)  # signing in again ends the browser's previous session
         value = client.cookies.get("stratus_session") or ""
     assert len(value) >= 40
     rows = db.scalars(select(UiSession)).all()

@@ -29,11 +29,15 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def sign_in(session: Session, api_key: str, pepper: str, lifetime: timedelta) -> SignIn:
-    """A session for a valid API key; 401 when the key is unknown or revoked."""
+def sign_in(
+    session: Session, api_key: str, pepper: str, lifetime: timedelta, replacing: str = ""
+) -> SignIn:
+    """A new session for a valid API key, ending the browser's previous one (``replacing``);
+    401 when the key is unknown or revoked."""
     principal = api_keys.authenticate(session, api_key.strip(), pepper)
     if principal is None:
         raise Unauthorized("The API key is not valid or has been revoked.")
+    sign_out(session, replacing)
     now = utcnow()
     repository.remove_expired(session, now)
     token = secrets.token_urlsafe(32)
