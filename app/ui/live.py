@@ -86,9 +86,12 @@ def deployment_decisions(
 
 @router.get("/ui/deployments/{deployment_id}/charts.json")
 def deployment_charts(
-    deployment_id: uuid.UUID, session: SessionDep, viewer: ViewerDep, settings: SettingsDep
+    deployment_id: uuid.UUID,
+    session: SessionDep,
+    viewer: ViewerDep,
+    settings: SettingsDep,
+    span: views.Span = "all",
 ) -> Response:
-    found = views.deployment_charts(
-        session, viewer.principal, deployment_id, settings.ui.series_buckets
-    )
+    buckets = settings.ui.series_buckets
+    found = views.deployment_charts(session, viewer.principal, deployment_id, buckets, span)
     return JSONResponse({"charts": found})

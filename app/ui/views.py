@@ -6,6 +6,7 @@ queries the database itself."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ from app.domain.deployments import service as deployments
 from app.domain.metrics import service as metrics
 from app.domain.model_versions import service as models
 from app.domain.optimizer import service as optimizer
-from app.domain.optimizer.schemas import DecisionRead
+from app.domain.optimizer.schemas import DecisionRead, WhatIfRequest
 from app.domain.pagination import PageRequest
 from app.domain.projects import service as projects
 from app.domain.runs import service as runs
@@ -31,9 +32,11 @@ from app.ui import charts
 RUNS_PER_PAGE = 25
 LIST_LIMIT = 50
 DECISIONS_SHOWN = 50
-DECISIONS_CHARTED = 500
+DECISIONS_CHARTED = 1000
 MAX_COMPARED = 8
 XAxis = Literal["time", "step"]
+Span = Literal["hour", "day", "week", "all"]
+SPANS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
 
 def can_edit(session: Session, principal: Principal, project_id: uuid.UUID) -> bool:
@@ -173,12 +176,18 @@ def decisions(
 
 
 def deployment_charts(
-    session: Session, principal: Principal, deployment_id: uuid.UUID, buckets: int
+    session: Session,
+    principal: Principal,
+    deployment_id: uuid.UUID,
+    buckets: int,
+    span: Span,
 ) -> list[charts.Chart]:
-    """Instances and load, p95 against the SLO, and cost, downsampled to ``buckets`` points."""
+    """Instances and load, p95 against the SLO, and cost over the last ``span`` (or the whole
+    history), downsampled to ``buckets`` points."""
     deployment = deployments.get_deployment(session, principal, deployment_id)
     names = ["instances", "invocations", "latency_p95_ms"]
-    series = metrics.series(session, principal, "deployment", deployment_id, names, buckets)
+    since = None if span == "all" else utcnow() - SPANS[span]
+    series = metrics.series(session, principal, "deployment", deployment_id, names, buckets, since)
     return charts.deployment_charts(
         series,
         decisions(session, principal, deployment_id, DECISIONS_CHARTED),
@@ -191,7 +200,7 @@ def deployment_charts(
 
 
 def what_if(
-    session: Session, principal: Principal, deployment_id: uuid.UUID, request: Any
+    session: Session, principal: Principal, deployment_id: uuid.UUID, request: WhatIfRequest
 ) -> dict[str, Any]:
     """The what-if table for a deployment, with its page."""
     page = deployment_page(session, principal, deployment_id)

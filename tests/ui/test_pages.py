@@ -6,14 +6,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.clock import utcnow
 from app.domain.access import Role
 from app.domain.deployments.models import Deployment
+from app.domain.metrics.models import MetricPoint
 from app.domain.runs.models import TrainingRun
 from app.settings import Settings
 from tests.factories import (
@@ -243,6 +246,26 @@ def test_deployment_page_decisions_charts_scale_and_delete(
     assert set(slo["values"]) == {200.0}
     load = next(line for line in charts["instances"]["lines"] if line["axis"] == "right")
     assert [round(v) for v in load["values"] if v is not None] == [30, 32, 31, 33]  # per 10 s
+
+    db.add(  # two days old: in the whole history (the default), not in the last day
+        MetricPoint(
+            project_id=world.project.id,
+            subject_type="deployment",
+            subject_id=world.deployment.id,
+            name="instances",
+            timestamp=utcnow() - timedelta(days=2),
+            value=4.0,
+        )
+    )
+    db.commit()
+    served = {}
+    for span in ("day", "all"):
+        found = client.get(f"{base}/charts.json?span={span}").json()["charts"][0]
+        assert found["id"] == "instances"
+        served[span] = [v for v in found["lines"][1]["values"] if v is not None]
+    assert served["all"][0] == 4.0
+    assert 4.0 not in served["day"]
+    assert client.get(f"{base}/charts.json?span=year").status_code == 404
 
     for bad in ("0", "99", "two", ""):
         answer = client.post(f"{base}/scale", data={"csrf": csrf, "desired_instances": bad})

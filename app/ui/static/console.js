@@ -51,9 +51,14 @@
   function drawCharts(box, payload) {
     const charts = payload.charts || [];
     box.plots = box.plots || {};
-    const empty = box.querySelector(".charts-empty");
+    let empty = box.querySelector(".charts-empty");
     if (!charts.length) {
-      if (empty) empty.textContent = "No metric points yet.";
+      if (!empty) {
+        empty = document.createElement("p");
+        empty.className = "hint charts-empty";
+        box.appendChild(empty);
+      }
+      empty.textContent = "No metric points here yet.";
       return;
     }
     if (empty) empty.remove();
@@ -87,10 +92,11 @@
       if (inline) drawCharts(box, JSON.parse(inline.textContent));
       return;
     }
+    const chosen = {};  // the page's chart choices (x axis, time span), sent as query
     const refresh = async () => {
-      const axis = box.dataset.x ? (source.includes("?") ? "&" : "?") + "x=" + box.dataset.x : "";
+      const query = new URLSearchParams(chosen).toString();
       try {
-        drawCharts(box, await (await get(source + axis)).json());
+        drawCharts(box, await (await get(source + (query ? "?" + query : ""))).json());
       } catch (error) {
         console.warn(error);
       }
@@ -100,11 +106,10 @@
       if (box.dataset.follow === "true") setTimeout(tick, pollMs);
     };
     tick();
-    // Another x axis means other buckets: the charts are drawn again from scratch.
-    const choice = box.parentElement.querySelector("fieldset.x-axis");
-    if (choice) {
+    // Another choice means other buckets: the charts are drawn again from scratch.
+    for (const choice of box.parentElement.querySelectorAll("fieldset.chart-choice")) {
       choice.addEventListener("change", (event) => {
-        box.dataset.x = event.target.value;
+        chosen[choice.dataset.param] = event.target.value;
         for (const plot of Object.values(box.plots || {})) plot.destroy();
         box.plots = {};
         for (const figure of box.querySelectorAll("figure")) figure.remove();
