@@ -9,11 +9,10 @@ import math
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Float, Integer, cast, func, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
-from app.domain.metrics.aggregates import Bucket, bucketize
+from app.domain.metrics.aggregates import Bucket, bucketize, grouped
 from app.domain.metrics.models import MetricPoint
 
 
@@ -54,32 +53,8 @@ def by_step(
         )
         stepped = ((float(s), i, v) for s, i, v in rows if s is not None)
         return bucketize(stepped, first, width, buckets)
-    index = func.least(
-        func.greatest(func.floor((MetricPoint.step - first) / width), 0), buckets - 1
-    )
-    points = (
-        select(cast(index, Integer).label("b"), MetricPoint.step, MetricPoint.id, MetricPoint.value)
-        .where(*conditions)
-        .subquery()
-    )
-    # The latest point of a bucket is its highest step (then the last received).
-    latest = func.max(
-        postgresql.array([cast(points.c.step, Float), cast(points.c.id, Float), points.c.value]),
-        type_=postgresql.ARRAY(Float),
-    )[3]
-    stmt = (
-        select(
-            points.c.b,
-            func.count(),
-            func.min(points.c.value),
-            func.max(points.c.value),
-            func.avg(points.c.value),
-            latest,
-        )
-        .group_by(points.c.b)
-        .order_by(points.c.b)
-    )
-    return [Bucket(*row) for row in session.execute(stmt)]
+    step = cast(MetricPoint.step, Float)
+    return grouped(session, step, float(first), width, buckets, conditions)
 
 
 def step_width(first: int, last: int, buckets: int) -> float:
