@@ -15,7 +15,7 @@ from app.domain.runs import logs
 from app.domain.runs.states import RunStatus
 from app.ui import views
 from app.ui.auth import ViewerDep
-from app.ui.pages import Cursor
+from app.ui.pages import Cursor, deployment_view, run_view
 from app.ui.rendering import render
 from app.ui.routing import UiRoute
 
@@ -36,12 +36,7 @@ def project_run_rows(
     return render(request, "_run_rows.html", {"ui": viewer, "runs": found})
 
 
-@router.get("/ui/runs/{run_id}/summary")
-def run_summary(
-    request: Request, run_id: uuid.UUID, session: SessionDep, viewer: ViewerDep
-) -> Response:
-    page = views.run_page(session, viewer.principal, run_id)
-    return render(request, "_run_summary.html", {"ui": viewer, **page})
+router.get("/ui/runs/{run_id}/summary")(run_view("_run_summary.html"))
 
 
 @router.get("/ui/runs/{run_id}/charts.json")
@@ -68,12 +63,7 @@ def run_log_lines(
     return JSONResponse(page.model_dump())
 
 
-@router.get("/ui/deployments/{deployment_id}/summary")
-def deployment_summary(
-    request: Request, deployment_id: uuid.UUID, session: SessionDep, viewer: ViewerDep
-) -> Response:
-    page = views.deployment_page(session, viewer.principal, deployment_id)
-    return render(request, "_deployment_summary.html", {"ui": viewer, **page})
+router.get("/ui/deployments/{deployment_id}/summary")(deployment_view("_deployment_summary.html"))
 
 
 @router.get("/ui/deployments/{deployment_id}/decisions")

@@ -4,6 +4,7 @@ view function for what to show."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -45,12 +46,31 @@ def project_detail(
     return render(request, "project.html", {"ui": viewer, **page})
 
 
-@router.get("/ui/runs/{run_id}")
-def run_detail(
-    request: Request, run_id: uuid.UUID, session: SessionDep, viewer: ViewerDep
-) -> Response:
-    page = views.run_page(session, viewer.principal, run_id)
-    return render(request, "run.html", {"ui": viewer, **page})
+def run_view(template: str) -> Callable[..., Response]:
+    """A run's page, or a fragment of it (the same data in another template)."""
+
+    def show(
+        request: Request, run_id: uuid.UUID, session: SessionDep, viewer: ViewerDep
+    ) -> Response:
+        page = views.run_page(session, viewer.principal, run_id)
+        return render(request, template, {"ui": viewer, **page})
+
+    return show
+
+
+def deployment_view(template: str) -> Callable[..., Response]:
+    """A deployment's page, or a fragment of it (the same data in another template)."""
+
+    def show(
+        request: Request, deployment_id: uuid.UUID, session: SessionDep, viewer: ViewerDep
+    ) -> Response:
+        page = views.deployment_page(session, viewer.principal, deployment_id)
+        return render(request, template, {"ui": viewer, **page})
+
+    return show
+
+
+router.get("/ui/runs/{run_id}")(run_view("run.html"))
 
 
 @router.get("/ui/compare")
@@ -67,9 +87,4 @@ def compare(
     return render(request, "compare.html", {"ui": viewer, **page})
 
 
-@router.get("/ui/deployments/{deployment_id}")
-def deployment_detail(
-    request: Request, deployment_id: uuid.UUID, session: SessionDep, viewer: ViewerDep
-) -> Response:
-    page = views.deployment_page(session, viewer.principal, deployment_id)
-    return render(request, "deployment.html", {"ui": viewer, **page})
+router.get("/ui/deployments/{deployment_id}")(deployment_view("deployment.html"))
