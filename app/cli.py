@@ -360,7 +360,12 @@ def _banner(
     url: str, key_file: Path, secret: str | None, logs: Path, roots: list[Path]
 ) -> Callable[[], None]:
     def show() -> None:
-        lines = ["", f"Stratus is running at {url}", f"API docs:  {url}/docs"]
+        lines = [
+            "",
+            f"Stratus is running at {url}",
+            f"API docs:  {url}/docs",
+            f"Console:   {url}/ui/",
+        ]
         shown = ", ".join(str(r) for r in roots) or "none"
         lines.append(f"Host roots: {shown} (runs may name host paths only under these; set by")
         lines.append(f"            {ROOTS_SETTING})")

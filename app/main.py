@@ -25,6 +25,7 @@ from app.api.routes import (
 )
 from app.db import build_engine
 from app.settings import Settings, get_settings
+from app.ui import install as install_console
 
 DESCRIPTION = """
 Stratus tracks, trains, deploys and right-sizes models behind one API.
@@ -64,6 +65,7 @@ def create_app(
         optimizer,
     ):
         app.include_router(module.router)
+    install_console(app)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.api.max_body_bytes,

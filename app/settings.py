@@ -188,6 +188,14 @@ class QuotaSettings(BaseModel):
     metric_names_per_subject: int = Field(default=1000, ge=1)  # distinct names per run/deployment
 
 
+class UiSettings(BaseModel):
+    """The browser console at /ui/."""
+
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)  # sign-in lifetime
+    series_buckets: int = Field(default=200, ge=10, le=2000)  # points per chart line
+    poll_interval_s: float = Field(default=5.0, ge=1, le=300)  # live updates of open pages
+
+
 class Settings(BaseSettings):
     """All Stratus configuration. Nested groups use ``__``: ``STRATUS_API__MAX_BODY_BYTES``."""
 
@@ -208,6 +216,7 @@ class Settings(BaseSettings):
     optimizer: OptimizerSettings = OptimizerSettings()
     artifacts: ArtifactSettings = ArtifactSettings()
     quotas: QuotaSettings = QuotaSettings()
+    ui: UiSettings = UiSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -17,11 +17,14 @@ class Operation:
 
 
 def operations(app: FastAPI) -> list[Operation]:
-    """Every (method, path) an ``APIRoute`` of ``app`` serves, in registration order."""
+    """Every (method, path) of the API an ``APIRoute`` of ``app`` serves, in registration order.
+
+    Routes left out of the OpenAPI schema (the console's pages under /ui/) are not API
+    operations; tests/ui/ covers them."""
     found = []
     for context in iter_route_contexts(app.routes):
         route = context.original_route
-        if not isinstance(route, APIRoute) or context.path is None:
+        if not isinstance(route, APIRoute) or context.path is None or not route.include_in_schema:
             continue
         for method in sorted(context.methods or ()):
             if method != "HEAD":

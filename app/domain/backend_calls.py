@@ -4,7 +4,7 @@ and a backend's failure as 503 (retry later) or 502 (it refused)."""
 from __future__ import annotations
 
 from app.backends.base import Backend, BackendError
-from app.backends.registry import get_backend
+from app.backends.registry import get_backend, metrics_period_s
 from app.errors import AppError, BadGateway, Conflict, ServiceUnavailable
 
 
@@ -21,3 +21,8 @@ def http_error(error: BackendError) -> AppError:
     if error.retryable:
         return ServiceUnavailable(str(error), headers={"Retry-After": "1"})
     return BadGateway(str(error))
+
+
+def metrics_period(backend: str) -> float:
+    """Seconds each of the backend's serving metric points covers."""
+    return float(metrics_period_s(backend))

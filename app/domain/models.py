@@ -13,6 +13,7 @@ from app.domain.outbox.models import OutboxMessage
 from app.domain.polling.models import PollCursor
 from app.domain.projects.models import Membership, Project
 from app.domain.runs.models import TrainingRun
+from app.domain.ui_sessions.models import UiSession
 
 __all__ = [
     "ApiKey",
@@ -29,4 +30,5 @@ __all__ = [
     "PollCursor",
     "Project",
     "TrainingRun",
+    "UiSession",
 ]

@@ -41,6 +41,7 @@ TABLES = {
     "poll_cursors",
     "projects",
     "training_runs",
+    "ui_sessions",
 }
 
 

@@ -104,22 +104,33 @@ def series(
             buckets,
         )
     epoch = func.date_part("epoch", MetricPoint.timestamp)
-    index = func.least(
-        func.greatest(func.floor((epoch - start.timestamp()) / seconds), 0), buckets - 1
-    )
+    return grouped(session, epoch, start.timestamp(), seconds, buckets, conditions)
+
+
+def grouped(
+    session: Session,
+    key: ColumnElement[Any],
+    start: float,
+    width: float,
+    buckets: int,
+    conditions: Sequence[ColumnElement[bool]],
+) -> list[Bucket]:
+    """PostgreSQL: the points matching ``conditions`` in ``buckets`` buckets of ``width`` along
+    ``key`` (epoch seconds, or a step) from ``start``; the last ones take what lies past it."""
+    index = func.least(func.greatest(func.floor((key - start) / width), 0), buckets - 1)
     points = (
         select(
             cast(index, Integer).label("b"),
-            epoch.label("epoch"),
+            cast(key, Float).label("key"),
             MetricPoint.id,
             MetricPoint.value,
         )
         .where(*conditions)
         .subquery()
     )
-    # max() of [epoch, id, value] arrays picks the latest point in one pass, with no sort.
+    # max() of [key, id, value] arrays picks the latest point in one pass, with no sort.
     latest = func.max(
-        postgresql.array([points.c.epoch, cast(points.c.id, Float), points.c.value]),
+        postgresql.array([points.c.key, cast(points.c.id, Float), points.c.value]),
         type_=postgresql.ARRAY(Float),
     )[3]
     stmt = (

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.clock import utcnow
 from app.domain.access import RANK, Principal, Role, check_role
 from app.domain.audit import service as audit
-from app.domain.metrics import aggregates, repository
+from app.domain.metrics import aggregates, repository, steps
 from app.domain.metrics.points import copy_stream
 from app.domain.metrics.points import rows as point_rows
 from app.domain.metrics.schemas import (
@@ -224,6 +224,28 @@ def series(
             )
         )
     return SeriesSet(since=start, until=end, bucket_seconds=width.total_seconds(), items=items)
+
+
+def step_series(
+    session: Session,
+    principal: Principal,
+    subject_type: SubjectType,
+    subject_id: uuid.UUID,
+    buckets: int,
+) -> list[steps.StepSeries]:
+    """Each metric of the subject whose points carry steps, against the step, downsampled to
+    at most ``buckets`` buckets of steps (bucket means)."""
+    _subject_project(session, principal, subject_type, subject_id, Role.VIEWER)
+    out = []
+    for name in aggregates.names(session, subject_id):
+        ends = steps.step_range(session, subject_id, name)
+        if ends is None:
+            continue
+        width = steps.step_width(*ends, buckets)
+        rows = steps.by_step(session, subject_id, name, ends[0], width, buckets)
+        x = [ends[0] + width * b.index for b in rows]
+        out.append(steps.StepSeries(name=name, steps=x, means=[b.mean for b in rows]))
+    return out
 
 
 def latest(

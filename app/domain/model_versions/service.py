@@ -95,6 +95,18 @@ def get_model_version(
     return ModelVersionRead.model_validate(_load(session, principal, model_version_id, Role.VIEWER))
 
 
+def model_version_of_run(
+    session: Session, principal: Principal, run_id: uuid.UUID
+) -> ModelVersionRead | None:
+    """The model version a run produced, if any and if the caller may see it."""
+    model = repository.get_by_source_run(session, run_id)
+    if model is None:
+        return None
+    return ModelVersionRead.model_validate(
+        visible(session, principal, model, Role.VIEWER, "Model version", model.id)
+    )
+
+
 def list_model_versions(
     session: Session,
     principal: Principal,
