@@ -22,6 +22,7 @@ TASK_MODULES = (
     "workers.tasks.deployments",
     "workers.tasks.housekeeping",
     "workers.tasks.optimizer",
+    "workers.tasks.webhooks",
 )
 
 

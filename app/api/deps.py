@@ -24,6 +24,7 @@ from app.domain.idempotency import service as idempotency
 from app.domain.pagination import PageRequest
 from app.domain.schemas import Page
 from app.errors import Unauthorized
+from app.observability import context as request_context
 from app.settings import Settings
 
 
@@ -84,6 +85,7 @@ async def get_principal(
     principal = api_keys.cached_principal(secret, settings.key_pepper)
     if principal is None:
         principal = await run_in_threadpool(_authenticate, factory, secret, settings.key_pepper)
+    request_context.set_principal(principal.id)
     return principal
 
 

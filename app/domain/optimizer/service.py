@@ -19,6 +19,7 @@ from app.domain.deployments import lifecycle
 from app.domain.deployments import repository as deployments_repo
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.states import DeploymentStatus
+from app.domain.events import subjects as events
 from app.domain.optimizer import repository
 from app.domain.optimizer.models import OptimizerDecision
 from app.domain.optimizer.schemas import DecisionRead, WhatIfRead, WhatIfRequest
@@ -153,6 +154,7 @@ def optimize(session: Session, deployment_id: uuid.UUID, window_end: datetime) -
         deployment.project_id,
         {"from": deployment.desired_instances, "to": target, "mode": decision.mode},
     )
+    events.deployment_scaled(session, deployment.id, row.previous_instances, reason, row.mode)
     lifecycle.reconcile(session, deployment.id)
     return True
 

@@ -1,0 +1,134 @@
+"""The event log: state changes become events in the same transaction, listed per project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.domain.access import Role
+from app.domain.deployments import service as deployments
+from app.domain.deployments.states import DeploymentStatus
+from app.domain.events.models import Event
+from app.domain.runs import service as runs
+from app.domain.runs.states import RunStatus
+from tests.factories import (
+    LOCAL_SPEC,
+    make_deployment,
+    make_key,
+    make_model_version,
+    make_project,
+    make_run,
+)
+
+
+@pytest.fixture
+def owner(db: Session) -> Any:
+    key = make_key(db)
+    project = make_project(db, (key, Role.OWNER))
+    db.commit()
+    return key, project
+
+
+def _types(db: Session, project_id: Any) -> list[str]:
+    stmt = select(Event.type).where(Event.project_id == project_id).order_by(Event.id)
+    return list(db.scalars(stmt))
+
+
+def test_run_lifecycle_is_recorded_with_the_run_as_the_api_shows_it(
+    client: TestClient, db: Session, owner: Any
+) -> None:
+    key, project = owner
+    spec = {**LOCAL_SPEC, "environment": {"TOKEN": "s3cr3t"}}
+    run = client.post(
+        f"/v1/projects/{project.id}/runs", json={"name": "r", "spec": spec}, headers=key.headers
+    ).json()
+    stopped = client.post(f"/v1/runs/{run['id']}/stop", headers=key.headers)
+    assert stopped.status_code == 202, stopped.text
+
+    page = client.get(f"/v1/projects/{project.id}/events", headers=key.headers).json()
+    assert [e["type"] for e in page["items"]] == ["run.stopped", "run.created"]
+    newest, created = page["items"]
+    assert newest["id"] > created["id"]
+    assert newest["subject_id"] == run["id"] and newest["project_id"] == str(project.id)
+    assert newest["data"]["status"] == "stopped"
+    assert created["data"]["status"] == "pending"
+    # Every member may read events, so the environment's values are masked in them.
+    assert created["data"]["spec"]["environment"] == {"TOKEN": "***"}
+
+
+def test_a_refused_change_records_no_event(client: TestClient, db: Session, owner: Any) -> None:
+    key, project = owner
+    bad = {"name": "r", "spec": {**LOCAL_SPEC, "instance_count": 0}}
+    r = client.post(f"/v1/projects/{project.id}/runs", json=bad, headers=key.headers)
+    assert r.status_code == 422
+    assert _types(db, project.id) == []
+
+
+def test_transitions_emit_one_event_each_and_stale_ones_none(db: Session, owner: Any) -> None:
+    _, project = owner
+    run = make_run(db, project, status=RunStatus.PENDING)
+    assert runs.transition(db, run.id, RunStatus.PENDING, RunStatus.SUBMITTING)
+    assert runs.transition(db, run.id, RunStatus.SUBMITTING, RunStatus.RUNNING)
+    assert not runs.transition(db, run.id, RunStatus.SUBMITTING, RunStatus.RUNNING)  # stale
+    assert runs.transition(db, run.id, RunStatus.RUNNING, RunStatus.FAILED)
+    assert _types(db, project.id) == ["run.submitted", "run.running", "run.failed"]
+
+    model = make_model_version(db, project)
+    deployment = make_deployment(db, project, model, status=DeploymentStatus.CREATING)
+    for expected, target in [
+        (DeploymentStatus.CREATING, DeploymentStatus.IN_SERVICE),
+        (DeploymentStatus.IN_SERVICE, DeploymentStatus.UPDATING),
+        (DeploymentStatus.UPDATING, DeploymentStatus.FAILED),
+        (DeploymentStatus.FAILED, DeploymentStatus.DELETING),
+        (DeploymentStatus.DELETING, DeploymentStatus.DELETED),
+    ]:
+        assert deployments.transition(db, deployment.id, expected, target)
+    assert _types(db, project.id)[3:] == [
+        "deployment.in_service",
+        "deployment.updating",
+        "deployment.failed",
+        "deployment.deleted",
+    ]
+    last = db.scalars(select(Event).order_by(Event.id.desc()).limit(1)).one()
+    assert last.data["status"] == "deleted" and last.data["current_instances"] == 0
+
+
+def test_model_version_created_event(client: TestClient, owner: Any, tmp_path: Any) -> None:
+    key, project = owner
+    artifact = tmp_path / "model"
+    artifact.mkdir()
+    body = {"name": "recommender", "artifact_uri": f"file://{artifact}"}
+    r = client.post(f"/v1/projects/{project.id}/models", json=body, headers=key.headers)
+    assert r.status_code == 201, r.text
+    page = client.get(
+        f"/v1/projects/{project.id}/events", params={"type": "model_version."}, headers=key.headers
+    ).json()
+    assert [e["type"] for e in page["items"]] == ["model_version.created"]
+    assert page["items"][0]["data"] == r.json()
+
+
+def test_list_filters_pages_and_isolates(client: TestClient, db: Session, owner: Any) -> None:
+    key, project = owner
+    first = make_run(db, project, status=RunStatus.PENDING)
+    second = make_run(db, project, status=RunStatus.PENDING)
+    for run in (first, second):
+        runs.transition(db, run.id, RunStatus.PENDING, RunStatus.STOPPED)
+    db.commit()
+    url = f"/v1/projects/{project.id}/events"
+    by_subject = client.get(url, params={"subject_id": str(first.id)}, headers=key.headers)
+    assert [e["subject_id"] for e in by_subject.json()["items"]] == [str(first.id)]
+    one = client.get(url, params={"limit": 1}, headers=key.headers).json()
+    assert one["items"][0]["subject_id"] == str(second.id)
+    rest = client.get(url, params={"cursor": one["next_cursor"]}, headers=key.headers).json()
+    assert [e["subject_id"] for e in rest["items"]] == [str(first.id)]
+    assert client.get(url, params={"type": "deployment."}, headers=key.headers).json() == {
+        "items": [],
+        "next_cursor": None,
+    }
+    stranger = make_key(db)
+    db.commit()
+    assert client.get(url, headers=stranger.headers).status_code == 404
