@@ -53,7 +53,8 @@ def test_run_lifecycle_is_recorded_with_the_run_as_the_api_shows_it(
     assert [e["type"] for e in page["items"]] == ["run.stopped", "run.created"]
     newest, created = page["items"]
     assert newest["id"] > created["id"]
-    assert newest["subject_id"] == run["id"] and newest["project_id"] == str(project.id)
+    assert newest["subject_id"] == run["id"]
+    assert newest["project_id"] == str(project.id)
     assert newest["data"]["status"] == "stopped"
     assert created["data"]["status"] == "pending"
     # Every member may read events, so the environment's values are masked in them.
@@ -94,7 +95,8 @@ def test_transitions_emit_one_event_each_and_stale_ones_none(db: Session, owner:
         "deployment.deleted",
     ]
     last = db.scalars(select(Event).order_by(Event.id.desc()).limit(1)).one()
-    assert last.data["status"] == "deleted" and last.data["current_instances"] == 0
+    assert last.data["status"] == "deleted"
+    assert last.data["current_instances"] == 0
 
 
 def test_model_version_created_event(client: TestClient, owner: Any, tmp_path: Any) -> None:
