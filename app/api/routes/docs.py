@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -13,11 +13,8 @@ from fastapi.staticfiles import StaticFiles
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 STATIC_PATH = "/static/docs"
 
-router = APIRouter(include_in_schema=False)
 
-
-@router.get("/docs")
-def swagger_ui() -> HTMLResponse:
+async def swagger_ui(_request: Request) -> HTMLResponse:
     return get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="Stratus API",
@@ -29,8 +26,7 @@ def swagger_ui() -> HTMLResponse:
     )
 
 
-@router.get("/redoc")
-def redoc() -> HTMLResponse:
+async def redoc(_request: Request) -> HTMLResponse:
     return get_redoc_html(
         openapi_url="/openapi.json",
         title="Stratus API",
@@ -41,6 +37,7 @@ def redoc() -> HTMLResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Serve the pages and their assets."""
-    app.include_router(router)
+    """Serve the pages and their assets (plain routes: pages, not API operations)."""
+    app.add_route("/docs", swagger_ui, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="docs-static")

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from app.clock import utcnow
-from app.domain.webhooks.targets import TargetRefused, check_target
+from app.domain.webhooks.targets import TargetRefused, TargetUnresolved, check_target
 
 BODY_KEEP_BYTES = 1024
 USER_AGENT = "Stratus-Webhooks/1"
@@ -60,6 +60,8 @@ def send(request: Request, timeout_s: float, allow_private: bool) -> Outcome:
 
     try:
         check_target(request.url, allow_private)
+    except TargetUnresolved as exc:
+        return Outcome(None, elapsed(), error=str(exc), retryable=True)
     except TargetRefused as exc:
         return Outcome(None, elapsed(), error=f"refused: {exc}")
     headers = {**request.headers, "content-type": "application/json", "user-agent": USER_AGENT}

@@ -23,7 +23,7 @@ from app.domain.webhooks.schemas import (
     WebhookRead,
     WebhookStatus,
 )
-from app.domain.webhooks.targets import TargetRefused, check_target
+from app.domain.webhooks.targets import TargetRefused, TargetUnresolved, check_target
 from app.errors import NotFound, Unprocessable
 from app.settings import Settings
 
@@ -63,6 +63,8 @@ def create_webhook(
     authorize(session, principal, project_id, Role.EDITOR)
     try:
         check_target(data.url, settings.webhooks.allow_private_targets)
+    except TargetUnresolved:
+        pass  # may be created later; every attempt checks again
     except TargetRefused as exc:
         raise Unprocessable(f"url: {exc}.", code="webhook_target_refused") from None
     webhook = Webhook(

@@ -3,7 +3,8 @@
 Private, loopback, link-local (cloud metadata), shared, reserved and multicast addresses are
 refused unless STRATUS_WEBHOOKS__ALLOW_PRIVATE_TARGETS is set (it is under ``stratus dev``).
 The check runs when the webhook is created and again before every attempt, so a name that
-later resolves elsewhere is caught too.
+later resolves elsewhere is caught too; a name that does not resolve yet is accepted at
+creation, and its attempts fail (and are retried) until it does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ ALLOW_SETTING = "STRATUS_WEBHOOKS__ALLOW_PRIVATE_TARGETS"
 
 class TargetRefused(Exception):
     """The URL may not be called; the message says why, in words."""
+
+
+class TargetUnresolved(TargetRefused):
+    """The host does not resolve (now): refused for an attempt, not for a new webhook, whose
+    name may not exist yet."""
 
 
 def _refused(address: str) -> bool:
@@ -37,7 +43,7 @@ def check_target(url: str, allow_private: bool) -> None:
     try:
         infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
-        raise TargetRefused(f"the host {parts.hostname!r} does not resolve") from exc
+        raise TargetUnresolved(f"the host {parts.hostname!r} does not resolve") from exc
     blocked = sorted({str(info[4][0]) for info in infos if _refused(str(info[4][0]))})
     if blocked:
         raise TargetRefused(
