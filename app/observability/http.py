@@ -12,9 +12,14 @@ from app.observability import context, prometheus
 
 
 def _route_of(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return str(path) if path else "<unmatched>"
+    """The route template (never the raw path, which would make a series per id)."""
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    if scope.get("root_path") or scope.get("app_root_path"):
+        return "<mounted>"
+    endpoint = scope.get("endpoint")
+    return f"<{getattr(endpoint, '__name__', 'page')}>" if endpoint else "<unmatched>"
 
 
 class RequestContext:

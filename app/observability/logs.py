@@ -40,10 +40,13 @@ def configure(level: str, json_logs: bool) -> None:
     logging.basicConfig(level=level)
     if not json_logs:
         return
+    use_json(logging.getLogger())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        use_json(logging.getLogger(name))
+
+
+def use_json(logger: logging.Logger) -> None:
+    """Write ``logger``'s own handlers' records as JSON lines."""
     formatter = JsonFormatter()
-    root = logging.getLogger()
-    for handler in root.handlers:
+    for handler in logger.handlers:
         handler.setFormatter(formatter)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
-        for handler in logging.getLogger(name).handlers:
-            handler.setFormatter(formatter)

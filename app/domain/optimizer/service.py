@@ -26,6 +26,7 @@ from app.domain.optimizer.schemas import DecisionRead, WhatIfRead, WhatIfRequest
 from app.domain.pagination import PageRequest
 from app.domain.quotas import service as quotas
 from app.errors import NotFound, Unprocessable
+from app.observability import prometheus
 from app.optimizer import Observation, Policy, State, Window, decide, fit, what_if
 from app.settings import get_settings
 
@@ -138,6 +139,7 @@ def optimize(session: Session, deployment_id: uuid.UUID, window_end: datetime) -
             session.flush()
     except IntegrityError:
         return False  # a concurrent pass decided this window first
+    prometheus.OPTIMIZER_DECISIONS.labels(mode=row.mode, applied=str(row.applied).lower()).inc()
     if not row.applied:
         return False
     if not deployments_repo.guarded_update(
