@@ -28,6 +28,7 @@ TABLES = {
     "audit_events",
     "code_bundles",
     "deployments",
+    "events",
     "idempotency_records",
     "leases",
     "memberships",
@@ -41,6 +42,8 @@ TABLES = {
     "poll_cursors",
     "projects",
     "training_runs",
+    "webhook_deliveries",
+    "webhooks",
 }
 
 
