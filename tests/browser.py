@@ -3,6 +3,7 @@ only the loopback is reachable, as on a machine without internet access."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,10 @@ class Offline:
 def offline_page() -> Iterator[tuple[object, Offline]]:
     """A Playwright page whose every request off the loopback fails, as with no network."""
     if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
+        if os.environ.get("STRATUS_REQUIRE_SERVICES"):
+            pytest.fail(missing)
+        pytest.skip(missing)
     sync_api = pytest.importorskip("playwright.sync_api")
     seen = Offline()
     with sync_api.sync_playwright() as playwright:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -134,3 +135,22 @@ def test_list_filters_pages_and_isolates(client: TestClient, db: Session, owner:
     stranger = make_key(db)
     db.commit()
     assert client.get(url, headers=stranger.headers).status_code == 404
+
+
+def test_a_refusal_over_budget_is_recorded_though_the_request_rolls_back(
+    client: TestClient, db: Session
+) -> None:
+    key = make_key(db)
+    project = make_project(db, (key, Role.EDITOR), budget_usd=Decimal("0.10"))
+    db.commit()
+    spec = {"image": "x", "instance_type": "ml.m5.xlarge", "instance_count": 1}
+    body = {"name": "pricey", "backend": "sagemaker", "spec": spec}
+    r = client.post(f"/v1/projects/{project.id}/runs", json=body, headers=key.headers)
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "budget_exceeded"
+    assert _types(db, project.id) == ["budget.exceeded"]  # and no run.created
+    event = db.scalars(select(Event).where(Event.project_id == project.id)).one()
+    assert event.subject_id == project.id
+    assert event.data["refused"] == "This run"
+    assert event.data["budget_usd"] == 0.1
+    assert event.data["projected_usd"] == pytest.approx(0.23 * 24)  # a day at most
