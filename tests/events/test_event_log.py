@@ -26,14 +26,6 @@ from tests.factories import (
 )
 
 
-@pytest.fixture
-def owner(db: Session) -> Any:
-    key = make_key(db)
-    project = make_project(db, (key, Role.OWNER))
-    db.commit()
-    return key, project
-
-
 def _types(db: Session, project_id: Any) -> list[str]:
     stmt = select(Event.type).where(Event.project_id == project_id).order_by(Event.id)
     return list(db.scalars(stmt))

@@ -5,7 +5,6 @@ by it processes the event exactly once."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -20,10 +19,9 @@ from app.domain.webhooks import service as webhooks
 from app.domain.webhooks.models import WebhookDelivery
 from app.domain.webhooks.schemas import WebhookCreate
 from app.settings import get_settings
-from tests.conftest import TEST_PEPPER
 from tests.events.receiver import receiver
 from tests.factories import make_key, make_project, make_run
-from tests.integration.test_sagemaker_crash import LEASE_S, Worker
+from tests.integration.test_sagemaker_crash import LEASE_S, Worker, worker_env
 from tests.workers.conftest import UnitOfWork
 from workers.tasks.outbox import relay_outbox
 
@@ -33,19 +31,9 @@ DEADLINE_S = 60
 
 
 def _env(pg_url: str, redis_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
-    env.update(
-        {
-            "STRATUS_DATABASE_URL": pg_url,
-            "STRATUS_BROKER_URL": redis_url,
-            "STRATUS_KEY_PEPPER": TEST_PEPPER,
-            "STRATUS_WORKER__OUTBOX_LEASE_S": str(LEASE_S),
-            "STRATUS_WORKER__MESSAGE_LEASE_S": "2",
-            "STRATUS_BACKENDS__LOCAL__ENABLED": "false",
-            "STRATUS_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true",
-        }
-    )
-    return env
+    # The crash test's worker environment (its SageMaker endpoint is never called here).
+    env = worker_env(pg_url, redis_url, "http://127.0.0.1:9")
+    return {**env, "STRATUS_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true"}
 
 
 def _delivery(committed: UnitOfWork) -> WebhookDelivery | None:

@@ -220,14 +220,6 @@ def test_rotation_signs_with_both_secrets_for_the_grace_period(
 # --- the API ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def owner(db: Session) -> Any:
-    key = make_key(db)
-    project = make_project(db, (key, Role.OWNER))
-    db.commit()
-    return key, project
-
-
 @pytest.mark.parametrize(
     "url",
     [

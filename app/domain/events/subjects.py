@@ -7,6 +7,7 @@ back with the change itself.
 from __future__ import annotations
 
 import uuid
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,8 @@ from app.domain.events.service import record_event
 from app.domain.runs import repository as runs_repo
 from app.domain.runs.schemas import RunRead, masked_spec
 from app.domain.runs.states import RunStatus
+
+T = TypeVar("T")
 
 RUN_EVENTS: dict[RunStatus, str] = {
     RunStatus.SUBMITTING: "run.submitted",
@@ -35,53 +38,50 @@ DEPLOYMENT_EVENTS: dict[DeploymentStatus, str] = {
 
 def run_view(session: Session, run_id: uuid.UUID) -> RunRead | None:
     """The run as a viewer sees it (environment values masked): events go to every member."""
-    run = runs_repo.get(session, run_id)
+    run = _fresh(session, runs_repo.get(session, run_id))
     if run is None:
         return None
-    session.flush()
-    session.refresh(run)  # a guarded UPDATE does not touch the identity map
     read = RunRead.model_validate(run)
     read.spec = masked_spec(read.spec)
     return read
 
 
+def deployment_view(session: Session, deployment_id: uuid.UUID) -> DeploymentRead | None:
+    deployment = _fresh(session, deployments_repo.get(session, deployment_id))
+    return None if deployment is None else DeploymentRead.model_validate(deployment)
+
+
+def _fresh(session: Session, row: T | None) -> T | None:
+    """``row`` as the database has it now: a guarded UPDATE does not touch the identity map."""
+    if row is not None:
+        session.flush()
+        session.refresh(row)
+    return row
+
+
 def run_created(session: Session, run_id: uuid.UUID) -> None:
     """``run.created``, whatever status the run starts in."""
-    _run_event(session, run_id, "run.created")
+    _record(session, "run.created", run_view(session, run_id))
 
 
 def run_status(session: Session, run_id: uuid.UUID, status: RunStatus) -> None:
     """Record the event a run's new ``status`` means, if any."""
-    _run_event(session, run_id, RUN_EVENTS.get(status))
-
-
-def _run_event(session: Session, run_id: uuid.UUID, event_type: str | None) -> None:
-    read = run_view(session, run_id) if event_type else None
-    if event_type and read is not None:
-        record_event(session, event_type, read.project_id, read.id, read)
-
-
-def deployment_view(session: Session, deployment_id: uuid.UUID) -> DeploymentRead | None:
-    deployment = deployments_repo.get(session, deployment_id)
-    if deployment is None:
-        return None
-    session.flush()
-    session.refresh(deployment)
-    return DeploymentRead.model_validate(deployment)
+    if event_type := RUN_EVENTS.get(status):
+        _record(session, event_type, run_view(session, run_id))
 
 
 def deployment_created(session: Session, deployment_id: uuid.UUID) -> None:
-    _deployment_event(session, deployment_id, "deployment.created")
+    _record(session, "deployment.created", deployment_view(session, deployment_id))
 
 
 def deployment_status(session: Session, deployment_id: uuid.UUID, status: DeploymentStatus) -> None:
     """Record the event a deployment's new ``status`` means, if any."""
-    _deployment_event(session, deployment_id, DEPLOYMENT_EVENTS.get(status))
+    if event_type := DEPLOYMENT_EVENTS.get(status):
+        _record(session, event_type, deployment_view(session, deployment_id))
 
 
-def _deployment_event(session: Session, deployment_id: uuid.UUID, event_type: str | None) -> None:
-    read = deployment_view(session, deployment_id) if event_type else None
-    if event_type and read is not None:
+def _record(session: Session, event_type: str, read: RunRead | DeploymentRead | None) -> None:
+    if read is not None:
         record_event(session, event_type, read.project_id, read.id, read)
 
 
