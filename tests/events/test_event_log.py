@@ -10,12 +10,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.clock import utcnow
 from app.domain.access import Role
 from app.domain.deployments import service as deployments
 from app.domain.deployments.states import DeploymentStatus
 from app.domain.events.models import Event
+from app.domain.optimizer import service as optimizer
+from app.domain.optimizer.models import OptimizerDecision
 from app.domain.runs import service as runs
 from app.domain.runs.states import RunStatus
+from tests.api.test_optimizer import POLICY, overloaded
 from tests.factories import (
     LOCAL_SPEC,
     make_deployment,
@@ -146,3 +150,25 @@ def test_a_refusal_over_budget_is_recorded_though_the_request_rolls_back(
     assert event.data["refused"] == "This run"
     assert event.data["budget_usd"] == 0.1
     assert event.data["projected_usd"] == pytest.approx(0.23 * 24)  # a day at most
+
+
+def test_an_optimizer_scale_out_is_recorded_with_its_reason(db: Session) -> None:
+    project = make_project(db)
+    deployment = make_deployment(
+        db,
+        project,
+        status="in_service",
+        desired_instances=1,
+        current_instances=1,
+        scaling_policy=POLICY,
+    )
+    overloaded(db, deployment)
+    assert optimizer.optimize(db, deployment.id, utcnow())
+    decision = db.scalars(select(OptimizerDecision)).one()
+    assert _types(db, project.id) == ["deployment.scaled", "deployment.updating"]
+    scaled = db.scalars(select(Event).where(Event.type == "deployment.scaled")).one()
+    assert scaled.subject_id == deployment.id
+    assert scaled.data["previous_instances"] == 1
+    assert scaled.data["desired_instances"] == decision.desired_instances > 1
+    assert scaled.data["reason"] == decision.reason
+    assert scaled.data["mode"] == decision.mode
