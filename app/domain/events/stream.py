@@ -20,6 +20,7 @@ from app.errors import BadRequest, NotFound
 from app.settings import Settings
 
 POLL_LIMIT = 500
+MAX_ID = 2**63  # event ids are BIGINT
 
 
 def parse_last_id(value: str | None) -> int | None:
@@ -27,7 +28,7 @@ def parse_last_id(value: str | None) -> int | None:
     if value is None or value.strip() == "":
         return None
     text = value.strip()
-    if not text.isdigit() or len(text) > 19:
+    if not text.isdigit() or len(text) > 19 or int(text) >= MAX_ID:
         raise BadRequest("Last-Event-ID must be the id of an event (a non-negative integer).")
     return int(text)
 

@@ -4,6 +4,7 @@ cursor after it, so a client resuming with ``Last-Event-ID`` gets every line exa
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,6 +20,7 @@ from app.errors import AppError
 from app.settings import Settings
 
 PAGE_LINES = 1000
+logger = logging.getLogger(__name__)
 
 
 def _poll_logs(
@@ -33,16 +35,25 @@ def _poll_logs(
         with unit_of_work(factory) as session:
             page = logs.read_logs(session, principal, run_id, cursor[0], PAGE_LINES)
     except AppError as error:  # the backend failed: say so; the client resumes later
-        problem = json.dumps({"status": error.status, "detail": error.detail})
-        return Batch([frame(problem, event="error")], done=True)
+        return _failed(error.status, error.detail)
+    except Exception:  # e.g. a Last-Event-ID that is no cursor of this backend
+        logger.exception("reading the log of run %s from cursor %r failed", run_id, cursor[0])
+        return _failed(400, "The log could not be read from this Last-Event-ID.")
     batch = Batch(full=len(page.lines) >= PAGE_LINES)
     if page.lines:
         cursor[0] = page.next_cursor or cursor[0]
         batch.frames.append(frame(page.lines, cursor[0]))
-    elif finished:  # read after the status, so lines written before the end are all sent
+    # No next cursor: an ended job read out. Otherwise the status was read before the lines,
+    # so a finished run with nothing new has had every line sent.
+    if (page.lines and page.next_cursor is None) or (finished and not page.lines):
         batch.frames.append(frame("{}", event="end"))
         batch.done = True
     return batch
+
+
+def _failed(status: int, detail: str) -> Batch:
+    problem = json.dumps({"status": status, "detail": detail})
+    return Batch([frame(problem, event="error")], done=True)
 
 
 async def run_log_stream(
