@@ -12,6 +12,7 @@ from app.domain.outbox import service as outbox
 from app.domain.webhooks import repository
 from app.domain.webhooks.models import WebhookDelivery
 from app.domain.webhooks.schemas import DeliveryStatus
+from app.ids import uuid7
 
 
 def queue_deliveries(
@@ -23,6 +24,7 @@ def queue_deliveries(
         if not any(matches(pattern, event_type) for pattern in webhook.events):
             continue
         delivery = WebhookDelivery(
+            id=uuid7(),  # known before the insert: no flush per delivery
             webhook_id=webhook.id,
             project_id=project_id,
             event_id=event_id,
@@ -33,7 +35,6 @@ def queue_deliveries(
             next_attempt_at=utcnow(),
         )
         session.add(delivery)
-        session.flush()
         outbox.enqueue(session, outbox.WEBHOOK_DELIVER, delivery_id=str(delivery.id))
         queued += 1
     return queued
