@@ -8,6 +8,7 @@ import ctypes
 import importlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -395,6 +396,14 @@ def dev(
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.environ["STRATUS_DATA_DIR"] = str(data_dir)
     default_host_roots()
+    # Webhook receivers under development usually listen on this machine.
+    os.environ.setdefault("STRATUS_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")
+    # One metrics directory shared by the API and the worker processes it starts.
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        metrics_dir = data_dir / "prometheus"  # emptied: counters start again with the server
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(mode=0o700)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     settings = _load_settings()
     roots = settings.backends.local.host_roots
     _check_port(host, port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 PROBLEM_JSON = "application/problem+json"
@@ -21,8 +22,12 @@ class AppError(Exception):
         code: str | None = None,
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        after_rollback: Callable[[Any], None] | None = None,
     ) -> None:
         super().__init__(detail or self.title)
+        # Called with a new session once the refused request's transaction rolled back: for
+        # what must be recorded about a refusal itself (an event), in its own transaction.
+        self.after_rollback = after_rollback
         self.detail = detail or self.title
         if code:
             self.code = code

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,25 +12,34 @@ from app.api.routes import (
     api_keys,
     bundles,
     deployments,
+    docs,
+    events,
     health,
     metrics,
     models,
+    observability,
     optimizer,
     projects,
     run_tracking,
     runs,
     serving,
+    webhooks,
 )
 from app.db import build_engine
+from app.observability import logs
+from app.observability.http import RequestContext
 from app.settings import Settings, get_settings
 from app.ui import install as install_console
 
 DESCRIPTION = """
 Stratus tracks, trains, deploys and right-sizes models behind one API.
 
-Authenticate with `Authorization: Bearer <api key>`. Errors are `application/problem+json`.
-Lists are cursor-paged: pass `next_cursor` back as `cursor`. POSTs that create accept an
-`Idempotency-Key` header; a retry with the same key and body replays the first response.
+Authenticate with `Authorization: Bearer <api key>` (on this page: **Authorize**). Errors
+are `application/problem+json`. Lists are cursor-paged: pass `next_cursor` back as `cursor`.
+POSTs that create accept an `Idempotency-Key` header; a retry with the same key and body
+replays the first response.
+State changes are recorded as events: list them, stream them (server-sent events) or have
+them POSTed to signed webhooks.
 """
 
 
@@ -44,13 +51,20 @@ def create_app(
     if session_factory is None:
         engine = build_engine(settings.effective_database_url)
         session_factory = sessionmaker(bind=engine, expire_on_commit=False)
-    logging.basicConfig(level=settings.log_level)
+    logs.configure(settings.log_level, settings.observability.json_logs)
 
-    app = FastAPI(title="Stratus", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(
+        title="Stratus",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.session_factory = session_factory
     handlers.install(app)
     openapi.install(app)
+    docs.install(app)
     for module in (
         health,
         api_keys,
@@ -63,6 +77,9 @@ def create_app(
         metrics,
         serving,
         optimizer,
+        events,
+        webhooks,
+        observability,
     ):
         app.include_router(module.router)
     install_console(app)
@@ -72,6 +89,7 @@ def create_app(
         overrides=[(bundles.UPLOAD_PATH, settings.artifacts.bundle_max_bytes)],
     )
     app.add_middleware(RejectUnstorableText)
+    app.add_middleware(RequestContext)
     return app
 
 

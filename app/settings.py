@@ -196,6 +196,37 @@ class UiSettings(BaseModel):
     poll_interval_s: float = Field(default=5.0, ge=1, le=300)  # live updates of open pages
 
 
+class WebhookSettings(BaseModel):
+    """Signed webhook deliveries: retries, the give-up window and where they may go."""
+
+    # Refuse targets that resolve to private, loopback, link-local or metadata addresses.
+    allow_private_targets: bool = False
+    timeout_s: float = Field(default=10.0, gt=0, le=60)  # one delivery attempt, connect to end
+    retry_base_s: float = Field(default=5.0, gt=0)  # first retry; doubles each attempt
+    retry_max_s: float = Field(default=3600.0, gt=0)  # longest wait between two attempts
+    retry_window_s: float = Field(default=86_400.0, gt=0)  # a delivery fails after this long
+    disable_after_s: float = Field(default=86_400.0, gt=0)  # an endpoint failing this long
+    secret_grace_s: float = Field(default=86_400.0, ge=0)  # old secret still signs after rotation
+
+
+class ObservabilitySettings(BaseModel):
+    """Live streams, Prometheus metrics and logs."""
+
+    # /metrics answers loopback callers freely; others need `Authorization: Bearer <token>`.
+    metrics_token: str | None = None
+    stream_poll_s: float = Field(default=1.0, gt=0, le=60)  # how often a stream looks for news
+    stream_keepalive_s: float = Field(default=15.0, gt=0)  # a comment line when nothing happened
+    stream_max_s: float = Field(default=3600.0, gt=0)  # a stream ends; the client resumes
+    # A newer event waits this long for an older id still in flight in another transaction.
+    stream_settle_s: float = Field(default=5.0, ge=0, le=60)
+    json_logs: bool = False  # one JSON object a line, with request and principal ids
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 class Settings(BaseSettings):
     """All Stratus configuration. Nested groups use ``__``: ``STRATUS_API__MAX_BODY_BYTES``."""
 
@@ -217,6 +248,8 @@ class Settings(BaseSettings):
     artifacts: ArtifactSettings = ArtifactSettings()
     quotas: QuotaSettings = QuotaSettings()
     ui: UiSettings = UiSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @field_validator("database_url")
     @classmethod

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -17,11 +18,13 @@ from app.domain.api_keys.service import issue_key
 from app.domain.bundles.models import CodeBundle
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.schemas import ScalingPolicy
+from app.domain.events.service import record_event
 from app.domain.model_versions.models import ModelVersion
 from app.domain.model_versions.repository import next_version
 from app.domain.optimizer.models import OptimizerDecision
 from app.domain.projects.models import Membership, Project
 from app.domain.runs.models import TrainingRun
+from app.domain.webhooks.models import Webhook, WebhookDelivery
 
 PEPPER = "test-pepper-0123456789abcdef"
 RECOMMENDER = Path(__file__).resolve().parents[1] / "examples" / "recommender"
@@ -165,3 +168,24 @@ def make_bundle(session: Session, project: Project, **fields: Any) -> CodeBundle
     session.add(bundle)
     session.flush()
     return bundle
+
+
+def make_webhook(
+    session: Session, project: Project, **fields: Any
+) -> tuple[Webhook, WebhookDelivery]:
+    """A webhook of the project subscribed to every event, and a delivery of one event to it."""
+    webhook = Webhook(
+        project_id=project.id,
+        url=fields.pop("url", "https://hooks.example.com/stratus"),
+        events=fields.pop("events", ["*"]),
+        status=fields.pop("status", "active"),
+        secret_salt=fields.pop("secret_salt", uuid.uuid4().hex),
+        **fields,
+    )
+    session.add(webhook)
+    session.flush()
+    record_event(session, "budget.exceeded", project.id, project.id, {"id": str(project.id)})
+    delivery = session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id)
+    ).one()
+    return webhook, delivery

@@ -130,4 +130,11 @@ def test_every_example_succeeds_on_a_fresh_dev(dev: Dev) -> None:
     send("PATCH", "/v1/deployments/{deployment_id}", 200, deployment_id=deployment["id"])
     assert http.delete(f"/v1/deployments/{deployment['id']}").status_code == 202
 
+    # Every step above was recorded as an event; the webhook example subscribes to them.
+    send("POST", "/v1/projects/{project_id}/webhooks", 201, project_id=project)
+    events = http.get(f"/v1/projects/{project}/events", params={"limit": 500}).json()["items"]
+    recorded = {e["type"] for e in events}
+    assert {"run.created", "run.completed", "model_version.created"} <= recorded
+    assert {"deployment.created", "deployment.in_service"} <= recorded
+
     assert sent == set(examples), f"examples not exercised: {set(examples) - sent}"

@@ -6,13 +6,16 @@ duplicated message costs a retry, never a result.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
 
 from app.db import get_engine
+from app.observability import logs
 from app.settings import Settings, get_settings
+from workers import metrics  # noqa: F401 - connects the task outcome counters
 
 QUEUE = "stratus"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
@@ -22,6 +25,7 @@ TASK_MODULES = (
     "workers.tasks.deployments",
     "workers.tasks.housekeeping",
     "workers.tasks.optimizer",
+    "workers.tasks.webhooks",
 )
 
 
@@ -128,3 +132,11 @@ def _own_connections_after_fork(**_: Any) -> None:
 
 celery_app = Celery("stratus", include=list(TASK_MODULES))
 configure(celery_app, get_settings())
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_logs(logger: logging.Logger, **_: Any) -> None:
+    # Celery set up its handlers its way; only their format changes, and only when asked.
+    if get_settings().observability.json_logs:
+        logs.use_json(logger)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from app.domain.api_keys import service as api_keys
 from app.domain.idempotency import service as idempotency
 from app.domain.pagination import PageRequest
 from app.domain.schemas import Page
-from app.errors import Unauthorized
+from app.errors import AppError, Unauthorized
+from app.observability import context as request_context
 from app.settings import Settings
+
+log = logging.getLogger("stratus.api")
 
 
 # Plain lookups are async so they run on the event loop, not via a threadpool hop each.
@@ -43,9 +47,24 @@ FactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 
 
 def get_session(factory: FactoryDep) -> Iterator[Session]:
-    """One unit of work per request: committed before the response is sent."""
-    with unit_of_work(factory) as session:
-        yield session
+    """One unit of work per request: committed before the response is sent. A refusal that
+    has something to record about itself records it in a transaction of its own."""
+    try:
+        with unit_of_work(factory) as session:
+            yield session
+    except AppError as exc:
+        if exc.after_rollback is not None:
+            _record_refusal(factory, exc)
+        raise
+
+
+def _record_refusal(factory: sessionmaker[Session], exc: AppError) -> None:
+    try:
+        with unit_of_work(factory) as session:
+            if exc.after_rollback is not None:
+                exc.after_rollback(session)
+    except Exception:  # the refusal is still answered as it was
+        log.exception("recording a refused request's consequences failed")
 
 
 # scope="function": the commit runs before the response goes out, so a failed commit is a 500,
@@ -84,6 +103,7 @@ async def get_principal(
     principal = api_keys.cached_principal(secret, settings.key_pepper)
     if principal is None:
         principal = await run_in_threadpool(_authenticate, factory, secret, settings.key_pepper)
+    request_context.set_principal(principal.id)
     return principal
 
 

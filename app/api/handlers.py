@@ -69,6 +69,37 @@ def _about_body(exc: RequestValidationError) -> bool:
     return any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors())
 
 
+def _json_error(exc: RequestValidationError) -> dict[str, Any] | None:
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            return dict(error)
+    return None
+
+
+def _where_in(body: bytes, position: int) -> str:
+    """A character offset in ``body`` as words: line, column and character."""
+    text = body.decode("utf-8", "replace")[:position]
+    line = text.count("\n") + 1
+    column = position - (text.rfind("\n") + 1) + 1
+    return f"line {line}, column {column} (character {position + 1})"
+
+
+async def _malformed_json(request: Request, error: dict[str, Any]) -> JSONResponse:
+    """400 for a body that is not JSON at all, saying where the parser stopped."""
+    loc = list(error.get("loc", ()))
+    position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+    reason = str((error.get("ctx") or {}).get("error", "invalid JSON"))
+    body = await request.body()
+    where = _where_in(body, position) if body else "the start (the body is empty)"
+    return problem(
+        request,
+        400,
+        "malformed_json",
+        "Malformed JSON",
+        f"The body is not valid JSON: {reason} at {where}.",
+    )
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -98,6 +129,9 @@ def install(app: FastAPI) -> None:
                 "Unsupported media type",
                 f"Send the body as application/json, not {content_type}.",
             )
+        malformed = _json_error(exc)
+        if malformed is not None:
+            return await _malformed_json(request, malformed)
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()

@@ -61,6 +61,23 @@ def _add_input_errors(op: dict[str, Any], responses: dict[str, Any]) -> None:
     responses.update(ordered)
 
 
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key (`sk_…`), sent as `Authorization: Bearer <key>`.",
+}
+
+
+def _add_security(spec: dict[str, Any]) -> None:
+    """Declare the bearer scheme and require it on every operation that can answer 401, so
+    the docs page's Authorize button applies the key to them."""
+    spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = BEARER
+    for item in spec.get("paths", {}).values():
+        for op in item.values():
+            if "401" in op.get("responses", {}):
+                op["security"] = [{"bearerAuth": []}]
+
+
 def install(app: FastAPI) -> None:
     """Replace FastAPI's default 422 body with the problem+json the handlers send."""
 
@@ -83,6 +100,7 @@ def install(app: FastAPI) -> None:
                         "content": {PROBLEM_JSON: {"schema": _validation_problem()}},
                     }
         _add_raw_bodies(spec)
+        _add_security(spec)
         schemas = spec.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)

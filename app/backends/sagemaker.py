@@ -28,6 +28,7 @@ from app.backends.base import (
 from app.backends.ratelimit import TokenBucket, bucket_for
 from app.backends.sagemaker_images import resolve_image
 from app.backends.sagemaker_serving import SageMakerServing, Tolerate
+from app.observability import prometheus
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ def _translate(exc: ClientError | BotoCoreError) -> BackendError:
             original = int(str(extra.get("OriginalStatusCode") or 424))
             body = str(extra.get("OriginalMessage") or _message(exc)).encode()
             return ModelError(original, body, "text/plain")
+        if code in THROTTLING or status == 429:
+            prometheus.BACKEND_THROTTLES.labels(backend="sagemaker").inc()
         retryable = code in THROTTLING or code in TRANSIENT or status >= 500 or status == 429
         message = req.scrub(f"{exc.operation_name}: {code}: {_message(exc)}")
         return BackendError(message, retryable=retryable)
@@ -139,6 +142,7 @@ class SageMakerBackend(SageMakerServing):
         self.sm.meta.events.register("before-send.sagemaker", self._take_token)
 
     def _take_token(self, **_: Any) -> None:
+        prometheus.BACKEND_CALLS.labels(backend=self.name).inc()
         self.limiter.acquire(RATE_WAIT_S)
 
     def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -4,6 +4,7 @@ from app.domain.api_keys.models import ApiKey
 from app.domain.audit.models import AuditEvent
 from app.domain.bundles.models import CodeBundle
 from app.domain.deployments.models import Deployment
+from app.domain.events.models import Event
 from app.domain.idempotency.models import IdempotencyRecord
 from app.domain.leases.models import Lease
 from app.domain.metrics.models import MetricPoint
@@ -14,12 +15,14 @@ from app.domain.polling.models import PollCursor
 from app.domain.projects.models import Membership, Project
 from app.domain.runs.models import TrainingRun
 from app.domain.ui_sessions.models import UiSession
+from app.domain.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey",
     "AuditEvent",
     "CodeBundle",
     "Deployment",
+    "Event",
     "IdempotencyRecord",
     "Lease",
     "Membership",
@@ -31,4 +34,6 @@ __all__ = [
     "Project",
     "TrainingRun",
     "UiSession",
+    "Webhook",
+    "WebhookDelivery",
 ]

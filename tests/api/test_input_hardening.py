@@ -259,7 +259,7 @@ def test_json_strings_still_parse_uuids_datetimes_enums_and_ints_as_floats(
 @pytest.mark.parametrize(
     ("content", "content_type", "status"),
     [
-        (b'{"description": ', "application/json", 422),  # malformed JSON
+        (b'{"description": ', "application/json", 400),  # malformed JSON
         (b"[1, 2]", "application/json", 422),  # not an object
         (b'"text"', "application/json", 422),
         (b"null", "application/json", 422),

@@ -109,6 +109,8 @@ def server(scratch_db: str, tmp_path: Path) -> Iterator[str]:
         "STRATUS_KEY_PEPPER": TEST_PEPPER,
         "STRATUS_DATA_DIR": str(tmp_path / "data"),
         "STRATUS_LOG_LEVEL": "WARNING",
+        # Live streams end at once, so each streaming request answers within the budget.
+        "STRATUS_OBSERVABILITY__STREAM_MAX_S": "1",
     }
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(

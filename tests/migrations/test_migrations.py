@@ -28,6 +28,7 @@ TABLES = {
     "audit_events",
     "code_bundles",
     "deployments",
+    "events",
     "idempotency_records",
     "leases",
     "memberships",
@@ -42,6 +43,8 @@ TABLES = {
     "projects",
     "training_runs",
     "ui_sessions",
+    "webhook_deliveries",
+    "webhooks",
 }
 
 

@@ -139,7 +139,34 @@ ROUTES = [
     ),
 ]
 
-UNAUTHENTICATED = {("GET", "/healthz"), ("GET", "/readyz")}
+WEBHOOKS = "/v1/projects/{project_id}/webhooks"
+ROUTES += [
+    Route("GET", "/v1/projects/{project_id}/events", "viewer"),
+    Route("GET", "/v1/projects/{project_id}/events/stream", "viewer"),
+    Route("GET", "/v1/runs/{run_id}/logs/stream", "viewer"),
+    Route(
+        "POST",
+        WEBHOOKS,
+        "editor",
+        lambda _w, _s: {"url": "https://hooks.example.com/x", "events": ["run.*"]},
+    ),
+    Route("GET", WEBHOOKS, "viewer"),
+    Route("GET", WEBHOOKS + "/{webhook_id}", "viewer"),
+    Route("DELETE", WEBHOOKS + "/{webhook_id}", "editor"),
+    Route("POST", WEBHOOKS + "/{webhook_id}/rotate-secret", "editor"),
+    Route("GET", WEBHOOKS + "/{webhook_id}/deliveries", "viewer"),
+    Route("POST", WEBHOOKS + "/{webhook_id}/deliveries/{delivery_id}/redeliver", "editor"),
+]
+
+# /metrics takes no API key: loopback callers (the test client counts as one) or its token.
+UNAUTHENTICATED = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Streams end at once here, so an allowed stream request returns."""
+    short = settings.observability.model_copy(update={"stream_max_s": 0.2})
+    return settings.model_copy(update={"observability": short})
 
 
 def _cases() -> list[Any]:
@@ -182,6 +209,8 @@ def _fill(route: Route, world: World, side: Side) -> str:
         key_id=world.spare_key.id,
         model_name="default",
         bundle_id=side.bundle.id,
+        webhook_id=side.webhook.id,
+        delivery_id=side.delivery.id,
     )
 
 

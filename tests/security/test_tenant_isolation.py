@@ -41,6 +41,7 @@ from tests.factories import (
     make_model_version,
     make_project,
     make_run,
+    make_webhook,
 )
 from tests.routes import Operation, operations
 
@@ -53,10 +54,20 @@ class Tenant:
     deployment: Any
     bundle: Any
     member: Key  # a key with a role on the project
+    webhook: Any = None
+    delivery: Any = None
 
     def ids(self) -> list[str]:
         objects = (self.project, self.run, self.model, self.deployment, self.bundle)
-        return [str(o.id) for o in objects]
+        hooks = [str(o.id) for o in (self.webhook, self.delivery) if o is not None]
+        return [str(o.id) for o in objects] + hooks
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Streams end at once here, so the control request on B's own project returns."""
+    short = settings.observability.model_copy(update={"stream_max_s": 0.2})
+    return settings.model_copy(update={"observability": short})
 
 
 @dataclass(repr=False)
@@ -77,8 +88,18 @@ TARGETS: dict[str, Callable[[Tenant], Any]] = {
     "principal_id": lambda t: t.member.id,
     "key_id": lambda t: t.member.id,
     "model_name": lambda _t: "default",
+    "webhook_id": lambda t: t.webhook.id,
+    "delivery_id": lambda t: t.delivery.id,
 }
-SCOPED = {"project_id", "run_id", "model_version_id", "deployment_id", "bundle_id"}
+SCOPED = {
+    "project_id",
+    "run_id",
+    "model_version_id",
+    "deployment_id",
+    "bundle_id",
+    "webhook_id",
+    "delivery_id",
+}
 
 # Required query parameters, by name.
 QUERY = {"entrypoint": "train.py"}
@@ -104,7 +125,8 @@ def _tenant(db: Session, member: Key, role: Role, name: str) -> Tenant:
     deployment = make_deployment(db, project, model, status="in_service", current_instances=1)
     make_decision(db, deployment)
     bundle = make_bundle(db, project)
-    return Tenant(project, run, model, deployment, bundle, member)
+    webhook, delivery = make_webhook(db, project)
+    return Tenant(project, run, model, deployment, bundle, member, webhook, delivery)
 
 
 @pytest.fixture
@@ -127,7 +149,9 @@ def scene(db: Session, client: TestClient) -> Scene:
 def _ghost(member: Key) -> Tenant:
     """A tenant whose objects do not exist."""
     project = SimpleNamespace(id=uuid.uuid4(), name="ghost")
-    return Tenant(project, *(SimpleNamespace(id=uuid.uuid4()) for _ in range(4)), member=member)
+    others = (SimpleNamespace(id=uuid.uuid4()) for _ in range(6))
+    run, model, deployment, bundle, webhook, delivery = others
+    return Tenant(project, run, model, deployment, bundle, member, webhook, delivery)
 
 
 # --- filling a request ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from app.domain.model_versions.models import ModelVersion
 from app.domain.projects.models import Project
 from app.domain.projects.schemas import EXAMPLE_PREFIX
 from app.domain.runs.models import TrainingRun
+from app.domain.webhooks.models import Webhook, WebhookDelivery
 from tests.factories import (
     Key,
     make_bundle,
@@ -23,6 +24,7 @@ from tests.factories import (
     make_model_version,
     make_project,
     make_run,
+    make_webhook,
 )
 
 OWN_PREFIX = "s3://bucket/own/"
@@ -36,6 +38,8 @@ class Side:
     model: ModelVersion
     deployment: Deployment
     bundle: CodeBundle
+    webhook: Webhook
+    delivery: WebhookDelivery
 
 
 @dataclass
@@ -71,7 +75,9 @@ def build_world(db: Session) -> World:
         model = make_model_version(db, project)
         deployment = make_deployment(db, project, model, status="in_service")
         make_decision(db, deployment)
-        sides.append(Side(project, run, model, deployment, make_bundle(db, project)))
+        webhook, delivery = make_webhook(db, project)
+        bundle = make_bundle(db, project)
+        sides.append(Side(project, run, model, deployment, bundle, webhook, delivery))
     spare = make_key(db, name="spare")
     db.commit()
     return World(keys=keys, own=sides[0], other=sides[1], spare_key=spare, other_owner=stranger)

@@ -56,6 +56,7 @@ def test_every_topic_has_a_registered_task_with_a_stable_name() -> None:
         outbox.DEPLOYMENT_CREATE: "stratus.deployments.create",
         outbox.DEPLOYMENT_UPDATE: "stratus.deployments.update",
         outbox.DEPLOYMENT_DELETE: "stratus.deployments.delete",
+        outbox.WEBHOOK_DELIVER: "stratus.webhooks.deliver",
     }
     assert all(task.name in celery_app.tasks for task in TOPIC_TASKS.values())
 

@@ -12,7 +12,7 @@ from app.db import unit_of_work
 from app.domain.outbox import service as outbox
 from app.settings import get_settings
 from workers.celery_app import celery_app
-from workers.tasks import deployments, runs
+from workers.tasks import deployments, runs, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ TOPIC_TASKS: dict[str, Task[Any, Any]] = {
     outbox.DEPLOYMENT_CREATE: deployments.create_deployment,
     outbox.DEPLOYMENT_UPDATE: deployments.update_deployment,
     outbox.DEPLOYMENT_DELETE: deployments.delete_deployment,
+    outbox.WEBHOOK_DELIVER: webhooks.deliver_webhook,
 }
 
 

@@ -32,6 +32,7 @@ def create_api_key(data: ApiKeyCreate, write: WriteDep, settings: SettingsDep) -
 
 @router.get("/v1/api-keys", responses=problem_responses(400, 401, 403))
 def list_api_keys(session: SessionDep, principal: PrincipalDep, page: PageDep) -> Page[ApiKeyRead]:
+    """Every API key (admins only), newest first; secrets are never shown again."""
     items, cursor = service.list_keys(session, principal, page)
     return Page(items=items, next_cursor=cursor)
 

@@ -87,4 +87,5 @@ def list_bundles(
 
 @router.get("/v1/code-bundles/{bundle_id}", responses=problem_responses(401, 404))
 def get_bundle(bundle_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> BundleRead:
+    """One code bundle: its digest, size and file count."""
     return service.get_bundle(session, principal, bundle_id)

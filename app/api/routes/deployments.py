@@ -48,6 +48,7 @@ def list_deployments(
 def get_deployment(
     deployment_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> DeploymentRead:
+    """One deployment: status, desired and current instances, scaling policy and cost so far."""
     return service.get_deployment(session, principal, deployment_id)
 
 

@@ -15,6 +15,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", summary="The process is up")
 def healthz() -> dict[str, str]:
+    """Liveness: answers while the process serves requests; checks nothing else."""
     return {"status": "ok"}
 
 
@@ -33,6 +34,7 @@ def _database_ok(factory: FactoryDep) -> tuple[bool, str]:
     responses={503: {"description": "A dependency is unreachable"}},
 )
 async def readyz(factory: FactoryDep, settings: SettingsDep) -> JSONResponse:
+    """Readiness: 200 when the database and the broker answer, 503 naming the one that does not."""
     db_ok, db_detail = await run_in_threadpool(_database_ok, factory)
     broker_ok, broker_detail = await run_in_threadpool(
         broker_reachable, settings.effective_broker_url

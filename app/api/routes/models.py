@@ -53,6 +53,7 @@ def list_models(
 def get_model(
     model_version_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> ModelVersionRead:
+    """One model version: its artifact, framework, metrics and the run it came from."""
     return service.get_model_version(session, principal, model_version_id)
 
 

@@ -37,6 +37,7 @@ def list_decisions(
 def latest_decision(
     deployment_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> DecisionRead:
+    """The optimizer's most recent decision for the deployment, with its reason."""
     return service.latest_decision(session, principal, deployment_id)
 
 

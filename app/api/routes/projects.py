@@ -42,12 +42,14 @@ def create_project(data: ProjectCreate, write: WriteDep, settings: SettingsDep) 
 
 @router.get("", response_model=Page[ProjectRead], responses=problem_responses(400, 401))
 def list_projects(session: SessionDep, principal: PrincipalDep, page: PageDep) -> Page[ProjectRead]:
+    """The projects the key is a member of (all of them for an admin), newest first."""
     items, cursor = service.list_projects(session, principal, page)
     return Page(items=items, next_cursor=cursor)
 
 
 @router.get("/{project_id}", responses=problem_responses(401, 404))
 def get_project(project_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> ProjectRead:
+    """One project: name, default backend, budget and backend settings."""
     return service.get_project(session, principal, project_id)
 
 
@@ -67,6 +69,7 @@ def update_project(
 
 @router.delete("/{project_id}", status_code=204, responses=problem_responses(401, 403, 404, 409))
 def delete_project(project_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> Response:
+    """Delete the project and everything in it (owners); refused while work is still live."""
     service.delete_project(session, principal, project_id)
     return Response(status_code=204)
 
@@ -75,6 +78,7 @@ def delete_project(project_id: uuid.UUID, session: SessionDep, principal: Princi
 def list_members(
     project_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, page: PageDep
 ) -> Page[MemberRead]:
+    """The project's members and their roles."""
     items, cursor = service.list_members(session, principal, project_id, page)
     return Page(items=items, next_cursor=cursor)
 
@@ -83,6 +87,7 @@ def list_members(
 def get_member(
     project_id: uuid.UUID, principal_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> MemberRead:
+    """One member's role in the project."""
     return service.get_member(session, principal, project_id, principal_id)
 
 
@@ -108,6 +113,7 @@ def put_member(
 def remove_member(
     project_id: uuid.UUID, principal_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> Response:
+    """Remove a member (owners); the last owner cannot be removed."""
     service.remove_member(session, principal, project_id, principal_id)
     return Response(status_code=204)
 

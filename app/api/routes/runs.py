@@ -66,6 +66,7 @@ def list_runs(
 
 @router.get("/v1/runs/{run_id}", responses=problem_responses(401, 404))
 def get_run(run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> RunRead:
+    """One run; viewers see its environment's keys with the values masked."""
     return service.get_run(session, principal, run_id)
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
 
 from app.api.deps import PrincipalDep, SessionDep
 from app.domain.deployments import invocations
@@ -29,7 +30,7 @@ class PredictRequest(WriteModel):
         "json_schema_extra": {"examples": [{"instances": [{"user": 7, "k": 10}]}]},
     }
 
-    instances: list[Any]
+    instances: list[Any] = Field(description="Rows to score, each as the model expects it.")
 
 
 def _target(

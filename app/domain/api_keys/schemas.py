@@ -16,17 +16,27 @@ class ApiKeyCreate(WriteModel):
         json_schema_extra={"examples": [{"name": "ci-pipeline", "admin": False}]},
     )
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w .@:/-]+$")
-    admin: bool = False
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[\w .@:/-]+$",
+        description="A name that says who uses the key.",
+    )
+    admin: bool = Field(
+        default=False, description="Whether the key may manage keys and see every project."
+    )
 
 
 class ApiKeyRead(ReadModel):
-    id: uuid.UUID
-    name: str
-    prefix: str
-    admin: bool = Field(validation_alias=AliasChoices("is_admin", "admin"))
-    created_at: datetime
-    revoked_at: datetime | None
+    id: uuid.UUID = Field(description="The key's id (not its secret).")
+    name: str = Field(description="The key's name.")
+    prefix: str = Field(description="The secret's first characters, to recognise it.")
+    admin: bool = Field(
+        validation_alias=AliasChoices("is_admin", "admin"),
+        description="Whether it is an admin key.",
+    )
+    created_at: datetime = Field(description="When it was issued (UTC).")
+    revoked_at: datetime | None = Field(description="When it was revoked; null while it works.")
 
 
 # A note about the secret, not one.
@@ -40,8 +50,12 @@ class ApiKeyCreated(ApiKeyRead):
     """Returned once, at creation: the only time the secret is ever shown. A replay of the
     creating request (same Idempotency-Key) answers with ``secret`` null and a note."""
 
-    secret: str | None
-    secret_note: str | None = None
+    secret: str | None = Field(
+        description="The key itself (`sk_…`), shown only in the first response; null in a replay."
+    )
+    secret_note: str | None = Field(
+        default=None, description="In a replay: why the secret is not shown."
+    )
 
     def without_secret(self) -> ApiKeyCreated:
         """What a replay of the creating request answers: everything but the secret."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pydantic import Field
+
 from app.domain.schemas import ReadModel
 
 GZIP_MEDIA_TYPES = frozenset({"application/gzip", "application/x-gzip"})
@@ -34,11 +36,13 @@ class StoredBundle:
 
 
 class BundleRead(ReadModel):
-    id: uuid.UUID
-    project_id: uuid.UUID
-    sha256: str
-    size_bytes: int
-    file_count: int
-    unpacked_bytes: int
-    created_by: uuid.UUID | None
-    created_at: datetime
+    id: uuid.UUID = Field(description="The bundle's id, for a run's `code_bundle_id`.")
+    project_id: uuid.UUID = Field(description="The project that owns it.")
+    sha256: str = Field(
+        description="SHA-256 of the uploaded archive: the same bytes give the same bundle."
+    )
+    size_bytes: int = Field(description="Size of the archive as uploaded.")
+    file_count: int = Field(description="Regular files in it.")
+    unpacked_bytes: int = Field(description="Total size of its files.")
+    created_by: uuid.UUID | None = Field(description="The key that uploaded it.")
+    created_at: datetime = Field(description="When it was uploaded (UTC).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -20,20 +20,26 @@ from app.domain.projects import repository as projects_repo
 
 
 class CostLine(BaseModel):
-    instance_type: str
-    instance_seconds: float
-    cost_usd: float | None  # None: no price known for this instance type
+    instance_type: str = Field(description="The instance type.")
+    instance_seconds: float = Field(description="Instance-seconds used on it.")
+    cost_usd: float | None = Field(
+        description="Their cost; null when the type has no known price."
+    )  # None: no price known for this instance type
 
 
 class CostSummary(BaseModel):
-    project_id: uuid.UUID
-    currency: str = "USD"
-    training: list[CostLine]
-    serving: list[CostLine]
-    total_usd: float
-    unpriced_instance_types: list[str]
-    budget_usd: float | None
-    budget_remaining_usd: float | None
+    project_id: uuid.UUID = Field(description="The project.")
+    currency: str = Field(default="USD", description="Currency of every amount.")
+    training: list[CostLine] = Field(description="Training spend per instance type.")
+    serving: list[CostLine] = Field(description="Serving spend per instance type.")
+    total_usd: float = Field(description="Training and serving together (priced types only).")
+    unpriced_instance_types: list[str] = Field(
+        description="Types used that have no price, so are not in the total."
+    )
+    budget_usd: float | None = Field(description="The project's budget; null when it has none.")
+    budget_remaining_usd: float | None = Field(
+        description="Budget minus total; null without a budget."
+    )
 
 
 def _lines(seconds: dict[str, float]) -> list[CostLine]:

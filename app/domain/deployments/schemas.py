@@ -54,12 +54,18 @@ class ScalingPolicy(WriteModel):
         },
     )
 
-    optimizer_enabled: bool = False
+    optimizer_enabled: bool = Field(
+        default=False, description="Let the optimizer set `desired_instances` within min and max."
+    )
     latency_slo_ms: LatencySlo = Field(default=200.0, description="p95 latency target")
     headroom: Headroom = Field(default=0.2, description="Fraction of the SLO kept in reserve")
     cost_weight: CostWeight = Field(default=0.5, description="0 = latency only, 1 = cost only")
-    scale_in_cooldown_s: Cooldown = 300
-    scale_out_cooldown_s: Cooldown = 60
+    scale_in_cooldown_s: Cooldown = Field(
+        default=300, description="Seconds after a change before the optimizer may scale in."
+    )
+    scale_out_cooldown_s: Cooldown = Field(
+        default=60, description="Seconds after a change before the optimizer may scale out."
+    )
     max_step: MaxStep = Field(default=2, description="Most instances added or removed per pass")
 
 
@@ -71,13 +77,27 @@ class ScalingPolicyPatch(WriteModel):
         json_schema_extra={"examples": [{"optimizer_enabled": True, "latency_slo_ms": 120}]},
     )
 
-    optimizer_enabled: bool | None = None
-    latency_slo_ms: LatencySlo | None = None
-    headroom: Headroom | None = None
-    cost_weight: CostWeight | None = None
-    scale_in_cooldown_s: Cooldown | None = None
-    scale_out_cooldown_s: Cooldown | None = None
-    max_step: MaxStep | None = None
+    optimizer_enabled: bool | None = Field(
+        default=None, description="Let the optimizer set `desired_instances`; omit to keep."
+    )
+    latency_slo_ms: LatencySlo | None = Field(
+        default=None, description="p95 latency target; omit to keep."
+    )
+    headroom: Headroom | None = Field(
+        default=None, description="Fraction of the SLO kept in reserve; omit to keep."
+    )
+    cost_weight: CostWeight | None = Field(
+        default=None, description="0 = latency only, 1 = cost only; omit to keep."
+    )
+    scale_in_cooldown_s: Cooldown | None = Field(
+        default=None, description="Scale-in cooldown in seconds; omit to keep."
+    )
+    scale_out_cooldown_s: Cooldown | None = Field(
+        default=None, description="Scale-out cooldown in seconds; omit to keep."
+    )
+    max_step: MaxStep | None = Field(
+        default=None, description="Most instances added or removed per pass; omit to keep."
+    )
 
 
 class DeploymentCreate(WriteModel):
@@ -108,10 +128,16 @@ class DeploymentCreate(WriteModel):
         max_length=64,
         description="'local' (or 'local.<size>') on local; e.g. ml.m5.large on sagemaker",
     )
-    desired_instances: Instances = 1
-    min_instances: Instances = 1
-    max_instances: Instances = 4
-    scaling_policy: ScalingPolicy = Field(default_factory=ScalingPolicy)
+    desired_instances: Instances = Field(default=1, description="Instances to run now.")
+    min_instances: Instances = Field(
+        default=1, description="Fewest instances the optimizer may choose."
+    )
+    max_instances: Instances = Field(
+        default=4, description="Most instances the optimizer may choose."
+    )
+    scaling_policy: ScalingPolicy = Field(
+        default_factory=ScalingPolicy, description="How the optimizer scales this deployment."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> DeploymentCreate:
@@ -129,30 +155,44 @@ class DeploymentUpdate(WriteModel):
         },
     )
 
-    desired_instances: Instances | None = None
-    min_instances: Instances | None = None
-    max_instances: Instances | None = None
-    scaling_policy: ScalingPolicyPatch | None = None
+    desired_instances: Instances | None = Field(
+        default=None, description="Instances to run; omit to keep."
+    )
+    min_instances: Instances | None = Field(
+        default=None, description="Fewest instances the optimizer may choose; omit to keep."
+    )
+    max_instances: Instances | None = Field(
+        default=None, description="Most instances the optimizer may choose; omit to keep."
+    )
+    scaling_policy: ScalingPolicyPatch | None = Field(
+        default=None, description="Policy fields to change; the others are kept."
+    )
 
 
 class DeploymentRead(ReadModel):
-    id: uuid.UUID
-    project_id: uuid.UUID
-    model_version_id: uuid.UUID
-    name: str
-    backend: str
-    instance_type: str
-    status: DeploymentStatus
-    status_reason: str | None
-    desired_instances: int
-    current_instances: int
-    min_instances: int
-    max_instances: int
-    scaling_policy: ScalingPolicy
-    external_id: str | None
-    created_by: uuid.UUID | None
-    created_at: datetime
-    updated_at: datetime
+    id: uuid.UUID = Field(description="The deployment's id.")
+    project_id: uuid.UUID = Field(description="The project that owns it.")
+    model_version_id: uuid.UUID = Field(description="The model version it serves.")
+    name: str = Field(description="Its name, unique in the project.")
+    backend: str = Field(description="Where it runs: `local` or `sagemaker`.")
+    instance_type: str = Field(description="The instance type of its replicas.")
+    status: DeploymentStatus = Field(
+        description="`creating`, `in_service`, `updating`, `deleting`, `deleted` or `failed`."
+    )
+    status_reason: str | None = Field(
+        description="Why it is in this status, when there is more to say."
+    )
+    desired_instances: int = Field(
+        description="Instances it should run (set by you or the optimizer)."
+    )
+    current_instances: int = Field(description="Instances the backend reports running.")
+    min_instances: int = Field(description="Fewest instances the optimizer may choose.")
+    max_instances: int = Field(description="Most instances the optimizer may choose.")
+    scaling_policy: ScalingPolicy = Field(description="How the optimizer scales it.")
+    external_id: str | None = Field(description="The endpoint's name or id on the backend.")
+    created_by: uuid.UUID | None = Field(description="The key that created it.")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    updated_at: datetime = Field(description="When it last changed (UTC).")
     accumulated_instance_seconds: float = Field(
         default=0.0, validation_alias="instance_seconds", exclude=True
     )

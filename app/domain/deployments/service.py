@@ -24,6 +24,7 @@ from app.domain.deployments.schemas import (
     bounds_problem,
 )
 from app.domain.deployments.states import ADJUSTABLE, DeploymentStatus, check_transition
+from app.domain.events import subjects as events
 from app.domain.model_versions import repository as models_repo
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
@@ -90,6 +91,7 @@ def create_deployment(
     session.add(deployment)
     session.flush()
     outbox.enqueue(session, outbox.DEPLOYMENT_CREATE, deployment_id=str(deployment.id))
+    events.deployment_created(session, deployment.id)
     audit.record(
         session,
         principal,
@@ -234,7 +236,10 @@ def transition(
     values = {"status": target, "updated_at": utcnow(), "status_reason": None, **values}
     if target == S.DELETED:
         values.setdefault("current_instances", 0)
-    return repository.guarded_update(session, deployment_id, expected, values)
+    moved = repository.guarded_update(session, deployment_id, expected, values)
+    if moved:
+        events.deployment_status(session, deployment_id, target)
+    return moved
 
 
 def record_backend_unavailable(session: Session, deployment_id: uuid.UUID, reason: str) -> None:

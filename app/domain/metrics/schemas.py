@@ -31,11 +31,18 @@ MAX_SERIES = 50
     )
 )
 class MetricPointIn(TypedDict):
-    name: Annotated[str, Field(pattern=METRIC_NAME)]
+    name: Annotated[str, Field(pattern=METRIC_NAME, description="The metric's name.")]
     # strict: JSON's own types only (no "0.5" or true for a number, no 5 for a timestamp), checked
     # in pydantic's core at no cost per point.
-    value: Annotated[float, Field(allow_inf_nan=False, strict=True)]
-    step: NotRequired[Annotated[int | None, Field(ge=0, le=MAX_STEP, strict=True)]]
+    value: Annotated[
+        float, Field(allow_inf_nan=False, strict=True, description="Its value (a finite number).")
+    ]
+    step: NotRequired[
+        Annotated[
+            int | None,
+            Field(ge=0, le=MAX_STEP, strict=True, description="Training step, if it has one."),
+        ]
+    ]
     # Not UtcDatetime: a Python validator per point costs a third of the parse. Naive and
     # offset times are made UTC when the batch is stored (``points.py``).
     timestamp: NotRequired[
@@ -66,7 +73,11 @@ class MetricBatch(TypedDict):
     # The 10,000 cap is checked after parsing so that it answers 413, not 422.
     points: Annotated[
         list[MetricPointIn],
-        Field(min_length=1, json_schema_extra={"maxItems": MAX_BATCH}),
+        Field(
+            min_length=1,
+            json_schema_extra={"maxItems": MAX_BATCH},
+            description="The points, up to 10,000 per batch.",
+        ),
     ]
     batch_id: NotRequired[
         Annotated[
@@ -81,36 +92,36 @@ class MetricBatch(TypedDict):
 
 
 class MetricsAccepted(BaseModel):
-    accepted: int
+    accepted: int = Field(description="Points stored from this batch.")
 
 
 class MetricPointRead(ReadModel):
-    name: str
-    value: float
-    step: int | None
-    timestamp: datetime
+    name: str = Field(description="The metric's name.")
+    value: float = Field(description="Its value.")
+    step: int | None = Field(description="Training step, when given.")
+    timestamp: datetime = Field(description="When it was measured (UTC).")
 
 
 class LatestPoints(BaseModel):
     """The newest point (by timestamp, then the last received) of every name of a subject."""
 
-    items: list[MetricPointRead]
+    items: list[MetricPointRead] = Field(description="The latest point of each metric.")
 
 
 class SeriesBucket(BaseModel):
-    start: datetime
-    count: int
-    min: float
-    max: float
-    mean: float
+    start: datetime = Field(description="Start of the bucket (UTC).")
+    count: int = Field(description="Points in the bucket.")
+    min: float = Field(description="Smallest value in the bucket.")
+    max: float = Field(description="Largest value in the bucket.")
+    mean: float = Field(description="Mean of the bucket's values.")
     last: float = Field(description="Value of the bucket's latest point (by timestamp)")
 
 
 class Series(BaseModel):
     """One metric in the shared time buckets; empty buckets are omitted."""
 
-    name: str
-    buckets: list[SeriesBucket]
+    name: str = Field(description="The metric's name.")
+    buckets: list[SeriesBucket] = Field(description="Its buckets, oldest first.")
 
 
 class SeriesSet(BaseModel):
@@ -118,8 +129,8 @@ class SeriesSet(BaseModel):
 
     since: datetime | None = Field(description="Start of the first bucket")
     until: datetime | None = Field(description="End of the last bucket")
-    bucket_seconds: float
-    items: list[Series]
+    bucket_seconds: float = Field(description="Width of every bucket.")
+    items: list[Series] = Field(description="One series per metric name.")
 
 
 class WindowStats(NamedTuple):

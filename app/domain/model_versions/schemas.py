@@ -59,8 +59,16 @@ class ModelVersionCreate(WriteModel):
         description="s3://bucket/key under the project's S3 prefixes, or file:///absolute/path "
         "or an absolute path under the admin's host roots",
     )
-    framework: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    metrics: dict[MetricName, FiniteFloat] = Field(default_factory=dict, max_length=200)
+    framework: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="What the artifact is for, e.g. `sklearn` (serving picks a runtime by it).",
+    )
+    metrics: dict[MetricName, FiniteFloat] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="Evaluation metrics to keep with the version.",
+    )
 
     @field_validator("artifact_uri")
     @classmethod
@@ -69,13 +77,19 @@ class ModelVersionCreate(WriteModel):
 
 
 class ModelVersionRead(ReadModel):
-    id: uuid.UUID
-    project_id: uuid.UUID
-    name: str
-    version: int
-    artifact_uri: str
-    framework: str | None
-    metrics: dict[str, float]
-    source_run_id: uuid.UUID | None
-    created_by: uuid.UUID | None
-    created_at: datetime
+    id: uuid.UUID = Field(description="The model version's id.")
+    project_id: uuid.UUID = Field(description="The project that owns it.")
+    name: str = Field(description="The model's name; versions are numbered per name.")
+    version: int = Field(description="1, 2, 3… per name.")
+    artifact_uri: str = Field(description="Where the model's files are.")
+    framework: str | None = Field(description="What the artifact is for, e.g. `sklearn`.")
+    metrics: dict[str, float] = Field(
+        description="Metrics kept with it (a run's final metrics, or given)."
+    )
+    source_run_id: uuid.UUID | None = Field(
+        description="The run that produced it; null when registered by hand."
+    )
+    created_by: uuid.UUID | None = Field(
+        description="The key that created it; null when a run did."
+    )
+    created_at: datetime = Field(description="When it was created (UTC).")

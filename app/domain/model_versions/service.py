@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.access import Principal, Role, authorize, visible
 from app.domain.audit import service as audit
+from app.domain.events.service import record_event
 from app.domain.model_versions import repository
 from app.domain.model_versions.models import ModelVersion
 from app.domain.model_versions.schemas import ModelVersionCreate, ModelVersionRead
@@ -40,6 +41,8 @@ def _insert_next_version(session: Session, **fields: Any) -> tuple[ModelVersion,
             if run_id is not None and (won := repository.get_by_source_run(session, run_id)):
                 return won, False
             continue
+        read = ModelVersionRead.model_validate(model)
+        record_event(session, "model_version.created", model.project_id, model.id, read)
         return model, True
     raise Conflict(
         "Too many concurrent registrations of this model name; retry.", code="version_race"

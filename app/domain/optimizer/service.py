@@ -19,12 +19,14 @@ from app.domain.deployments import lifecycle
 from app.domain.deployments import repository as deployments_repo
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.states import DeploymentStatus
+from app.domain.events import subjects as events
 from app.domain.optimizer import repository
 from app.domain.optimizer.models import OptimizerDecision
 from app.domain.optimizer.schemas import DecisionRead, WhatIfRead, WhatIfRequest
 from app.domain.pagination import PageRequest
 from app.domain.quotas import service as quotas
 from app.errors import NotFound, Unprocessable
+from app.observability import prometheus
 from app.optimizer import Observation, Policy, State, Window, decide, fit, what_if
 from app.settings import get_settings
 
@@ -137,6 +139,7 @@ def optimize(session: Session, deployment_id: uuid.UUID, window_end: datetime) -
             session.flush()
     except IntegrityError:
         return False  # a concurrent pass decided this window first
+    prometheus.OPTIMIZER_DECISIONS.labels(mode=row.mode, applied=str(row.applied).lower()).inc()
     if not row.applied:
         return False
     if not deployments_repo.guarded_update(
@@ -153,6 +156,7 @@ def optimize(session: Session, deployment_id: uuid.UUID, window_end: datetime) -
         deployment.project_id,
         {"from": deployment.desired_instances, "to": target, "mode": decision.mode},
     )
+    events.deployment_scaled(session, deployment.id, row.previous_instances, reason, row.mode)
     lifecycle.reconcile(session, deployment.id)
     return True
 

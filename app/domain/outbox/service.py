@@ -17,6 +17,7 @@ RUN_STOP = "run.stop"
 DEPLOYMENT_CREATE = "deployment.create"
 DEPLOYMENT_UPDATE = "deployment.update"
 DEPLOYMENT_DELETE = "deployment.delete"
+WEBHOOK_DELIVER = "webhook.deliver"
 
 
 def enqueue(session: Session, topic: str, **payload: str) -> OutboxMessage:

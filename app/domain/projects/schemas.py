@@ -80,7 +80,9 @@ class SageMakerProjectConfig(WriteModel):
 class BackendConfig(WriteModel):
     """Per-project backend settings, set by the project's owners."""
 
-    sagemaker: SageMakerProjectConfig | None = None
+    sagemaker: SageMakerProjectConfig | None = Field(
+        default=None, description="SageMaker settings of the project (role, S3 prefixes)."
+    )
 
 
 def backend_config_of(raw: dict[str, Any] | None) -> BackendConfig:
@@ -118,10 +120,16 @@ class ProjectCreate(WriteModel):
     )
 
     name: Slug = Field(description=f"Unique across Stratus: {SLUG_WORDS}.")
-    description: str = Field(default="", max_length=2000)
-    default_backend: Backend = "local"
-    budget_usd: Budget | None = None
-    backend_config: BackendConfig | None = None
+    description: str = Field(default="", max_length=2000, description="What the project is for.")
+    default_backend: Backend = Field(
+        default="local", description="Backend for runs and deployments that name none."
+    )
+    budget_usd: Budget | None = Field(
+        default=None, description="Spend limit; work that would exceed it is refused (409)."
+    )
+    backend_config: BackendConfig | None = Field(
+        default=None, description="Backend settings: SageMaker role and S3 prefixes."
+    )
 
 
 class ProjectUpdate(WriteModel):
@@ -130,9 +138,13 @@ class ProjectUpdate(WriteModel):
         json_schema_extra={"examples": [{"description": "Storefront recommendations, v2"}]},
     )
 
-    description: str | None = Field(default=None, max_length=2000)
-    default_backend: Backend | None = None
-    budget_usd: Budget | None = None
+    description: str | None = Field(
+        default=None, max_length=2000, description="What the project is for; omit to keep."
+    )
+    default_backend: Backend | None = Field(
+        default=None, description="Backend for runs and deployments that name none; omit to keep."
+    )
+    budget_usd: Budget | None = Field(default=None, description="Spend limit; omit to keep.")
     metrics_retention_days: int | None = Field(
         default=None, ge=1, le=36_500, description="Days metric points are kept; null: forever"
     )
@@ -142,15 +154,20 @@ class ProjectUpdate(WriteModel):
 
 
 class ProjectRead(ReadModel):
-    id: uuid.UUID
-    name: str
-    description: str
-    default_backend: str
-    budget_usd: float | None
-    metrics_retention_days: int | None = None
-    backend_config: BackendConfig = Field(default_factory=BackendConfig)
-    created_at: datetime
-    updated_at: datetime
+    id: uuid.UUID = Field(description="The project's id.")
+    name: str = Field(description="Its name, unique across Stratus.")
+    description: str = Field(description="What it is for.")
+    default_backend: str = Field(description="Backend for runs and deployments that name none.")
+    budget_usd: float | None = Field(description="Spend limit; null when it has none.")
+    metrics_retention_days: int | None = Field(
+        default=None, description="Days metric points are kept; null: forever."
+    )
+    backend_config: BackendConfig = Field(
+        default_factory=BackendConfig,
+        description="Backend settings: SageMaker role and S3 prefixes.",
+    )
+    created_at: datetime = Field(description="When it was created (UTC).")
+    updated_at: datetime = Field(description="When it last changed (UTC).")
 
     @field_validator("backend_config", mode="before")
     @classmethod
@@ -161,11 +178,11 @@ class ProjectRead(ReadModel):
 class MemberPut(WriteModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "editor"}]})
 
-    role: Role
+    role: Role = Field(description="`owner`, `editor` or `viewer`.")
 
 
 class MemberRead(ReadModel):
-    project_id: uuid.UUID
-    principal_id: uuid.UUID
-    role: Role
-    created_at: datetime
+    project_id: uuid.UUID = Field(description="The project.")
+    principal_id: uuid.UUID = Field(description="The member's key id.")
+    role: Role = Field(description="`owner`, `editor` or `viewer`.")
+    created_at: datetime = Field(description="When the role was granted (UTC).")

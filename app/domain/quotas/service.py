@@ -18,6 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Collection
 from decimal import Decimal
+from functools import partial
 from typing import Literal
 
 from sqlalchemy.orm import Session
@@ -27,6 +28,7 @@ from app.clock import utcnow
 from app.domain.costs.service import spent_usd
 from app.domain.deployments import repository as deployments_repo
 from app.domain.deployments.models import Deployment
+from app.domain.events.service import record_event
 from app.domain.metrics import aggregates
 from app.domain.projects.models import Project
 from app.domain.quotas import repository
@@ -86,13 +88,23 @@ def check_budget(session: Session, project: Project, projected_usd: float, what:
         "projected_usd": round(projected_usd, 4),
         "budget_usd": round(budget, 4),
     }
-    raise Conflict(
+    detail = (
         f"{what} would take the project over its budget: spent ${spent:,.2f} + committed "
         f"${committed:,.2f} (work in flight) + projected ${projected_usd:,.2f} > budget "
-        f"${budget:,.2f}. Raise the project's budget_usd or free capacity first.",
+        f"${budget:,.2f}. Raise the project's budget_usd or free capacity first."
+    )
+    data = {"project_id": str(project.id), "refused": what, "detail": detail, **figures}
+    raise Conflict(
+        detail,
         code="budget_exceeded",
         extra=figures,
+        # The request rolls back; the refusal is recorded after it, in its own transaction.
+        after_rollback=partial(_budget_exceeded, project.id, data),
     )
+
+
+def _budget_exceeded(project_id: uuid.UUID, data: dict[str, object], session: Session) -> None:
+    record_event(session, "budget.exceeded", project_id, project_id, data)
 
 
 # --- runs --------------------------------------------------------------------------------

@@ -34,7 +34,11 @@ class RunCompletion(WriteModel):
         extra="forbid", json_schema_extra={"examples": [{"final_metrics": {"loss": 0.081}}]}
     )
 
-    final_metrics: dict[str, float] = Field(default_factory=dict, max_length=MAX_FINAL_METRICS)
+    final_metrics: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=MAX_FINAL_METRICS,
+        description="The run's final metrics, kept on it and on its model version.",
+    )
 
     @field_validator("final_metrics")
     @classmethod
@@ -52,7 +56,7 @@ class RunFailure(WriteModel):
         extra="forbid", json_schema_extra={"examples": [{"reason": "CUDA out of memory"}]}
     )
 
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: str = Field(min_length=1, max_length=4000, description="Why the run failed, in words.")
 
 
 class RunParams(WriteModel):
@@ -60,7 +64,11 @@ class RunParams(WriteModel):
         extra="forbid", json_schema_extra={"examples": [{"hyperparameters": {"lr": 0.01}}]}
     )
 
-    hyperparameters: dict[str, HyperValue] = Field(min_length=1, max_length=MAX_HYPERPARAMETERS)
+    hyperparameters: dict[str, HyperValue] = Field(
+        min_length=1,
+        max_length=MAX_HYPERPARAMETERS,
+        description="Hyperparameters to add to the run's spec.",
+    )
 
     @field_validator("hyperparameters")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from app.backends.base import BackendError, NotFoundError
@@ -14,8 +14,10 @@ from app.domain.runs import service
 
 
 class LogPage(BaseModel):
-    lines: list[str]
-    next_cursor: str | None
+    lines: list[str] = Field(description="Log lines after the cursor, oldest first.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to read on; null before the job wrote anything."
+    )
 
 
 def read_logs(

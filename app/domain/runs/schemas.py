@@ -40,8 +40,12 @@ SPEC_EXAMPLE: dict[str, Any] = {
 class MetricDefinition(WriteModel):
     """A metric scraped from the job's log, as SageMaker does: the regex's first group."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-/:]{1,128}$")
-    regex: str = Field(min_length=1, max_length=500)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-/:]{1,128}$", description="The metric's name.")
+    regex: str = Field(
+        min_length=1,
+        max_length=500,
+        description="A regex over each log line; its first group is the value.",
+    )
 
     @field_validator("regex")
     @classmethod
@@ -58,7 +62,12 @@ class MetricDefinition(WriteModel):
 class RunSpec(WriteModel):
     """What to train and on what: the same contract for every backend."""
 
-    entrypoint: str | None = Field(default=None, min_length=1, max_length=256)
+    entrypoint: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Script to run, relative to the code (local, or a SageMaker framework image).",
+    )
     source_dir: str | None = Field(
         default=None,
         min_length=1,
@@ -69,14 +78,34 @@ class RunSpec(WriteModel):
     code_bundle_id: uuid.UUID | None = Field(
         default=None, description="An uploaded code bundle of the project (POST …/code-bundles)"
     )
-    image: str | None = Field(default=None, min_length=1, max_length=512)
-    framework: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    framework_version: str | None = Field(default=None, pattern=r"^[0-9][0-9A-Za-z.\-]{0,31}$")
-    hyperparameters: dict[str, HyperValue] = Field(default_factory=dict, max_length=100)
-    instance_type: str = Field(default="local", min_length=1, max_length=64)
-    instance_count: int = Field(default=1, ge=1, le=64)
-    volume_size_gb: int = Field(default=30, ge=1, le=16384)
-    max_runtime_seconds: int = Field(default=86400, ge=1, le=28 * 86400)
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="Container image to train with (instead of a framework).",
+    )
+    framework: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="Training framework, e.g. `sklearn` or `pytorch`.",
+    )
+    framework_version: str | None = Field(
+        default=None, pattern=r"^[0-9][0-9A-Za-z.\-]{0,31}$", description="The framework's version."
+    )
+    hyperparameters: dict[str, HyperValue] = Field(
+        default_factory=dict, max_length=100, description="Passed to the script as `--name value`."
+    )
+    instance_type: str = Field(
+        default="local",
+        min_length=1,
+        max_length=64,
+        description="Instance type; `local` on the local backend.",
+    )
+    instance_count: int = Field(default=1, ge=1, le=64, description="Hosts to train on.")
+    volume_size_gb: int = Field(default=30, ge=1, le=16384, description="Disk per host.")
+    max_runtime_seconds: int = Field(
+        default=86400, ge=1, le=28 * 86400, description="The job is stopped after this long."
+    )
     input_channels: dict[str, str] = Field(
         default_factory=dict,
         max_length=20,
@@ -89,10 +118,21 @@ class RunSpec(WriteModel):
         description="Where the model goes: a directory under the host roots (local), or an "
         "s3:// URI under the project's S3 prefixes (sagemaker)",
     )
-    metric_definitions: list[MetricDefinition] = Field(default_factory=list, max_length=40)
-    use_spot: bool = False
-    max_wait_seconds: int | None = Field(default=None, ge=1, le=28 * 86400)
-    environment: dict[str, str] = Field(default_factory=dict, max_length=100)
+    metric_definitions: list[MetricDefinition] = Field(
+        default_factory=list, max_length=40, description="Metrics scraped from the job's log."
+    )
+    use_spot: bool = Field(default=False, description="Train on spot capacity (SageMaker).")
+    max_wait_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=28 * 86400,
+        description="With spot: longest wait for capacity plus runtime.",
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Environment variables of the job; viewers see the names only.",
+    )
 
     @field_validator("entrypoint")
     @classmethod
@@ -145,7 +185,9 @@ class RunCreate(WriteModel):
         },
     )
 
-    name: str = Field(pattern=NAME)
+    name: str = Field(
+        pattern=NAME, description="The run's name; also the name of the model it produces."
+    )
     backend: Backend | None = Field(default=None, description="Default: the project's backend")
     spec: RunSpec = Field(
         default_factory=RunSpec, description="What to run; a tracked (external) run may omit it"
@@ -176,24 +218,37 @@ def masked_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunRead(ReadModel):
-    id: uuid.UUID
-    project_id: uuid.UUID
-    name: str
-    backend: str
-    spec: dict[str, Any]
-    status: RunStatus
-    status_reason: str | None
-    external_id: str | None
-    failure_reason: str | None
-    final_metrics: dict[str, float]
-    artifact_uri: str | None
-    created_by: uuid.UUID | None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
-    secondary_status: str | None = None
-    billable_seconds: float | None = None
+    id: uuid.UUID = Field(description="The run's id.")
+    project_id: uuid.UUID = Field(description="The project that owns it.")
+    name: str = Field(description="Its name.")
+    backend: str = Field(
+        description="Where it runs: `local`, `sagemaker` or `external` (tracked from your code)."
+    )
+    spec: dict[str, Any] = Field(
+        description="What it trains and on what (environment values masked for viewers)."
+    )
+    status: RunStatus = Field(
+        description="`pending`, `submitting`, `running`, `stopping`, `completed`, `failed` "
+        "or `stopped`."
+    )
+    status_reason: str | None = Field(
+        description="Why it is in this status, when there is more to say."
+    )
+    external_id: str | None = Field(description="The job's id on the backend.")
+    failure_reason: str | None = Field(description="Why it failed.")
+    final_metrics: dict[str, float] = Field(description="Metrics at the end of the run.")
+    artifact_uri: str | None = Field(description="Where the trained model went.")
+    created_by: uuid.UUID | None = Field(description="The key that created it.")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    updated_at: datetime = Field(description="When it last changed (UTC).")
+    started_at: datetime | None = Field(description="When it started running (UTC).")
+    ended_at: datetime | None = Field(description="When it ended (UTC).")
+    secondary_status: str | None = Field(
+        default=None, description="The backend's finer-grained status, e.g. `Downloading`."
+    )
+    billable_seconds: float | None = Field(
+        default=None, description="Seconds the backend bills, once it reports them."
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

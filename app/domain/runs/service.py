@@ -14,6 +14,7 @@ from app.clock import utcnow
 from app.domain.access import Principal, Role, authorize, visible
 from app.domain.audit import service as audit
 from app.domain.bundles import service as bundles
+from app.domain.events import subjects as events
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
@@ -58,6 +59,7 @@ def create_run(
     session.add(run)
     session.flush()
     outbox.enqueue(session, outbox.RUN_SUBMIT, run_id=str(run.id))
+    events.run_created(session, run.id)
     audit.record(
         session,
         principal,
@@ -82,6 +84,7 @@ def _create_tracked_run(
     session.add(run)
     session.flush()
     details = {"name": run.name, "backend": EXTERNAL}
+    events.run_created(session, run.id)
     audit.record(session, principal, "run.create", "run", run.id, project.id, details)
     return RunRead.model_validate(run)
 
@@ -165,7 +168,10 @@ def transition(
         values.setdefault("started_at", now)
     if target in TERMINAL:
         values.setdefault("ended_at", now)
-    return repository.guarded_update(session, run_id, expected, values)
+    moved = repository.guarded_update(session, run_id, expected, values)
+    if moved:
+        events.run_status(session, run_id, target)
+    return moved
 
 
 def record_backend_unavailable(session: Session, run_id: uuid.UUID, reason: str) -> None:

@@ -1,0 +1,1 @@
+"""Levels operators scrape: how many runs and deployments are in each state, outbox backlog."""

@@ -1,0 +1,1 @@
+"""Signed webhooks: endpoints subscribed to event types, and their delivery attempts."""

@@ -1,0 +1,1 @@
+"""What operators watch: Prometheus metrics, request context and structured logs."""

@@ -1,0 +1,3 @@
+"""Committed data for tests that serve the app over a real socket."""
+
+from tests.workers.conftest import committed  # noqa: F401 - fixture
