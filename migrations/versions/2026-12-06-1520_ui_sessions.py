@@ -1,7 +1,7 @@
 """ui sessions: console sign-ins, a token hash mapped to an API key's id
 
 Revision ID: 9f2c5b7a1e64
-Revises: 4f7a2c9e1b60
+Revises: 5b8e1d3c7a20
 Create Date: 2026-12-06 15:20:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "9f2c5b7a1e64"
-down_revision: str | None = "4f7a2c9e1b60"
+down_revision: str | None = "5b8e1d3c7a20"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
