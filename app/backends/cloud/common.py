@@ -1,0 +1,131 @@
+"""The parts of a REST cloud backend that do not depend on the cloud: building its client,
+waiting on a quick long-running operation, labels, and the operations not wired up yet."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+import httpx
+
+from app.backends.base import BackendError, LogPage, MetricPage, MetricSample
+from app.backends.cloud.http import CloudHttp, TokenProvider
+from app.backends.cloud.tokens import StaticToken
+from app.backends.ratelimit import TokenBucket, bucket_for
+from app.settings import CloudApiSettings, Settings
+
+T = TypeVar("T")
+_LABEL_CHARS = re.compile(r"[^a-z0-9_-]")
+
+
+def build_http(
+    name: str,
+    settings: Settings,
+    config: CloudApiSettings,
+    default_url: str,
+    tokens: Callable[[], TokenProvider],
+    *,
+    limiter: TokenBucket | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> CloudHttp:
+    """The client of a cloud backend; a static token in the settings wins over ``tokens``."""
+    static = config.access_token.get_secret_value() if config.access_token else None
+    base_url = config.base_url or default_url
+    return CloudHttp(
+        name,
+        base_url,
+        StaticToken(static) if static else tokens(),
+        limiter
+        or bucket_for(
+            settings.effective_broker_url,
+            f"stratus:ratelimit:{name}:{base_url}",
+            config.api_rate_per_s,
+            config.api_burst,
+        ),
+        timeout_s=config.request_timeout_s,
+        max_attempts=config.max_attempts,
+        transport=transport,
+    )
+
+
+def label_value(text: str) -> str:
+    """``text`` as a label key or value the clouds accept: ``[a-z0-9_-]``, at most 63 chars."""
+    return _LABEL_CHARS.sub("-", text.lower())[:63]
+
+
+def labels_of(tags: Mapping[str, str]) -> dict[str, str]:
+    """Stratus tags (``stratus:project-id``) as cloud labels (``stratus-project-id``)."""
+    return {label_value(k): label_value(v) for k, v in tags.items() if k and v}
+
+
+def wait_until(
+    check: Callable[[], T | None],
+    timeout_s: float,
+    what: str,
+    every_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``check`` until it returns something; a retryable BackendError at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found is not None:
+            return found
+        if time.monotonic() >= deadline:
+            raise BackendError(f"{what} not done after {timeout_s:.0f} s", retryable=True)
+        sleep(min(every_s, max(0.0, deadline - time.monotonic())))
+        every_s = min(every_s * 1.5, 10.0)
+
+
+class RestBackendBase:
+    """Live metrics and logs: the cloud's logging and monitoring APIs are not read yet."""
+
+    http: CloudHttp
+
+    def fetch_training_metrics(self, job_name: str, cursor: str | None) -> MetricPage:  # noqa: ARG002
+        """Final metrics only; live values would come from the cloud's logging service."""
+        return MetricPage(points=(), next_cursor=cursor)
+
+    def fetch_logs(self, job_name: str, cursor: str | None, limit: int) -> LogPage:  # noqa: ARG002
+        """Logs stay in the cloud's logging service (not read by this backend)."""
+        return LogPage(lines=(), next_cursor=cursor)
+
+    def fetch_endpoint_metrics(
+        self,
+        endpoint_name: str,  # noqa: ARG002
+        start: datetime,  # noqa: ARG002
+        end: datetime,  # noqa: ARG002
+        period_s: int,  # noqa: ARG002
+    ) -> Sequence[MetricSample]:
+        """Endpoint metrics stay in the cloud's monitoring service (the optimizer sees none)."""
+        return ()
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def submit_once(
+    find: Callable[[], list[T]],
+    create: Callable[[], object],
+    cancel: Callable[[T], object],
+    cloud: str,
+) -> T:
+    """Exactly-once submission where the cloud picks the id and a label marks the job.
+
+    ``find`` lists the jobs carrying the label, the one to keep first (the oldest). A submit
+    that died after the cloud accepted finds its job here; two racing workers both see both
+    jobs afterwards and agree on the oldest, so the other is cancelled and one job runs.
+    """
+    existing = find()
+    if not existing:
+        create()
+        existing = find()
+    if not existing:  # lists can lag the create: the next attempt finds it
+        raise BackendError(f"the new {cloud} job is not listed yet", retryable=True)
+    keep, *extra = existing
+    for job in extra:
+        cancel(job)
+    return keep

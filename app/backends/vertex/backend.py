@@ -1,0 +1,132 @@
+"""The Vertex AI backend: custom jobs and endpoints over the aiplatform v1 REST API.
+
+A custom job's id is chosen by Vertex, so a job is found again by its ``stratus-job`` label:
+a submit first looks for the label, and after creating looks again; if two workers created one
+each, every worker keeps the oldest and cancels the others, so one job runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from app.backends import naming
+from app.backends.base import BackendError, JobState, JobStatus, TrainingJobSpec
+from app.backends.cloud.common import RestBackendBase, build_http, submit_once
+from app.backends.cloud.http import TokenProvider
+from app.backends.cloud.tokens import GoogleServiceAccountToken
+from app.backends.ratelimit import TokenBucket
+from app.backends.vertex import shapes
+from app.backends.vertex.serving import VertexServing
+from app.settings import Settings
+
+
+class VertexBackend(VertexServing, RestBackendBase):
+    """Training jobs and endpoints on Google Cloud Vertex AI."""
+
+    name = "vertex"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        limiter: TokenBucket | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.config = settings.backends.vertex
+        if self.config.missing():
+            raise BackendError(
+                "vertex is not configured: set STRATUS_BACKENDS__VERTEX__"
+                + ", ".join(self.config.missing()),
+                retryable=False,
+            )
+        location = self.config.location
+        self.parent = f"projects/{self.config.project}/locations/{location}"
+        self.http = build_http(
+            self.name,
+            settings,
+            self.config,
+            f"https://{location}-aiplatform.googleapis.com/v1",
+            self._service_account_tokens,
+            limiter=limiter,
+            transport=transport,
+        )
+
+    def _service_account_tokens(self) -> TokenProvider:
+        assert self.config.credentials_file is not None  # noqa: S101 - missing() checked it
+        return GoogleServiceAccountToken(self.config.credentials_file, self.config.token_url)
+
+    def _jobs(self, filter_: str, page_token: str | None = None) -> dict[str, Any]:
+        params = {"filter": filter_, "pageSize": self.config.page_size}
+        if page_token:
+            params["pageToken"] = page_token
+        return self.http.must("GET", f"/{self.parent}/customJobs", params=params)
+
+    def _named(self, job_name: str) -> list[Mapping[str, Any]]:
+        """Every job carrying ``job_name``'s label, the one to keep first."""
+        jobs: list[Mapping[str, Any]] = []
+        token = None
+        while True:
+            page = self._jobs(shapes.name_filter(job_name), token)
+            jobs.extend(page.get("customJobs", []))
+            token = page.get("nextPageToken")
+            if not token:
+                return shapes.oldest_first(jobs)
+
+    def submit_training(self, spec: TrainingJobSpec) -> str:
+        """customJobs.create unless a job of that label exists; duplicates of a race cancelled."""
+        body = shapes.custom_job(spec, self.config.service_account)
+        keep = submit_once(
+            lambda: self._named(spec.job_name),
+            lambda: self.http.must("POST", f"/{self.parent}/customJobs", json=body),
+            self._cancel,
+            "Vertex AI",
+        )
+        return str(keep["name"])
+
+    def _cancel(self, job: Mapping[str, Any]) -> None:
+        if shapes.job_state(job) in (JobState.STARTING, JobState.RUNNING):
+            self.http.call("POST", f"/{job['name']}:cancel", json={}, tolerate=_GONE_OR_DONE)
+
+    def describe_jobs(
+        self,
+        known: Mapping[str, JobState],
+        changed_since: datetime | None = None,  # noqa: ARG002 - Vertex lists by create time only
+    ) -> Mapping[str, JobStatus]:
+        """List the in-flight Stratus jobs by state and label; look up the ones that left it."""
+        if not known:
+            return {}
+        created_after = naming.oldest_creation(list(known))
+        seen: dict[str, Mapping[str, Any]] = {}
+        token = None
+        while True:
+            page = self._jobs(shapes.active_filter(created_after), token)
+            for job in page.get("customJobs", []):
+                name = str(job.get("displayName", ""))
+                if name in known and name not in seen:
+                    seen[name] = job
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        # A known job no longer in flight ended (or never started): one lookup each.
+        for name in known.keys() - seen.keys():
+            found = self._named(name)
+            if found:
+                seen[name] = found[0]
+        return {
+            name: shapes.job_status(name, job)
+            for name, job in seen.items()
+            if shapes.job_state(job) != known[name]
+        }
+
+    def stop_training(self, job_name: str) -> None:
+        """customJobs.cancel; a finished or unknown job is left as it is."""
+        for job in self._named(job_name):
+            self._cancel(job)
+
+
+# 400 FAILED_PRECONDITION: the job finished in the meantime; 404: it is gone.
+_GONE_OR_DONE = frozenset({400, 404})
