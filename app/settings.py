@@ -200,7 +200,7 @@ class VertexSettings(CloudApiSettings):
 
 
 class AzureMLSettings(CloudApiSettings):
-    """Azure Machine Learning over Azure Resource Manager (``Microsoft.MachineLearningServices``)."""
+    """Azure Machine Learning over Azure Resource Manager (Microsoft.MachineLearningServices)."""
 
     subscription_id: str | None = None
     resource_group: str | None = None

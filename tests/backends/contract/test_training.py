@@ -25,11 +25,13 @@ def test_a_submit_whose_answer_was_lost_is_found_by_the_retry(harness: Any) -> N
     spec = harness.job_spec()
     harness.lose_next_submit_answer()
 
+    answered: str | None = None
+    failure: BackendError | None = None
     try:  # an idempotent create (a PUT by name) is retried by the client itself
-        answered: str | None = harness.backend.submit_training(spec)
+        answered = harness.backend.submit_training(spec)
     except BackendError as lost:
-        assert lost.retryable
-        answered = None
+        failure = lost
+    assert failure is None or failure.retryable
 
     # The worker's retry looks first, as workers.tasks.runs does, then submits if need be.
     found = harness.backend.describe_jobs({spec.job_name: JobState.UNKNOWN})
