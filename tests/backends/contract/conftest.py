@@ -81,3 +81,9 @@ def _cloud(request: pytest.FixtureRequest, name: str) -> CloudHarness:
     harness = CloudHarness(name, fake, Settings())
     request.addfinalizer(harness.close)
     return harness
+
+
+@pytest.fixture(params=CLOUDS)
+def cloud(request: pytest.FixtureRequest) -> CloudHarness:
+    """Each REST cloud on its fake."""
+    return _cloud(request, request.param)
