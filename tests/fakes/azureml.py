@@ -22,7 +22,7 @@ W = (
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
     r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)"
 )
-ACTIVE = {"NotStarted", "Queued", "Running", "CancelRequested"}
+ACTIVE = {"NotStarted", "Queued", "Running", "Finalizing", "CancelRequested"}
 PAGE = 50  # jobs per list page (Azure picks its own page size)
 
 
@@ -125,6 +125,14 @@ class FakeAzureML(FakeCloud):
 
     def count_named(self, job_name: str) -> int:
         return 1 if job_name in self.jobs else 0
+
+    def running_names(self) -> list[str]:
+        with self.lock:
+            return [n for n, j in self.jobs.items() if j["properties"]["status"] == "Running"]
+
+    def touch(self, job_name: str) -> None:
+        with self.lock:
+            self.jobs[job_name]["systemData"]["lastModifiedAt"] = iso(self.now())
 
     def _get_job(self, request: Request, name: str, **_: str) -> Reply:
         job = self.jobs.get(name)

@@ -112,6 +112,14 @@ class FakeCloud:
         """Instances serving the endpoint."""
         raise NotImplementedError
 
+    def running_names(self) -> list[str]:
+        """Stratus names of the jobs running now."""
+        raise NotImplementedError
+
+    def touch(self, job_name: str) -> None:
+        """Change the job without changing its state (its update time, a sub-phase)."""
+        raise NotImplementedError
+
     # ---- serving
     def route(self, method: str, pattern: str, name: str, handler: Handler) -> None:
         self.routes.append((method, re.compile(pattern + "$"), name, handler))
@@ -167,6 +175,7 @@ class FakeCloud:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else every answer waits for a delayed ACK
 
             def log_message(self, *_: Any) -> None:
                 pass

@@ -23,6 +23,8 @@ P = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 ACTIVE = {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING"}
 STATUS_CODES = {400: "FAILED_PRECONDITION", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
 STATUS_CODES |= {429: "RESOURCE_EXHAUSTED", 401: "UNAUTHENTICATED"}
+JOB_LABEL = "stratus-job"
+_NAMED = re.compile(r'^labels\.stratus-job="([^"]*)"$')
 _CLAUSE = re.compile(r'^(labels\.[\w-]+|state|create_time)\s*(=|>=)\s*"([^"]*)"$')
 
 
@@ -62,6 +64,7 @@ class FakeVertex(FakeCloud):
         self.operation_s = 0.0  # endpoint/model creation
         self.deploy_s = 1.0  # deploy and mutate
         self._ids = 1000
+        self._by_label: dict[str, list[str]] = {}  # the job-name label's index
         r = self.route
         r("POST", P + r"/customJobs", "customJobs.create", self._create_job)
         r("GET", P + r"/customJobs", "customJobs.list", self._list_jobs)
@@ -127,6 +130,7 @@ class FakeVertex(FakeCloud):
             "labels": body.get("labels", {}),
         }
         self.jobs[job_id] = job
+        self._by_label.setdefault(job["labels"].get(JOB_LABEL, ""), []).append(job_id)
         self.later(self.start_s, lambda: self.set_job(job_id, "JOB_STATE_RUNNING"))
         return Reply(200, job)
 
@@ -145,7 +149,7 @@ class FakeVertex(FakeCloud):
                 job["error"] = {"code": 3, "message": message}
 
     def job_named(self, job_name: str) -> str:
-        return next(i for i, j in self.jobs.items() if j["displayName"] == job_name)
+        return self._by_label[job_name][0]
 
     def finish(self, job_name: str, ok: bool = True) -> None:
         state = "JOB_STATE_SUCCEEDED" if ok else "JOB_STATE_FAILED"
@@ -154,9 +158,23 @@ class FakeVertex(FakeCloud):
     def count_named(self, job_name: str) -> int:
         return sum(1 for j in self.jobs.values() if j["displayName"] == job_name)
 
+    def running_names(self) -> list[str]:
+        with self.lock:
+            jobs = list(self.jobs.values())
+        return [j["displayName"] for j in jobs if j["state"] == "JOB_STATE_RUNNING"]
+
+    def touch(self, job_name: str) -> None:
+        with self.lock:
+            self.jobs[self.job_named(job_name)]["updateTime"] = iso(self.now())
+
     def _list_jobs(self, request: Request, **_: str) -> Reply:
+        filter_ = request.query.get("filter", "")
+        named = _NAMED.match(filter_)
         try:
-            found = [j for j in self.jobs.values() if _matches(j, request.query.get("filter", ""))]
+            if named:  # what an index on the label would answer
+                found = [self.jobs[i] for i in self._by_label.get(named.group(1), [])]
+            else:
+                found = [j for j in self.jobs.values() if _matches(j, filter_)]
         except ValueError as exc:
             return self.error(400, "INVALID_ARGUMENT", str(exc))
         found.sort(key=lambda j: int(j["name"].rsplit("/", 1)[1]))

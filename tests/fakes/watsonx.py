@@ -133,6 +133,16 @@ class FakeWatsonx(FakeCloud):
     def count_named(self, job_name: str) -> int:
         return len(self._named(job_name))
 
+    def running_names(self) -> list[str]:
+        with self.lock:
+            jobs = list(self.trainings.values())
+        return [j["metadata"]["name"] for j in jobs if j["entity"]["status"]["state"] == "running"]
+
+    def touch(self, job_name: str) -> None:
+        with self.lock:
+            for job_id in self._named(job_name):
+                self.trainings[job_id]["metadata"]["modified_at"] = iso(self.now())
+
     def _list(self, store: dict[str, dict[str, Any]]) -> Any:
         def handler(request: Request) -> Reply:
             q = request.query
