@@ -182,6 +182,16 @@ class CloudApiSettings(BaseModel):
         """Settings this backend cannot work without that are unset (names, not values)."""
         return []
 
+    def unconfigured(self, name: str) -> str | None:
+        """Why the ``name`` backend cannot work with these settings, or None."""
+        missing = self.missing()
+        if not missing:
+            return None
+        prefix = f"STRATUS_BACKENDS__{name.upper()}__"
+        return f"the {name} backend is not configured: set " + ", ".join(
+            prefix + m for m in missing
+        )
+
 
 class VertexSettings(CloudApiSettings):
     """Google Cloud Vertex AI over its REST API (``aiplatform.googleapis.com/v1``)."""

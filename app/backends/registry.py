@@ -48,12 +48,8 @@ def configuration_problem(name: str, settings: Settings) -> str | None:
     if not known[2](settings):
         return f"the {name} backend is not enabled (STRATUS_BACKENDS__{name.upper()}__ENABLED)"
     if name in _CLOUDS[1:]:
-        missing = getattr(settings.backends, name).missing()
-        if missing:
-            prefix = f"STRATUS_BACKENDS__{name.upper()}__"
-            return f"the {name} backend is not configured: set " + ", ".join(
-                prefix + m for m in missing
-            )
+        problem: str | None = getattr(settings.backends, name).unconfigured(name)
+        return problem
     return None
 
 

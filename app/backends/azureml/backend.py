@@ -12,16 +12,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from app.backends.azureml import shapes
 from app.backends.azureml.serving import AzureMLServing
 from app.backends.base import BackendError, JobState, JobStatus, TrainingJobSpec
-from app.backends.cloud.common import RestBackendBase, build_http
+from app.backends.cloud.common import RestBackendBase
 from app.backends.cloud.http import TokenProvider
 from app.backends.cloud.tokens import AzureAdToken
-from app.backends.ratelimit import TokenBucket
-from app.settings import Settings
+from app.settings import AzureMLSettings, Settings
 
 logger = logging.getLogger(__name__)
 MISSING = frozenset({404})
@@ -32,37 +29,19 @@ class AzureMLBackend(AzureMLServing, RestBackendBase):
 
     name = "azureml"
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        limiter: TokenBucket | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.config = settings.backends.azureml
-        if self.config.missing():
-            raise BackendError(
-                "azureml is not configured: set STRATUS_BACKENDS__AZUREML__"
-                + ", ".join(self.config.missing()),
-                retryable=False,
-            )
-        c = self.config
+    def _configure(self, settings: Settings) -> AzureMLSettings:
+        c = self.config = settings.backends.azureml
         self.workspace = (
             f"/subscriptions/{c.subscription_id}/resourceGroups/{c.resource_group}"
             f"/providers/Microsoft.MachineLearningServices/workspaces/{c.workspace}"
         )
         self.version = {"api-version": c.api_version}
-        self.http = build_http(
-            self.name,
-            settings,
-            c,
-            "https://management.azure.com",
-            self._ad_tokens,
-            limiter=limiter,
-            transport=transport,
-        )
+        return c
 
-    def _ad_tokens(self) -> TokenProvider:
+    def _default_url(self) -> str:
+        return "https://management.azure.com"
+
+    def _tokens(self) -> TokenProvider:
         c = self.config
         secret = c.client_secret.get_secret_value() if c.client_secret else ""
         return AzureAdToken(c.authority_url, c.tenant_id or "", c.client_id or "", secret)

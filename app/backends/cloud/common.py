@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
@@ -80,10 +81,45 @@ def wait_until(
         every_s = min(every_s * 1.5, 10.0)
 
 
-class RestBackendBase:
-    """Live metrics and logs: the cloud's logging and monitoring APIs are not read yet."""
+class RestBackendBase(ABC):
+    """Construction from the settings, and the operations not wired to the cloud yet (live
+    metrics and logs: the cloud's logging and monitoring APIs are not read)."""
 
+    name: str
     http: CloudHttp
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        limiter: TokenBucket | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        config = self._configure(settings)
+        problem = config.unconfigured(self.name)
+        if problem is not None:
+            raise BackendError(problem, retryable=False)
+        self.http = build_http(
+            self.name,
+            settings,
+            config,
+            self._default_url(),
+            self._tokens,
+            limiter=limiter,
+            transport=transport,
+        )
+
+    @abstractmethod
+    def _configure(self, settings: Settings) -> CloudApiSettings:
+        """Keep what the backend needs from ``settings``; return its settings group."""
+
+    @abstractmethod
+    def _default_url(self) -> str:
+        """The cloud's API root when no base URL is set."""
+
+    @abstractmethod
+    def _tokens(self) -> TokenProvider:
+        """The credential exchange of the cloud (used when no static token is set)."""
 
     def fetch_training_metrics(self, job_name: str, cursor: str | None) -> MetricPage:  # noqa: ARG002
         """Final metrics only; live values would come from the cloud's logging service."""

@@ -11,17 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from app.backends import naming
-from app.backends.base import BackendError, JobState, JobStatus, TrainingJobSpec
-from app.backends.cloud.common import RestBackendBase, build_http, submit_once
+from app.backends.base import JobState, JobStatus, TrainingJobSpec
+from app.backends.cloud.common import RestBackendBase, submit_once
 from app.backends.cloud.http import TokenProvider
 from app.backends.cloud.tokens import GoogleServiceAccountToken
-from app.backends.ratelimit import TokenBucket
 from app.backends.vertex import shapes
 from app.backends.vertex.serving import VertexServing
-from app.settings import Settings
+from app.settings import Settings, VertexSettings
 
 
 class VertexBackend(VertexServing, RestBackendBase):
@@ -29,33 +26,15 @@ class VertexBackend(VertexServing, RestBackendBase):
 
     name = "vertex"
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        limiter: TokenBucket | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
+    def _configure(self, settings: Settings) -> VertexSettings:
         self.config = settings.backends.vertex
-        if self.config.missing():
-            raise BackendError(
-                "vertex is not configured: set STRATUS_BACKENDS__VERTEX__"
-                + ", ".join(self.config.missing()),
-                retryable=False,
-            )
-        location = self.config.location
-        self.parent = f"projects/{self.config.project}/locations/{location}"
-        self.http = build_http(
-            self.name,
-            settings,
-            self.config,
-            f"https://{location}-aiplatform.googleapis.com/v1",
-            self._service_account_tokens,
-            limiter=limiter,
-            transport=transport,
-        )
+        self.parent = f"projects/{self.config.project}/locations/{self.config.location}"
+        return self.config
 
-    def _service_account_tokens(self) -> TokenProvider:
+    def _default_url(self) -> str:
+        return f"https://{self.config.location}-aiplatform.googleapis.com/v1"
+
+    def _tokens(self) -> TokenProvider:
         assert self.config.credentials_file is not None  # noqa: S101 - missing() checked it
         return GoogleServiceAccountToken(self.config.credentials_file, self.config.token_url)
 

@@ -13,14 +13,13 @@ from typing import Any
 
 import httpx
 
-from app.backends.base import BackendError, JobState, JobStatus, TrainingJobSpec
-from app.backends.cloud.common import RestBackendBase, build_http, submit_once
+from app.backends.base import JobState, JobStatus, TrainingJobSpec
+from app.backends.cloud.common import RestBackendBase, submit_once
 from app.backends.cloud.http import TokenProvider
 from app.backends.cloud.tokens import IbmIamToken
-from app.backends.ratelimit import TokenBucket
 from app.backends.watsonx import shapes
 from app.backends.watsonx.serving import WatsonxServing
-from app.settings import Settings
+from app.settings import Settings, WatsonxSettings
 
 
 class WatsonxBackend(WatsonxServing, RestBackendBase):
@@ -28,33 +27,16 @@ class WatsonxBackend(WatsonxServing, RestBackendBase):
 
     name = "watsonx"
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        limiter: TokenBucket | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
+    def _configure(self, settings: Settings) -> WatsonxSettings:
         self.config = settings.backends.watsonx
-        if self.config.missing():
-            raise BackendError(
-                "watsonx is not configured: set STRATUS_BACKENDS__WATSONX__"
-                + ", ".join(self.config.missing()),
-                retryable=False,
-            )
         self.space_id = str(self.config.space_id)
         self.scope = {"version": self.config.version, "space_id": self.space_id}
-        self.http = build_http(
-            self.name,
-            settings,
-            self.config,
-            "https://us-south.ml.cloud.ibm.com",
-            self._iam_tokens,
-            limiter=limiter,
-            transport=transport,
-        )
+        return self.config
 
-    def _iam_tokens(self) -> TokenProvider:
+    def _default_url(self) -> str:
+        return "https://us-south.ml.cloud.ibm.com"
+
+    def _tokens(self) -> TokenProvider:
         key = self.config.api_key.get_secret_value() if self.config.api_key else ""
         return IbmIamToken(self.config.iam_url, key)
 

@@ -3,10 +3,7 @@ SageMaker (moto) and the fake Vertex AI, Azure ML and watsonx.ai servers."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import os
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +17,10 @@ from app.settings import Settings
 from tests.backends.conftest import make_backend
 from tests.backends.contract.aws_local import LocalHarness, SageMakerHarness
 from tests.backends.contract.clouds import FAKES, CloudHarness, cloud_env
-from tests.backends.local.conftest import processes_under, reap_zombies, wait_for
+from tests.backends.local.conftest import (  # noqa: F401 - fixtures the local harness uses
+    backend,
+    local_settings,
+)
 
 BACKENDS = ["local", "sagemaker", "vertex", "azureml", "watsonx"]
 CLOUDS = ["vertex", "azureml", "watsonx"]
@@ -28,29 +28,14 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 @pytest.fixture
-def local_harness(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalHarness]:
+def local_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalHarness]:
+    """The local backend (its fixture kills and reaps what it started), this process as init."""
     if sys.platform != "linux":
         pytest.skip("the local backend's process handling is tested on Linux")
+    local: LocalBackend = request.getfixturevalue("backend")
     libc = ctypes.CDLL(None)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
-    local: dict[str, Any] = {
-        "host_roots": [tmp_path_factory.getbasetemp()],
-        "work_dir": tmp_path / "local",
-        "stop_grace_s": 1.0,
-        "replica_start_timeout_s": 30.0,
-        "invoke_timeout_s": 10.0,
-    }
-    backend = LocalBackend(Settings(data_dir=tmp_path / "data", backends={"local": local}))
-    yield LocalHarness(backend, tmp_path / "src")
-    backend.close()
-    for pid in processes_under(backend.work_dir):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(pytest.fail.Exception):
-        wait_for(lambda: not processes_under(backend.work_dir), timeout=10)
-    reap_zombies()
+    yield LocalHarness(local, tmp_path / "src")
     libc.prctl(PR_SET_CHILD_SUBREAPER, 0)
 
 
