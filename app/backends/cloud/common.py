@@ -6,13 +6,21 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
-from app.backends.base import BackendError, LogPage, MetricPage, MetricSample
+from app.backends.base import (
+    BackendError,
+    JobState,
+    JobStatus,
+    LogPage,
+    MetricPage,
+    MetricSample,
+    TrainingJobSpec,
+)
 from app.backends.cloud.http import CloudHttp, TokenProvider
 from app.backends.cloud.tokens import StaticToken
 from app.backends.ratelimit import TokenBucket, bucket_for
@@ -143,25 +151,73 @@ class RestBackendBase(ABC):
         self.http.close()
 
 
-def submit_once(
-    find: Callable[[], list[T]],
-    create: Callable[[], object],
-    cancel: Callable[[T], object],
-    cloud: str,
-) -> T:
-    """Exactly-once submission where the cloud picks the id and a label marks the job.
+class LabelledJobs(ABC):
+    """Jobs whose id the cloud picks, found again by a label that carries the Stratus name.
 
-    ``find`` lists the jobs carrying the label, the one to keep first (the oldest). A submit
-    that died after the cloud accepted finds its job here; two racing workers both see both
-    jobs afterwards and agree on the oldest, so the other is cancelled and one job runs.
+    Exactly once: a submit first looks for the label, so one that died after the cloud accepted
+    finds its job; two racing workers both see both jobs afterwards and agree on the oldest, so
+    the other is cancelled and one job runs. A poll lists the in-flight jobs (by state and
+    label) and looks up, one call each, the known jobs that left that list.
     """
-    existing = find()
-    if not existing:
-        create()
-        existing = find()
-    if not existing:  # lists can lag the create: the next attempt finds it
-        raise BackendError(f"the new {cloud} job is not listed yet", retryable=True)
-    keep, *extra = existing
-    for job in extra:
-        cancel(job)
-    return keep
+
+    cloud: str
+
+    @abstractmethod
+    def _named(self, job_name: str) -> list[Mapping[str, Any]]:
+        """Every job carrying ``job_name``'s label, the one to keep (the oldest) first."""
+
+    @abstractmethod
+    def _create(self, spec: TrainingJobSpec) -> None:
+        """Ask the cloud for the job."""
+
+    @abstractmethod
+    def _cancel(self, job: Mapping[str, Any]) -> None:
+        """Cancel the job if it is still starting or running."""
+
+    @abstractmethod
+    def _in_flight(self, known: Mapping[str, JobState]) -> Iterable[tuple[str, Mapping[str, Any]]]:
+        """(Stratus name, job) of the jobs the cloud lists as in flight."""
+
+    @abstractmethod
+    def _job_status(self, job_name: str, job: Mapping[str, Any]) -> JobStatus:
+        """The job as Stratus sees it."""
+
+    def _external_id(self, job: Mapping[str, Any]) -> str:
+        return str(job["name"])
+
+    def submit_training(self, spec: TrainingJobSpec) -> str:
+        """Create the job unless one carries its label; duplicates of a race are cancelled."""
+        existing = self._named(spec.job_name)
+        if not existing:
+            self._create(spec)
+            existing = self._named(spec.job_name)
+        if not existing:  # lists can lag the create: the next attempt finds it
+            raise BackendError(f"the new {self.cloud} job is not listed yet", retryable=True)
+        keep, *extra = existing
+        for job in extra:
+            self._cancel(job)
+        return self._external_id(keep)
+
+    def describe_jobs(
+        self,
+        known: Mapping[str, JobState],
+        changed_since: datetime | None = None,  # noqa: ARG002 - these lists have no such filter
+    ) -> Mapping[str, JobStatus]:
+        """The known jobs whose state differs: listed in flight, or looked up once they left."""
+        if not known:
+            return {}
+        seen: dict[str, Mapping[str, Any]] = {}
+        for name, job in self._in_flight(known):
+            if name in known and name not in seen:
+                seen[name] = job
+        for name in known.keys() - seen.keys():
+            found = self._named(name)
+            if found:
+                seen[name] = found[0]
+        statuses = {name: self._job_status(name, job) for name, job in seen.items()}
+        return {name: s for name, s in statuses.items() if s.state != known[name]}
+
+    def stop_training(self, job_name: str) -> None:
+        """Cancel the job; a finished or unknown job is left as it is."""
+        for job in self._named(job_name):
+            self._cancel(job)

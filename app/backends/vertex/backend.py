@@ -7,13 +7,12 @@ each, every worker keeps the oldest and cancels the others, so one job runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from app.backends import naming
 from app.backends.base import JobState, JobStatus, TrainingJobSpec
-from app.backends.cloud.common import RestBackendBase, submit_once
+from app.backends.cloud.common import LabelledJobs, RestBackendBase
 from app.backends.cloud.http import TokenProvider
 from app.backends.cloud.tokens import GoogleServiceAccountToken
 from app.backends.vertex import shapes
@@ -21,10 +20,11 @@ from app.backends.vertex.serving import VertexServing
 from app.settings import Settings, VertexSettings
 
 
-class VertexBackend(VertexServing, RestBackendBase):
+class VertexBackend(VertexServing, LabelledJobs, RestBackendBase):
     """Training jobs and endpoints on Google Cloud Vertex AI."""
 
     name = "vertex"
+    cloud = "Vertex AI"
 
     def _configure(self, settings: Settings) -> VertexSettings:
         self.config = settings.backends.vertex
@@ -55,56 +55,28 @@ class VertexBackend(VertexServing, RestBackendBase):
             if not token:
                 return shapes.oldest_first(jobs)
 
-    def submit_training(self, spec: TrainingJobSpec) -> str:
-        """customJobs.create unless a job of that label exists; duplicates of a race cancelled."""
+    def _create(self, spec: TrainingJobSpec) -> None:
         body = shapes.custom_job(spec, self.config.service_account)
-        keep = submit_once(
-            lambda: self._named(spec.job_name),
-            lambda: self.http.must("POST", f"/{self.parent}/customJobs", json=body),
-            self._cancel,
-            "Vertex AI",
-        )
-        return str(keep["name"])
+        self.http.must("POST", f"/{self.parent}/customJobs", json=body)
 
     def _cancel(self, job: Mapping[str, Any]) -> None:
         if shapes.job_state(job) in (JobState.STARTING, JobState.RUNNING):
             self.http.call("POST", f"/{job['name']}:cancel", json={}, tolerate=_GONE_OR_DONE)
 
-    def describe_jobs(
-        self,
-        known: Mapping[str, JobState],
-        changed_since: datetime | None = None,  # noqa: ARG002 - Vertex lists by create time only
-    ) -> Mapping[str, JobStatus]:
-        """List the in-flight Stratus jobs by state and label; look up the ones that left it."""
-        if not known:
-            return {}
-        created_after = naming.oldest_creation(list(known))
-        seen: dict[str, Mapping[str, Any]] = {}
+    def _in_flight(self, known: Mapping[str, JobState]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Stratus jobs queued, pending, running or cancelling, created after the oldest known."""
+        active = shapes.active_filter(naming.oldest_creation(list(known)))
         token = None
         while True:
-            page = self._jobs(shapes.active_filter(created_after), token)
+            page = self._jobs(active, token)
             for job in page.get("customJobs", []):
-                name = str(job.get("displayName", ""))
-                if name in known and name not in seen:
-                    seen[name] = job
+                yield str(job.get("displayName", "")), job
             token = page.get("nextPageToken")
             if not token:
-                break
-        # A known job no longer in flight ended (or never started): one lookup each.
-        for name in known.keys() - seen.keys():
-            found = self._named(name)
-            if found:
-                seen[name] = found[0]
-        return {
-            name: shapes.job_status(name, job)
-            for name, job in seen.items()
-            if shapes.job_state(job) != known[name]
-        }
+                return
 
-    def stop_training(self, job_name: str) -> None:
-        """customJobs.cancel; a finished or unknown job is left as it is."""
-        for job in self._named(job_name):
-            self._cancel(job)
+    def _job_status(self, job_name: str, job: Mapping[str, Any]) -> JobStatus:
+        return shapes.job_status(job_name, job)
 
 
 # 400 FAILED_PRECONDITION: the job finished in the meantime; 404: it is gone.

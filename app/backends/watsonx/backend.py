@@ -7,14 +7,13 @@ trainings by tag and state; a known job missing from that list is looked up by i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 
 from app.backends.base import JobState, JobStatus, TrainingJobSpec
-from app.backends.cloud.common import RestBackendBase, submit_once
+from app.backends.cloud.common import LabelledJobs, RestBackendBase
 from app.backends.cloud.http import TokenProvider
 from app.backends.cloud.tokens import IbmIamToken
 from app.backends.watsonx import shapes
@@ -22,10 +21,11 @@ from app.backends.watsonx.serving import WatsonxServing
 from app.settings import Settings, WatsonxSettings
 
 
-class WatsonxBackend(WatsonxServing, RestBackendBase):
+class WatsonxBackend(WatsonxServing, LabelledJobs, RestBackendBase):
     """Training jobs and endpoints on IBM watsonx.ai."""
 
     name = "watsonx"
+    cloud = "watsonx"
 
     def _configure(self, settings: Settings) -> WatsonxSettings:
         self.config = settings.backends.watsonx
@@ -58,18 +58,15 @@ class WatsonxBackend(WatsonxServing, RestBackendBase):
     def _named(self, job_name: str) -> list[Mapping[str, Any]]:
         return self._list("/ml/v4/trainings", **{"tag.value": shapes.job_tag(job_name)})
 
-    def submit_training(self, spec: TrainingJobSpec) -> str:
-        """POST /ml/v4/trainings unless a training with the job's tag exists."""
+    def _create(self, spec: TrainingJobSpec) -> None:
         body = shapes.training(spec, self.space_id, self.config.software_spec)
-        keep = submit_once(
-            lambda: self._named(spec.job_name),
-            lambda: self.http.must("POST", "/ml/v4/trainings", params=self.scope, json=body),
-            self._cancel,
-            "watsonx",
-        )
-        return str(keep["metadata"]["id"])
+        self.http.must("POST", "/ml/v4/trainings", params=self.scope, json=body)
+
+    def _external_id(self, job: Mapping[str, Any]) -> str:
+        return str(job["metadata"]["id"])
 
     def _cancel(self, job: Mapping[str, Any]) -> None:
+        """DELETE without hard_delete: cancels, keeping the record."""
         if shapes.job_state(job) in (JobState.STARTING, JobState.RUNNING):
             self.http.call(
                 "DELETE",
@@ -78,32 +75,14 @@ class WatsonxBackend(WatsonxServing, RestBackendBase):
                 tolerate=frozenset({400, 404}),
             )
 
-    def describe_jobs(
+    def _in_flight(
         self,
-        known: Mapping[str, JobState],
-        changed_since: datetime | None = None,  # noqa: ARG002 - no time filter on this list
-    ) -> Mapping[str, JobStatus]:
-        """List running Stratus trainings; look up by tag the known ones not among them."""
-        if not known:
-            return {}
-        seen: dict[str, Mapping[str, Any]] = {}
-        for job in self._list(
-            "/ml/v4/trainings", **{"tag.value": shapes.MANAGED, "state": "running"}
-        ):
-            name = str(job["metadata"].get("name", ""))
-            if name in known and name not in seen:
-                seen[name] = job
-        for name in known.keys() - seen.keys():
-            found = self._named(name)
-            if found:
-                seen[name] = found[0]
-        return {
-            name: shapes.job_status(name, job)
-            for name, job in seen.items()
-            if shapes.job_state(job) != known[name]
-        }
+        known: Mapping[str, JobState],  # noqa: ARG002 - trainings list by tag and state only
+    ) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """The space's running Stratus trainings (queued ones are looked up by their tag)."""
+        running = {"tag.value": shapes.MANAGED, "state": "running"}
+        for job in self._list("/ml/v4/trainings", **running):
+            yield str(job["metadata"].get("name", "")), job
 
-    def stop_training(self, job_name: str) -> None:
-        """DELETE (cancel, keeping the record); a finished or unknown job is left as it is."""
-        for job in self._named(job_name):
-            self._cancel(job)
+    def _job_status(self, job_name: str, job: Mapping[str, Any]) -> JobStatus:
+        return shapes.job_status(job_name, job)
