@@ -28,20 +28,26 @@ _NAMED = re.compile(r'^labels\.stratus-job="([^"]*)"$')
 _CLAUSE = re.compile(r'^(labels\.[\w-]+|state|create_time)\s*(=|>=)\s*"([^"]*)"$')
 
 
-def _matches(job: dict[str, Any], filter_: str) -> bool:
+def _parse(filter_: str) -> list[list[tuple[str, str, str]]]:
     """Clauses joined by AND; a clause is ``field="v"`` or ``(a="x" OR a="y")``."""
+    clauses = []
     for clause in (c.strip() for c in filter_.split(" AND ") if c.strip()):
-        options = [o.strip() for o in clause.strip("()").split(" OR ")]
-        if not any(_one(job, option) for option in options):
-            return False
-    return True
+        options = []
+        for option in (o.strip() for o in clause.strip("()").split(" OR ")):
+            match = _CLAUSE.match(option)
+            if match is None:
+                raise ValueError(f"unsupported filter clause {option!r}")
+            name, op, value = match.groups()
+            options.append((name, op, value))
+        clauses.append(options)
+    return clauses
 
 
-def _one(job: dict[str, Any], clause: str) -> bool:
-    match = _CLAUSE.match(clause)
-    if match is None:
-        raise ValueError(f"unsupported filter clause {clause!r}")
-    name, op, value = match.groups()
+def _matches(job: dict[str, Any], clauses: list[list[tuple[str, str, str]]]) -> bool:
+    return all(any(_one(job, *option) for option in options) for options in clauses)
+
+
+def _one(job: dict[str, Any], name: str, op: str, value: str) -> bool:
     if name.startswith("labels."):
         return bool(job["labels"].get(name.removeprefix("labels.")) == value)
     if name == "state":
@@ -174,10 +180,10 @@ class FakeVertex(FakeCloud):
             if named:  # what an index on the label would answer
                 found = [self.jobs[i] for i in self._by_label.get(named.group(1), [])]
             else:
-                found = [j for j in self.jobs.values() if _matches(j, filter_)]
+                clauses = _parse(filter_)
+                found = [j for j in self.jobs.values() if _matches(j, clauses)]
         except ValueError as exc:
             return self.error(400, "INVALID_ARGUMENT", str(exc))
-        found.sort(key=lambda j: int(j["name"].rsplit("/", 1)[1]))
         start = int(request.query.get("pageToken") or 0)
         size = int(request.query.get("pageSize") or 100)
         page: dict[str, Any] = {"customJobs": found[start : start + size]}
