@@ -1,4 +1,4 @@
-"""Which compute backend serves a name such as ``"local"`` or ``"sagemaker"``.
+"""Which compute backend serves a name such as ``"local"``, ``"sagemaker"`` or ``"vertex"``.
 
 Backends are built once per process from the settings, on first use, so a process that
 never talks to SageMaker never imports boto3's SageMaker code paths.

@@ -108,8 +108,14 @@ def _b64(data: bytes) -> str:
 
 def sign_rs256(private_key_pem: str, claims: dict[str, Any]) -> str:
     """A compact JWS (RS256) of ``claims``."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    try:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    except ImportError as exc:  # an optional extra: a static token needs none of it
+        raise BackendError(
+            "signing a service-account key needs cryptography: pip install 'stratus[vertex]'",
+            retryable=False,
+        ) from exc
 
     key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
