@@ -9,7 +9,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import make_url
 
@@ -148,11 +155,111 @@ class SageMakerSettings(BaseModel):
         return frozenset([*self.allowed_role_arns, *([self.role_arn] if self.role_arn else [])])
 
 
+class CloudApiSettings(BaseModel):
+    """What every REST-only cloud backend shares: pacing, polling, timeouts."""
+
+    enabled: bool = False
+    base_url: str | None = None  # the service's API root; a test server's in tests
+    access_token: SecretStr | None = None  # a static token instead of the credential exchange
+    api_rate_per_s: float = Field(default=10.0, gt=0)  # shared by every worker
+    api_burst: int = Field(default=20, ge=1)
+    poll_interval_s: float = Field(default=15.0, gt=0)
+    poll_jitter_s: float = Field(default=3.0, ge=0)
+    metrics_period_s: int = Field(default=60, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    page_size: int = Field(default=100, ge=1, le=1000)  # jobs per list page
+    # create_endpoint waits this long for the quick operations (endpoint, model) it depends on.
+    operation_timeout_s: float = Field(default=120.0, gt=0)
+    serving_image: str | None = None  # container serving a model that names no image
+
+    @field_validator("base_url", "access_token", "serving_image", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def missing(self) -> list[str]:
+        """Settings this backend cannot work without that are unset (names, not values)."""
+        return []
+
+    def unconfigured(self, name: str) -> str | None:
+        """Why the ``name`` backend cannot work with these settings, or None."""
+        missing = self.missing()
+        if not missing:
+            return None
+        prefix = f"STRATUS_BACKENDS__{name.upper()}__"
+        return f"the {name} backend is not configured: set " + ", ".join(
+            prefix + m for m in missing
+        )
+
+
+class VertexSettings(CloudApiSettings):
+    """Google Cloud Vertex AI over its REST API (``aiplatform.googleapis.com/v1``)."""
+
+    project: str | None = None
+    location: str = "us-central1"
+    credentials_file: Path | None = None  # a service-account key (JSON)
+    token_url: str | None = None  # default: the key file's token_uri
+    service_account: str | None = None  # the identity jobs and models run as
+
+    def missing(self) -> list[str]:
+        needs = [] if self.project else ["PROJECT"]
+        if not (self.access_token or self.credentials_file):
+            needs.append("CREDENTIALS_FILE (or ACCESS_TOKEN)")
+        return needs
+
+
+class AzureMLSettings(CloudApiSettings):
+    """Azure Machine Learning over Azure Resource Manager (Microsoft.MachineLearningServices)."""
+
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    workspace: str | None = None
+    region: str = "eastus"
+    api_version: str = "2024-04-01"
+    authority_url: str = "https://login.microsoftonline.com"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    compute: str | None = None  # the compute cluster jobs run on (its name in the workspace)
+    environment: str | None = None  # an environment asset id for jobs that name no image
+
+    def missing(self) -> list[str]:
+        needs = [
+            name.upper()
+            for name in ("subscription_id", "resource_group", "workspace", "compute")
+            if not getattr(self, name)
+        ]
+        if not (self.access_token or (self.tenant_id and self.client_id and self.client_secret)):
+            needs.append("TENANT_ID, CLIENT_ID and CLIENT_SECRET (or ACCESS_TOKEN)")
+        return needs
+
+
+class WatsonxSettings(CloudApiSettings):
+    """IBM watsonx.ai (Watson Machine Learning v4 API) in a deployment space."""
+
+    space_id: str | None = None
+    api_key: SecretStr | None = None
+    iam_url: str = "https://iam.cloud.ibm.com/identity/token"
+    version: str = "2024-05-01"  # the API's required ``version`` date
+    software_spec: str = "runtime-24.1-py3.11"
+    model_type: str = "scikit-learn_1.3"
+
+    def missing(self) -> list[str]:
+        needs = [] if self.space_id else ["SPACE_ID"]
+        if not (self.access_token or self.api_key):
+            needs.append("API_KEY (or ACCESS_TOKEN)")
+        return needs
+
+
 class BackendSettings(BaseModel):
     """Compute backends, and the price table used for cost."""
 
     local: LocalBackendSettings = LocalBackendSettings()
     sagemaker: SageMakerSettings = SageMakerSettings()
+    vertex: VertexSettings = VertexSettings()
+    azureml: AzureMLSettings = AzureMLSettings()
+    watsonx: WatsonxSettings = WatsonxSettings()
     price_file: Path | None = None  # JSON {instance_type: usd_per_hour}, over the defaults
 
 

@@ -18,6 +18,11 @@ the run's new status in ``GET /v1/projects/{id}/runs`` (checked right after each
 The baseline, measured in the same run on the same jobs, is what a poller that describes every
 in-flight job costs: one DescribeTrainingJob per job per cycle.
 
+With ``--backend vertex|azureml|watsonx`` the same measurement runs against that cloud's fake
+(``tests/fakes/``, a server on a loopback port; see ``bench/poll_fakes.py``): the mutator touches
+and finishes the fake's jobs instead of moto's, the fake counts the API calls, and the baseline is
+one GET per in-flight job. The fake answers in microseconds, so the seconds are not the cloud's.
+
 Run: ``.venv/bin/python bench/poll_efficiency.py`` (``--help`` for the options). The last line is
 one JSON object.
 """
@@ -52,8 +57,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
+import poll_fakes  # noqa: E402, I001 - bench/ is on sys.path
 from fastapi.testclient import TestClient  # noqa: E402
 
 from app.backends import registry  # noqa: E402
@@ -99,6 +106,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=2.0, help="poll interval, seconds")
     parser.add_argument("--jitter", type=float, default=0.5, help="beat's random poll delay")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--backend",
+        choices=("sagemaker", "vertex", "azureml", "watsonx"),
+        default="sagemaker",
+        help="sagemaker: moto; the others: their fake server from tests/fakes",
+    )
     return parser.parse_args()
 
 
@@ -200,7 +213,9 @@ class CallCounter:
             self.on = False
 
 
-def submit_all(jobs: int) -> tuple[str, Principal, float]:
+def submit_all(
+    jobs: int, backend: str = "sagemaker", spec: dict[str, Any] = SPEC
+) -> tuple[str, Principal, float]:
     """Create ``jobs`` runs and submit each through the submit task: (project id, key, secs)."""
     settings = get_settings()
     with unit_of_work() as session:
@@ -208,12 +223,12 @@ def submit_all(jobs: int) -> tuple[str, Principal, float]:
         principal = Principal(key.id, key.name, key.admin)
         create = ProjectCreate(
             name="poll-bench",
-            default_backend="sagemaker",
+            default_backend=backend,
             backend_config={"sagemaker": {"s3_prefixes": ["s3://stratus-bench/"]}},
         )
         project = projects_service.create_project(session, principal, create, settings)
         for i in range(jobs):
-            data = RunCreate(name=f"run-{i}", backend="sagemaker", spec=RunSpec(**SPEC))
+            data = RunCreate(name=f"run-{i}", backend=backend, spec=RunSpec(**spec))
             runs_service.create_run(session, principal, project.id, data, settings)
         message_ids = session.scalars(
             select(OutboxMessage.id).where(OutboxMessage.topic == outbox.RUN_SUBMIT)
@@ -329,13 +344,17 @@ class Result:
 
 
 def run_cycles(
-    args: argparse.Namespace, counter: CallCounter, project_id: str, headers: dict[str, str]
+    args: argparse.Namespace,
+    counter: Any,
+    project_id: str,
+    headers: dict[str, str],
+    make_mutator: Any = Mutator,
 ) -> tuple[list[Cycle], list[float], int, int]:
     """Move moto's jobs while polling at the interval. Returns the cycles, the staleness of
     every finish the API showed, how many it never showed, and the secondary-status changes."""
     jitter = random.Random(args.seed + 1)  # noqa: S311 - a reproducible workload
     start_at = time.monotonic() + 0.2
-    mutator = Mutator(start_at, args.interval, args.cycles, args.seed)
+    mutator = make_mutator(start_at, args.interval, args.cycles, args.seed)
     mutator.start()
     cycles: list[Cycle] = []
     visible: dict[str, float] = {}  # job name -> when the API first showed its run finished
@@ -346,7 +365,7 @@ def run_cycles(
             flying = in_flight_runs()
             with counter.counting() as calls:
                 began = time.perf_counter()
-                moved = poll_once("sagemaker")
+                moved = poll_once(args.backend)
                 took = time.perf_counter() - began
             shown = finished_in_api(client, headers, project_id)
             now = time.monotonic()
@@ -401,6 +420,52 @@ def measure(args: argparse.Namespace) -> Result:
     )
 
 
+def measure_fake(args: argparse.Namespace, fake: Any) -> Result:
+    """The same measurement against a fake cloud (``--backend vertex|azureml|watsonx``)."""
+    print(
+        f"poll efficiency on the fake {args.backend}: {args.jobs} jobs, {args.cycles} cycles "
+        f"of {args.interval:g} s in real time, each poll up to {args.jitter:g} s late, "
+        f"seed {args.seed}"
+    )
+    project_id, principal, submit_s = submit_all(
+        args.jobs, args.backend, poll_fakes.spec(args.backend)
+    )
+    backend = registry.get_backend(args.backend)
+    assert backend is not None
+    assert in_flight_runs() == args.jobs
+    print(f"submitted {args.jobs} runs through the submit task in {submit_s:.1f} s")
+    counter = poll_fakes.FakeCounter(fake)
+    with counter.counting() as first:
+        poll_once(args.backend)  # the first poll after a start reads everything once
+    with unit_of_work() as session:
+        secret = issue_key(session, "reader", True, get_settings().key_pepper, principal.id).secret
+    headers = {"Authorization": f"Bearer {secret}"}
+
+    def mutator(start_at: float, interval: float, cycles: int, seed: int) -> Any:
+        return poll_fakes.FakeMutator(fake, start_at, interval, cycles, seed)
+
+    cycles, staleness, unresolved, secondary = run_cycles(
+        args, counter, project_id, headers, mutator
+    )
+    with unit_of_work() as session:
+        external_ids = list(
+            session.scalars(
+                select(TrainingRun.external_id).where(TrainingRun.status.in_(IN_FLIGHT))
+            )
+        )
+    per_job, baseline_s, jobs = poll_fakes.describe_all(
+        args.backend, backend, external_ids, counter
+    )
+    return Result(first, cycles, staleness, unresolved, secondary, per_job, baseline_s, jobs)
+
+
+def _columns(args: argparse.Namespace, calls: Counter[str]) -> tuple[int, int]:
+    """(list calls, describe calls) of one poll."""
+    if args.backend == "sagemaker":
+        return calls["ListTrainingJobs"], calls["DescribeTrainingJob"]
+    return poll_fakes.split(calls)
+
+
 def report(args: argparse.Namespace, r: Result) -> None:
     print(f"first poll after start: {sum(r.first_poll.values())} calls {dict(r.first_poll)}")
     print()
@@ -408,9 +473,10 @@ def report(args: argparse.Namespace, r: Result) -> None:
     print(f" {'poll s':>7} {'moved':>5}")
     for i, cycle in enumerate(r.cycles, 1):
         total = sum(cycle.calls.values())
+        listed, described = _columns(args, cycle.calls)
         print(
-            f"{i:>5} {cycle.in_flight:>9} {cycle.calls['ListTrainingJobs']:>5} "
-            f"{cycle.calls['DescribeTrainingJob']:>8} {total / cycle.in_flight:>9.4f} "
+            f"{i:>5} {cycle.in_flight:>9} {listed:>5} "
+            f"{described:>8} {total / cycle.in_flight:>9.4f} "
             f"{cycle.seconds:>7.3f} {cycle.moved:>5}"
         )
     calls = sum(sum(c.calls.values()) for c in r.cycles)
@@ -419,9 +485,12 @@ def report(args: argparse.Namespace, r: Result) -> None:
     mean_poll = sum(c.seconds for c in r.cycles) / len(r.cycles)
     print()
     print(f"{'':<36} {'incremental':>12} {'describe-all':>13}")
-    print(f"{'SageMaker calls per job per cycle':<36} {per_job:>12.4f} {r.baseline_per_job:>13.4f}")
+    cloud = "SageMaker" if args.backend == "sagemaker" else args.backend
+    where = "moto" if args.backend == "sagemaker" else "the fake"
+    seconds = "(moto in process)" if args.backend == "sagemaker" else "(fake on loopback)"
+    print(f"{cloud + ' calls per job per cycle':<36} {per_job:>12.4f} {r.baseline_per_job:>13.4f}")
     print(f"{'ratio to describe-all':<36} {per_job / r.baseline_per_job:>12.4f} {1:>13.4f}")
-    print(f"{'seconds per poll (moto in process)':<36} {mean_poll:>12.3f} {r.baseline_s:>13.3f}")
+    print(f"{'seconds per poll ' + seconds:<36} {mean_poll:>12.3f} {r.baseline_s:>13.3f}")
     print(f"(describe-all measured over the {r.baseline_jobs} jobs still in flight at the end)")
     print()
     print(
@@ -429,7 +498,7 @@ def report(args: argparse.Namespace, r: Result) -> None:
         f"never shown: {r.unresolved}"
     )
     print(
-        f"staleness, finish in moto -> status in the API: p50 {p50:.2f} s, p95 {p95:.2f} s, "
+        f"staleness, finish in {where} -> status in the API: p50 {p50:.2f} s, p95 {p95:.2f} s, "
         f"max {max(r.staleness):.2f} s (target p95 <= interval + 2 s = {args.interval + 2:g} s)"
     )
     print(
@@ -449,8 +518,15 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     with scratch_database() as url:
         point_settings_at(url, args.interval, args.jitter)
-        with mock_aws(), jobs_start_in_progress():
-            result = measure(args)
+        if args.backend == "sagemaker":
+            with mock_aws(), jobs_start_in_progress():
+                result = measure(args)
+        else:
+            os.environ["STRATUS_BACKENDS__SAGEMAKER__ENABLED"] = "false"
+            with poll_fakes.fake_cloud(args.backend, args.interval, args.jitter) as fake:
+                get_settings.cache_clear()
+                registry.reset()
+                result = measure_fake(args, fake)
     report(args, result)
 
 

@@ -42,14 +42,12 @@ def transport_options(broker_url: str, time_limit_s: int) -> dict[str, Any]:
 def backend_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Per enabled backend: poll runs, poll endpoints, pull endpoint metrics."""
     backends = settings.backends
-    intervals = {
-        "local": (backends.local.poll_interval_s, 10.0),
-        "sagemaker": (
-            backends.sagemaker.poll_interval_s,
-            float(backends.sagemaker.metrics_period_s),
-        ),
-    }
-    enabled = {"local": backends.local.enabled, "sagemaker": backends.sagemaker.enabled}
+    intervals = {"local": (backends.local.poll_interval_s, 10.0)}
+    enabled = {"local": backends.local.enabled}
+    for name in ("sagemaker", "vertex", "azureml", "watsonx"):
+        cloud = getattr(backends, name)
+        intervals[name] = (float(cloud.poll_interval_s), float(cloud.metrics_period_s))
+        enabled[name] = bool(cloud.enabled)
     schedule: dict[str, dict[str, Any]] = {}
     for name, (poll_s, metrics_s) in intervals.items():
         if not enabled[name]:

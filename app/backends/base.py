@@ -1,4 +1,5 @@
-"""The compute-backend contract: every backend (SageMaker, local) implements ``Backend``.
+"""The compute-backend contract: every backend (local, SageMaker, Vertex AI, Azure ML,
+watsonx.ai) implements ``Backend``; tests/backends/contract/ holds them all to it.
 
 Backends are called by workers outside any database transaction. Names passed in
 (``job_name``, ``endpoint_name``) are derived from Stratus ids, which is what makes retries

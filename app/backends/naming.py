@@ -6,8 +6,13 @@ SageMaker names: at most 63 characters of ``[a-zA-Z0-9-]``, starting with an alp
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 PREFIX = "stratus"
+# Job names carry their run's UUIDv7, stamped before the job existed; the slack covers clock
+# differences between this host and the cloud.
+CREATION_SLACK = timedelta(hours=1)
 
 
 def job_name(run_id: uuid.UUID) -> str:
@@ -29,3 +34,14 @@ def run_id_of(job: str) -> uuid.UUID | None:
         return uuid.UUID(hex=job[len(head) :])
     except ValueError:
         return None
+
+
+def oldest_creation(names: Sequence[str]) -> datetime | None:
+    """A time before which none of these jobs can have been created (None: unknown)."""
+    stamps = []
+    for name in names:
+        run_id = run_id_of(name)
+        if run_id is None or run_id.version != 7:
+            return None
+        stamps.append(datetime.fromtimestamp((run_id.int >> 80) / 1000, UTC))
+    return min(stamps) - CREATION_SLACK if stamps else None

@@ -1,4 +1,4 @@
-"""Which compute backend serves a name such as ``"local"`` or ``"sagemaker"``.
+"""Which compute backend serves a name such as ``"local"``, ``"sagemaker"`` or ``"vertex"``.
 
 Backends are built once per process from the settings, on first use, so a process that
 never talks to SageMaker never imports boto3's SageMaker code paths.
@@ -22,7 +22,12 @@ _KNOWN: dict[str, tuple[str, str, Callable[[Settings], bool]]] = {
         "SageMakerBackend",
         lambda s: s.backends.sagemaker.enabled,
     ),
+    "vertex": ("app.backends.vertex", "VertexBackend", lambda s: s.backends.vertex.enabled),
+    "azureml": ("app.backends.azureml", "AzureMLBackend", lambda s: s.backends.azureml.enabled),
+    "watsonx": ("app.backends.watsonx", "WatsonxBackend", lambda s: s.backends.watsonx.enabled),
 }
+# Backends whose settings group has poll_interval_s, poll_jitter_s and metrics_period_s.
+_CLOUDS = ("sagemaker", "vertex", "azureml", "watsonx")
 _lock = threading.Lock()
 _instances: dict[str, Backend | None] = {}
 
@@ -35,6 +40,19 @@ def get_backend(name: str) -> Backend | None:
         return _instances[name]
 
 
+def configuration_problem(name: str, settings: Settings) -> str | None:
+    """Why work on ``name`` could not run here (not enabled, settings missing), or None."""
+    known = _KNOWN.get(name)
+    if known is None:
+        return f"there is no backend named {name!r}"
+    if not known[2](settings):
+        return f"the {name} backend is not enabled (STRATUS_BACKENDS__{name.upper()}__ENABLED)"
+    if name in _CLOUDS[1:]:
+        problem: str | None = getattr(settings.backends, name).unconfigured(name)
+        return problem
+    return None
+
+
 def enabled_backends() -> list[str]:
     """Names of the backends this deployment of Stratus runs work on."""
     settings = get_settings()
@@ -44,15 +62,16 @@ def enabled_backends() -> list[str]:
 def poll_settings(name: str) -> tuple[float, float]:
     """(interval, jitter) in seconds of a backend's pollers."""
     backends = get_settings().backends
-    if name == "sagemaker":
-        return backends.sagemaker.poll_interval_s, backends.sagemaker.poll_jitter_s
+    if name in _CLOUDS:
+        cloud = getattr(backends, name)
+        return float(cloud.poll_interval_s), float(cloud.poll_jitter_s)
     return backends.local.poll_interval_s, 0.0
 
 
 def metrics_period_s(name: str) -> int:
     """Seconds per endpoint-metric sample pulled from a backend."""
-    if name == "sagemaker":
-        return get_settings().backends.sagemaker.metrics_period_s
+    if name in _CLOUDS:
+        return int(getattr(get_settings().backends, name).metrics_period_s)
     return 10
 
 

@@ -7,8 +7,8 @@ region, retries throttling in botocore's standard mode, and surfaces failures as
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -41,9 +41,6 @@ T = TypeVar("T")
 
 MAX_ATTEMPTS = 5
 RATE_WAIT_S = 30.0
-# Job names carry their run's UUIDv7, stamped before the job existed; the slack covers clock
-# differences between this host and AWS.
-CREATION_SLACK = timedelta(hours=1)
 THROTTLING = frozenset(
     {"Throttling", "ThrottlingException", "ThrottledException", "TooManyRequestsException"}
     | {"RequestLimitExceeded", "RequestThrottled", "SlowDown", "LimitExceededException"}
@@ -91,17 +88,6 @@ def _translate(exc: ClientError | BotoCoreError) -> BackendError:
         return BackendError(message, retryable=retryable)
     # No credentials is configuration; anything else here is the network or a refresh.
     return BackendError(req.scrub(f"AWS: {exc}"), retryable=not isinstance(exc, NoCredentialsError))
-
-
-def _oldest_creation(names: Sequence[str]) -> datetime | None:
-    """A time before which none of these jobs can have been created (None: unknown)."""
-    stamps = []
-    for name in names:
-        run_id = naming.run_id_of(name)
-        if run_id is None or run_id.version != 7:
-            return None
-        stamps.append(datetime.fromtimestamp((run_id.int >> 80) / 1000, UTC))
-    return min(stamps) - CREATION_SLACK if stamps else None
 
 
 class SageMakerBackend(SageMakerServing):
@@ -208,7 +194,7 @@ class SageMakerBackend(SageMakerServing):
         }
         if changed_since is not None:
             params["LastModifiedTimeAfter"] = changed_since
-        if (oldest := _oldest_creation(list(known))) is not None:
+        if (oldest := naming.oldest_creation(list(known))) is not None:
             params["CreationTimeAfter"] = oldest
         seen: set[str] = set()
         moved: list[str] = []

@@ -56,3 +56,16 @@ def test_each_enabled_backend_gets_its_pollers() -> None:
     }
     assert schedule["poll_runs_sagemaker"]["schedule"] == 20
     assert schedule["poll_runs_sagemaker"]["args"] == ("sagemaker",)
+
+
+def test_each_enabled_cloud_backend_gets_its_pollers() -> None:
+    backends = {
+        "local": {"enabled": False},
+        "vertex": {"enabled": True, "poll_interval_s": 7.0},
+        "watsonx": {"enabled": True},
+    }
+    schedule = backend_schedule(Settings(backends=backends))  # type: ignore[arg-type]
+    kinds = ("poll_runs", "poll_endpoints", "pull_endpoint_metrics")
+    assert set(schedule) == {f"{k}_{n}" for k in kinds for n in ("vertex", "watsonx")}
+    assert schedule["poll_runs_vertex"]["schedule"] == 7.0
+    assert schedule["poll_runs_watsonx"]["args"] == ("watsonx",)

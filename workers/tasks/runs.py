@@ -189,9 +189,7 @@ def _poll(backend: Backend, backend_name: str) -> int:
         except BackendError as error:
             # The window stays open: the next cycle asks again from the same point.
             with unit_of_work() as session:
-                delay = polling.back_off(
-                    session, key, get_settings().backends.sagemaker.poll_interval_s
-                )
+                delay = polling.back_off(session, key, poll_settings(backend_name)[0])
             logger.warning(
                 "polling %s failed (%s); next poll in %.0f s", backend_name, error, delay
             )

@@ -50,7 +50,9 @@ def list_runs(
     principal: PrincipalDep,
     page: PageDep,
     status: RunStatus | None = None,
-    backend: Annotated[Literal["local", "sagemaker", "external"] | None, Query()] = None,
+    backend: Annotated[
+        Literal["local", "sagemaker", "vertex", "azureml", "watsonx", "external"] | None, Query()
+    ] = None,
     created_after: UtcDatetime | None = None,
     created_before: UtcDatetime | None = None,
 ) -> Response:

@@ -29,12 +29,14 @@ from app.domain.model_versions import repository as models_repo
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.quotas import service as quotas
+from app.domain.runs.validation import CLOUD_INSTANCE, CLOUDS
 from app.errors import Conflict, NotFound, Unprocessable
 
 S = DeploymentStatus
 LOCAL_INSTANCE = re.compile(r"^local(?:\.[a-z0-9]+)?$")
 SAGEMAKER_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 CAPACITY = ("desired_instances", "min_instances", "max_instances")
+CLOUD_EXAMPLES = {"vertex": "n1-standard-4", "azureml": "Standard_DS3_v2", "watsonx": "S"}
 
 
 def _instance_type(backend: str, given: str | None) -> str:
@@ -43,6 +45,13 @@ def _instance_type(backend: str, given: str | None) -> str:
         if given is None or not SAGEMAKER_INSTANCE.match(given):
             raise Unprocessable(
                 "instance_type must be a SageMaker type such as ml.m5.large on sagemaker",
+                code="invalid_instance_type",
+            )
+        return given
+    if backend in CLOUDS:
+        if given is None or given == "local" or not CLOUD_INSTANCE.match(given):
+            raise Unprocessable(
+                f"instance_type must be a {backend} machine type (e.g. {CLOUD_EXAMPLES[backend]})",
                 code="invalid_instance_type",
             )
         return given

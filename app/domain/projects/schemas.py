@@ -47,7 +47,9 @@ Slug = Annotated[
     AfterValidator(_check_slug),
     WithJsonSchema({"type": "string", "pattern": SLUG, "minLength": 1, "maxLength": 63}),
 ]
-Backend = Literal["local", "sagemaker"]
+Backend = Literal["local", "sagemaker", "vertex", "azureml", "watsonx"]
+# Backends that need their server settings complete before a project may name them.
+CLOUD_BACKENDS = ("vertex", "azureml", "watsonx")
 # s3://bucket/ or s3://bucket/some/prefix/: whole path segments, so a prefix is a boundary.
 S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:[A-Za-z0-9!_.*'()=-]+/)*$")
 EXAMPLE_PREFIX = "s3://stratus-models/recommender/"
@@ -122,7 +124,9 @@ class ProjectCreate(WriteModel):
     name: Slug = Field(description=f"Unique across Stratus: {SLUG_WORDS}.")
     description: str = Field(default="", max_length=2000, description="What the project is for.")
     default_backend: Backend = Field(
-        default="local", description="Backend for runs and deployments that name none."
+        default="local",
+        description="Backend for runs and deployments that name none; vertex, azureml and "
+        "watsonx must be enabled and configured on the server (else 422).",
     )
     budget_usd: Budget | None = Field(
         default=None, description="Spend limit; work that would exceed it is refused (409)."

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.backends.registry import configuration_problem
 from app.domain.access import Principal, Role, authorize
 from app.domain.api_keys import repository as keys_repo
 from app.domain.audit import service as audit
@@ -17,6 +18,7 @@ from app.domain.pagination import PageRequest
 from app.domain.projects import repository
 from app.domain.projects.models import Membership, Project
 from app.domain.projects.schemas import (
+    CLOUD_BACKENDS,
     BackendConfig,
     MemberPut,
     MemberRead,
@@ -44,10 +46,22 @@ def _stored_backend_config(config: BackendConfig, settings: Settings) -> dict[st
     return config.model_dump(mode="json", exclude_none=True)
 
 
+def _check_backend(backend: str, settings: Settings) -> None:
+    """A cloud backend must be enabled and configured here before a project may name it."""
+    if backend not in CLOUD_BACKENDS:
+        return
+    problem = configuration_problem(backend, settings)
+    if problem is not None:
+        raise Unprocessable(
+            f"default_backend {backend!r} cannot be used: {problem}", code="backend_unavailable"
+        )
+
+
 def create_project(
     session: Session, principal: Principal, data: ProjectCreate, settings: Settings
 ) -> ProjectRead:
     """Create a project; its creator becomes its first owner."""
+    _check_backend(data.default_backend, settings)
     backend_config = _stored_backend_config(data.backend_config or BackendConfig(), settings)
     if repository.get_by_name(session, data.name) is not None:
         raise Conflict(f"A project named {data.name!r} already exists.", code="name_taken")
@@ -114,6 +128,8 @@ def update_project(
 ) -> ProjectRead:
     """Change description, default backend, budget, retention or backend config (owners)."""
     project = _load(session, principal, project_id, Role.OWNER)
+    if data.default_backend is not None:
+        _check_backend(data.default_backend, settings)
     changes = data.model_dump(exclude_unset=True)
     for field, value in changes.items():
         if field == "metrics_retention_days":

@@ -18,7 +18,7 @@ from app.domain.schemas import ReadModel, WriteModel
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 CHANNEL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 HP_KEY = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"
-Backend = Literal["local", "sagemaker", "external"]
+Backend = Literal["local", "sagemaker", "vertex", "azureml", "watsonx", "external"]
 # Runs tracked from the caller's own training code: no job, no backend, finished by the client.
 EXTERNAL = "external"
 HyperValue = str | int | float | bool

@@ -18,6 +18,10 @@ from app.hostpaths import HostPathError, HostRoots, is_s3, settings_roots
 from app.settings import Settings
 
 SAGEMAKER_INSTANCE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+# A machine type as the clouds spell them: n1-standard-4, Standard_DS3_v2, S, gpu_s.
+CLOUD_INSTANCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CLOUD_URI = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
+CLOUDS = ("vertex", "azureml", "watsonx")
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
 SAGEMAKER_ONLY = ("use_spot", "max_wait_seconds", "volume_size_gb")
 
@@ -199,6 +203,27 @@ def _check_sagemaker(problems: Problems, spec: RunSpec) -> None:
         )
 
 
+def _check_cloud(problems: Problems, backend: str, spec: RunSpec) -> None:
+    """What a REST cloud needs to start the job: its own machine types, URIs it can read."""
+    if spec.instance_type == "local" or not CLOUD_INSTANCE.match(spec.instance_type):
+        problems.add("spec.instance_type", f"must be a {backend} machine type")
+    if backend == "vertex" and not spec.image:
+        problems.add("spec.image", "vertex runs need a container image")
+    if backend == "azureml" and not spec.entrypoint:
+        problems.add("spec.entrypoint", "azureml runs need an entrypoint (python <entrypoint>)")
+    for name, uri in spec.input_channels.items():
+        if not CLOUD_URI.match(uri):
+            problems.add(_channel(name), f"must be a URI the {backend} job can read")
+    for field, value in (
+        ("output_location", spec.output_location),
+        ("source_dir", spec.source_dir),
+    ):
+        if value and not CLOUD_URI.match(value):
+            problems.add(f"spec.{field}", f"must be a URI the {backend} job can reach")
+    if spec.code_bundle_id is not None:
+        problems.add("spec.code_bundle_id", f"code bundles are not shipped to {backend} yet")
+
+
 def _check_s3(problems: Problems, spec: RunSpec, prefixes: list[str]) -> None:
     """Every s3:// URI of the spec under the project's prefixes."""
     uris: list[tuple[str | tuple[str, ...], str]] = [
@@ -218,6 +243,9 @@ def validate_run_spec(
     problems = Problems()
     if backend == "sagemaker":
         _check_sagemaker(problems, spec)
+        _check_s3(problems, spec, s3_prefixes(project_backend_config))
+    elif backend in CLOUDS:
+        _check_cloud(problems, backend, spec)
         _check_s3(problems, spec, s3_prefixes(project_backend_config))
     else:  # the local backend refuses s3:// URIs outright
         _check_local(problems, spec, settings_roots(settings))
