@@ -11,9 +11,11 @@ from app.api import handlers, openapi
 from app.api.inputs import RejectUnstorableText
 from app.api.limits import BodySizeLimit
 from app.api.routes import (
+    aliases,
     api_keys,
     bundles,
     deployments,
+    evaluations,
     health,
     metrics,
     models,
@@ -58,6 +60,8 @@ def create_app(
         run_tracking,
         bundles,
         models,
+        evaluations,
+        aliases,
         deployments,
         metrics,
         serving,

@@ -1,9 +1,11 @@
 """Every ORM model, imported so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from app.domain.aliases.models import ModelAlias
 from app.domain.api_keys.models import ApiKey
 from app.domain.audit.models import AuditEvent
 from app.domain.bundles.models import CodeBundle
 from app.domain.deployments.models import Deployment
+from app.domain.evaluations.models import Evaluation
 from app.domain.idempotency.models import IdempotencyRecord
 from app.domain.leases.models import Lease
 from app.domain.metrics.models import MetricPoint
@@ -19,10 +21,12 @@ __all__ = [
     "AuditEvent",
     "CodeBundle",
     "Deployment",
+    "Evaluation",
     "IdempotencyRecord",
     "Lease",
     "Membership",
     "MetricPoint",
+    "ModelAlias",
     "ModelVersion",
     "OptimizerDecision",
     "OutboxMessage",

@@ -19,9 +19,12 @@ logger = logging.getLogger(__name__)
 TOPIC_TASKS: dict[str, Task[Any, Any]] = {
     outbox.RUN_SUBMIT: runs.submit_run,
     outbox.RUN_STOP: runs.stop_run,
+    outbox.EVALUATION_SUBMIT: runs.submit_evaluation,
+    outbox.EVALUATION_STOP: runs.stop_evaluation,
     outbox.DEPLOYMENT_CREATE: deployments.create_deployment,
     outbox.DEPLOYMENT_UPDATE: deployments.update_deployment,
     outbox.DEPLOYMENT_DELETE: deployments.delete_deployment,
+    outbox.DEPLOYMENT_ROLL: deployments.roll_deployment,
 }
 
 

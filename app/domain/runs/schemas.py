@@ -93,6 +93,12 @@ class RunSpec(WriteModel):
     use_spot: bool = False
     max_wait_seconds: int | None = Field(default=None, ge=1, le=28 * 86400)
     environment: dict[str, str] = Field(default_factory=dict, max_length=100)
+    model_name: str | None = Field(
+        default=None,
+        pattern=NAME,
+        description="The registered model the run's artifact becomes a version of "
+        "(default: the run's name)",
+    )
 
     @field_validator("entrypoint")
     @classmethod

@@ -14,6 +14,7 @@ from app.clock import utcnow
 from app.domain.access import Principal, Role, authorize, visible
 from app.domain.audit import service as audit
 from app.domain.bundles import service as bundles
+from app.domain.lifecycle import guarded_transition
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
@@ -22,7 +23,7 @@ from app.domain.quotas import service as quotas
 from app.domain.runs import external, repository
 from app.domain.runs.models import TrainingRun
 from app.domain.runs.schemas import EXTERNAL, RunCreate, RunRead, masked_spec
-from app.domain.runs.states import TERMINAL, RunStatus, check_transition
+from app.domain.runs.states import MACHINE, TERMINAL, RunStatus
 from app.domain.runs.validation import validate_run_spec
 from app.errors import Conflict, NotFound
 from app.settings import Settings
@@ -158,14 +159,13 @@ def transition(
     API stop, pollers and backends all write status through here, so the state machine
     and the timestamps stay consistent.
     """
-    check_transition(expected, target)
     now = utcnow()
-    values = {"status": target, "updated_at": now, **values}
+    values = {"updated_at": now, **values}
     if target == RunStatus.RUNNING:
         values.setdefault("started_at", now)
     if target in TERMINAL:
         values.setdefault("ended_at", now)
-    return repository.guarded_update(session, run_id, expected, values)
+    return guarded_transition(session, MACHINE, repository.ROWS, run_id, expected, target, values)
 
 
 def record_backend_unavailable(session: Session, run_id: uuid.UUID, reason: str) -> None:
