@@ -33,6 +33,7 @@ class JobKind:
     describe: Callable[[Backend, Mapping[str, JobState], datetime | None], Mapping[str, JobStatus]]
     stop: Callable[[Backend, str], None]
     fetch_metrics: Callable[[Backend, str, str | None], MetricPage]
+    produces_model: bool = False  # its artifact is kept (and registered by on_complete)
 
     @property
     def poll_key(self) -> str:

@@ -43,6 +43,3 @@ class Evaluation(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    # What the job pipeline (shared with runs) reads: evaluations produce no artifact.
-    artifact_uri = None

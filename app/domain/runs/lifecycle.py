@@ -239,12 +239,13 @@ def _complete(
     kind: JobKind,
 ) -> bool:
     final = {k: float(v) for k, v in job.final_metrics.items()}
+    if kind.produces_model:
+        details = {**details, "artifact_uri": job.artifact_uri}
     if not kind.transition(
         session,
         run.id,
         current,
         S.COMPLETED,
-        artifact_uri=job.artifact_uri,
         final_metrics=final,
         ended_at=job.ended_at or utcnow(),
         **details,
@@ -326,6 +327,7 @@ def _build_run_spec(
 
 RUNS = JobKind(
     noun="run",
+    produces_model=True,
     rows=repository.ROWS,
     transition=transition,
     job_name=job_name,
