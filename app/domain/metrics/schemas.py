@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, NamedTuple, NotRequired
+from typing import Annotated, Literal, NamedTuple, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
@@ -16,6 +16,9 @@ MAX_BATCH = 10_000
 MAX_STEP = 2**63 - 1  # BIGINT
 MAX_BUCKETS = 1000
 MAX_SERIES = 50
+# JSON has no NaN or Infinity: a batch that allows them spells them as these strings.
+NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]
 
 
 # Points are TypedDicts, not models: a 10,000-point batch validates to plain dicts without
@@ -34,7 +37,7 @@ class MetricPointIn(TypedDict):
     name: Annotated[str, Field(pattern=METRIC_NAME)]
     # strict: JSON's own types only (no "0.5" or true for a number, no 5 for a timestamp), checked
     # in pydantic's core at no cost per point.
-    value: Annotated[float, Field(allow_inf_nan=False, strict=True)]
+    value: Annotated[float, Field(allow_inf_nan=False, strict=True)] | NonFinite
     step: NotRequired[Annotated[int | None, Field(ge=0, le=MAX_STEP, strict=True)]]
     # Not UtcDatetime: a Python validator per point costs a third of the parse. Naive and
     # offset times are made UTC when the batch is stored (``points.py``).
@@ -68,6 +71,17 @@ class MetricBatch(TypedDict):
         list[MetricPointIn],
         Field(min_length=1, json_schema_extra={"maxItems": MAX_BATCH}),
     ]
+    allow_non_finite: NotRequired[
+        Annotated[
+            bool,
+            Field(
+                strict=True,
+                description='Accept "NaN", "Infinity" and "-Infinity" as values (a diverged '
+                "loss is information): stored and shown as such, left out of aggregates and "
+                "the optimizer",
+            ),
+        ]
+    ]
     batch_id: NotRequired[
         Annotated[
             str,
@@ -85,6 +99,9 @@ class MetricsAccepted(BaseModel):
 
 
 class MetricPointRead(ReadModel):
+    # NaN and the infinities are shown as the strings a batch sends them as.
+    model_config = ConfigDict(from_attributes=True, ser_json_inf_nan="strings")
+
     name: str
     value: float
     step: int | None
