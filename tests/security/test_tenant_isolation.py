@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 import app.domain.models  # noqa: F401 - every table in Base.metadata
 from app.db import Base
 from app.domain.access import Role
+from app.domain.aliases.models import ModelAlias
 from app.main import create_app
 from app.settings import Settings
 from tests.bundles.archives import code_bundle
@@ -37,6 +38,7 @@ from tests.factories import (
     make_bundle,
     make_decision,
     make_deployment,
+    make_evaluation,
     make_key,
     make_model_version,
     make_project,
@@ -53,9 +55,17 @@ class Tenant:
     deployment: Any
     bundle: Any
     member: Key  # a key with a role on the project
+    evaluation: Any = None
 
     def ids(self) -> list[str]:
-        objects = (self.project, self.run, self.model, self.deployment, self.bundle)
+        objects = (
+            self.project,
+            self.run,
+            self.model,
+            self.deployment,
+            self.bundle,
+            self.evaluation,
+        )
         return [str(o.id) for o in objects]
 
 
@@ -77,8 +87,18 @@ TARGETS: dict[str, Callable[[Tenant], Any]] = {
     "principal_id": lambda t: t.member.id,
     "key_id": lambda t: t.member.id,
     "model_name": lambda _t: "default",
+    "evaluation_id": lambda t: t.evaluation.id,
+    "name": lambda _t: "model",  # a registered model's name (the factory's default)
+    "alias": lambda _t: "production",
 }
-SCOPED = {"project_id", "run_id", "model_version_id", "deployment_id", "bundle_id"}
+SCOPED = {
+    "project_id",
+    "run_id",
+    "model_version_id",
+    "deployment_id",
+    "bundle_id",
+    "evaluation_id",
+}
 
 # Required query parameters, by name.
 QUERY = {"entrypoint": "train.py"}
@@ -104,7 +124,17 @@ def _tenant(db: Session, member: Key, role: Role, name: str) -> Tenant:
     deployment = make_deployment(db, project, model, status="in_service", current_instances=1)
     make_decision(db, deployment)
     bundle = make_bundle(db, project)
-    return Tenant(project, run, model, deployment, bundle, member)
+    evaluation = make_evaluation(db, model, status="completed", final_metrics={"ndcg_at_10": 0.5})
+    db.add(
+        ModelAlias(
+            project_id=project.id,
+            name=model.name,
+            alias="production",
+            model_version_id=model.id,
+            requires={},
+        )
+    )
+    return Tenant(project, run, model, deployment, bundle, member, evaluation)
 
 
 @pytest.fixture
@@ -127,7 +157,12 @@ def scene(db: Session, client: TestClient) -> Scene:
 def _ghost(member: Key) -> Tenant:
     """A tenant whose objects do not exist."""
     project = SimpleNamespace(id=uuid.uuid4(), name="ghost")
-    return Tenant(project, *(SimpleNamespace(id=uuid.uuid4()) for _ in range(4)), member=member)
+    return Tenant(
+        project,
+        *(SimpleNamespace(id=uuid.uuid4()) for _ in range(4)),
+        member=member,
+        evaluation=SimpleNamespace(id=uuid.uuid4()),
+    )
 
 
 # --- filling a request ---------------------------------------------------------------------
