@@ -15,9 +15,12 @@ def job_name(run_id: uuid.UUID) -> str:
     return f"{PREFIX}-r-{run_id.hex}"
 
 
+EVALUATION_PREFIX = f"{PREFIX}-e-"
+
+
 def evaluation_job_name(evaluation_id: uuid.UUID) -> str:
     """The batch job of an evaluation (``stratus-e-<32 hex>``, 42 characters)."""
-    return f"{PREFIX}-e-{evaluation_id.hex}"
+    return f"{EVALUATION_PREFIX}{evaluation_id.hex}"
 
 
 def endpoint_name(deployment_id: uuid.UUID) -> str:

@@ -27,6 +27,8 @@ from app.backends.base import (
 )
 from app.backends.ratelimit import TokenBucket, bucket_for
 from app.backends.sagemaker_images import resolve_image
+from app.backends.sagemaker_processing import SageMakerProcessing
+from app.backends.sagemaker_rollout import SageMakerRollout
 from app.backends.sagemaker_serving import SageMakerServing, Tolerate
 from app.settings import Settings
 
@@ -101,7 +103,7 @@ def _oldest_creation(names: Sequence[str]) -> datetime | None:
     return min(stamps) - CREATION_SLACK if stamps else None
 
 
-class SageMakerBackend(SageMakerServing):
+class SageMakerBackend(SageMakerServing, SageMakerProcessing, SageMakerRollout):
     """Training jobs and endpoints on AWS SageMaker."""
 
     name = "sagemaker"
@@ -246,3 +248,10 @@ class SageMakerBackend(SageMakerServing):
             )
             if described is not None and req.job_state(described) == JobState.RUNNING:
                 raise
+
+
+if TYPE_CHECKING:
+    from app.backends.base import EvaluationBackend, RollingBackend
+
+    _evaluates: type[EvaluationBackend] = SageMakerBackend
+    _rolls: type[RollingBackend] = SageMakerBackend

@@ -23,9 +23,12 @@ def _build_spec(
         "stratus:project-id": str(evaluation.project_id),
         "stratus:evaluation-id": str(evaluation.id),
     }
+    spec = dict(evaluation.spec)
+    if model is not None and model.framework:  # a SageMaker job runs in the model's framework
+        spec.setdefault("framework", model.framework)
     return job_spec(
         evaluation_job_name(evaluation.id),
-        evaluation.spec,
+        spec,
         role_arn,
         code_uri,
         tags,
