@@ -38,10 +38,11 @@ def submit_run(message_id: int) -> None:
     """Submit the run named by an outbox message to its backend (exactly once)."""
     with exclusive(message_id) as held:
         if held:
-            _submit(message_id)
+            submit_job(message_id)
 
 
-def _submit(message_id: int, kind: JobKind = lifecycle.RUNS) -> None:
+def submit_job(message_id: int, kind: JobKind = lifecycle.RUNS) -> None:
+    """Submit the job (a run's, or another kind's) named by an outbox message."""
     settings = get_settings()
     with unit_of_work() as session:
         run_id = payload_id(session, message_id, f"{kind.noun}_id")
@@ -123,10 +124,11 @@ def stop_run(message_id: int) -> None:
     """Ask the backend to stop the job of a run in ``stopping``."""
     with exclusive(message_id) as holding:
         if holding:
-            _stop(message_id)
+            stop_job(message_id)
 
 
-def _stop(message_id: int, kind: JobKind = lifecycle.RUNS) -> None:
+def stop_job(message_id: int, kind: JobKind = lifecycle.RUNS) -> None:
+    """Ask the backend to stop the job of a row in ``stopping``."""
     with unit_of_work() as session:
         run_id = payload_id(session, message_id, f"{kind.noun}_id")
         if run_id is None:
@@ -246,19 +248,3 @@ def _pull_training_metrics(
         if page.points or page.next_cursor != cursor:
             with unit_of_work() as session:
                 lifecycle.store_training_metrics(session, run_id, page, kind)
-
-
-@celery_app.task(name="stratus.evaluations.submit")
-def submit_evaluation(message_id: int) -> None:
-    """Submit the evaluation named by an outbox message to its backend (exactly once)."""
-    with exclusive(message_id) as holding:
-        if holding:
-            _submit(message_id, EVALUATIONS)
-
-
-@celery_app.task(name="stratus.evaluations.stop")
-def stop_evaluation(message_id: int) -> None:
-    """Ask the backend to stop the job of an evaluation in ``stopping``."""
-    with exclusive(message_id) as holding:
-        if holding:
-            _stop(message_id, EVALUATIONS)
