@@ -181,25 +181,31 @@ class Demo:
         deployment: dict[str, Any] = self._wait("the deployment", ready, 120)
         return deployment
 
+    def recommend(
+        self, deployment_id: str, i: int, report: LoadReport, lock: threading.Lock
+    ) -> None:
+        """One request for 10 recommendations; its latency or its error goes in ``report``."""
+        started = time.perf_counter()
+        path = f"/v1/deployments/{deployment_id}/invocations"
+        try:
+            response = self.http.post(path, json={"user": i % 500, "k": 10})
+            ok = response.status_code == 200 and len(response.json()["items"]) == 10
+            error = None if ok else f"{response.status_code}: {response.text[:200]}"
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            error = repr(exc)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        with lock:
+            if error:
+                report.errors.append(error)
+            else:
+                report.latencies_ms.append(elapsed)
+
     def send_load(self, deployment_id: str, requests: int, concurrency: int) -> LoadReport:
         report = LoadReport()
         lock = threading.Lock()
-        path = f"/v1/deployments/{deployment_id}/invocations"
 
         def one(i: int) -> None:
-            started = time.perf_counter()
-            try:
-                response = self.http.post(path, json={"user": i % 500, "k": 10})
-                ok = response.status_code == 200 and len(response.json()["items"]) == 10
-                error = None if ok else f"{response.status_code}: {response.text[:200]}"
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                error = repr(exc)
-            elapsed = (time.perf_counter() - started) * 1000.0
-            with lock:
-                if error:
-                    report.errors.append(error)
-                else:
-                    report.latencies_ms.append(elapsed)
+            self.recommend(deployment_id, i, report, lock)
 
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=concurrency) as pool:

@@ -66,23 +66,11 @@ def roll_under_load(
     from app.demo import DemoFailed, LoadReport
 
     report, stop, lock = LoadReport(), threading.Event(), threading.Lock()
-    path = f"/v1/deployments/{deployment_id}/invocations"
 
     def load() -> None:
         i = 0
         while not stop.is_set():
-            started = time.perf_counter()
-            try:
-                response = demo.http.post(path, json={"user": i % 500, "k": 10})
-                ok = response.status_code == 200 and len(response.json()["items"]) == 10
-                error = None if ok else f"{response.status_code}: {response.text[:200]}"
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                error = repr(exc)
-            with lock:
-                if error:
-                    report.errors.append(error)
-                else:
-                    report.latencies_ms.append((time.perf_counter() - started) * 1000.0)
+            demo.recommend(deployment_id, i, report, lock)
             i += 1
 
     threads = [threading.Thread(target=load, daemon=True) for _ in range(2)]

@@ -26,10 +26,10 @@ from app.backends.base import (
     TrainingJobSpec,
 )
 from app.backends.ratelimit import TokenBucket, bucket_for
-from app.backends.sagemaker_images import resolve_image
+from app.backends.sagemaker_images import job_image
 from app.backends.sagemaker_processing import SageMakerProcessing
 from app.backends.sagemaker_rollout import SageMakerRollout
-from app.backends.sagemaker_serving import SageMakerServing, Tolerate
+from app.backends.sagemaker_serving import Tolerate
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def _oldest_creation(names: Sequence[str]) -> datetime | None:
     return min(stamps) - CREATION_SLACK if stamps else None
 
 
-class SageMakerBackend(SageMakerServing, SageMakerProcessing, SageMakerRollout):
+class SageMakerBackend(SageMakerProcessing, SageMakerRollout):
     """Training jobs and endpoints on AWS SageMaker."""
 
     name = "sagemaker"
@@ -175,14 +175,7 @@ class SageMakerBackend(SageMakerServing, SageMakerProcessing, SageMakerRollout):
 
     def submit_training(self, spec: TrainingJobSpec) -> str:
         """CreateTrainingJob; a job of that name already there counts as this submission."""
-        if spec.image:
-            image = spec.image
-        elif spec.framework:
-            image = resolve_image(
-                spec.framework, spec.framework_version, self.region, spec.instance_type, "training"
-            )
-        else:
-            raise BackendError("give an image or a framework", retryable=False)
+        image = job_image(spec, self.region)
         request = req.training_job_request(
             spec, image=image, role_arn=self._role(spec.role_arn), region=self.region
         )

@@ -10,26 +10,20 @@ definitions ride along in the job's environment and the log is scraped once the 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from app.backends import sagemaker_requests as req
 from app.backends.base import (
-    BackendError,
     JobState,
     JobStatus,
-    LogPage,
     MetricDefinition,
     MetricPage,
     TrainingJobSpec,
 )
-from app.backends.sagemaker_images import resolve_image
-
-if TYPE_CHECKING:
-    from mypy_boto3_sagemaker import SageMakerClient
-
-    from app.backends.sagemaker_serving import Tolerate
+from app.backends.sagemaker_images import job_image
+from app.backends.sagemaker_serving import SageMakerServing
 
 T = TypeVar("T")
 ROOT = "/opt/ml/processing"
@@ -147,34 +141,12 @@ def scrape(lines: list[str], environment: Mapping[str, str]) -> dict[str, float]
     return found
 
 
-class SageMakerProcessing:
-    """The evaluation half of the SageMaker backend (mixed into ``SageMakerBackend``)."""
-
-    sm: SageMakerClient
-    region: str
-
-    if TYPE_CHECKING:
-
-        def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
-
-        def _call_unless(
-            self, tolerate: Tolerate, fn: Callable[..., T], /, *args: Any, **kwargs: Any
-        ) -> T | None: ...
-
-        def _role(self, explicit: str | None) -> str: ...
-
-        def fetch_logs(self, job_name: str, cursor: str | None, limit: int) -> LogPage: ...
+class SageMakerProcessing(SageMakerServing):
+    """The evaluation part of the SageMaker backend (a base of ``SageMakerBackend``)."""
 
     def submit_evaluation(self, spec: TrainingJobSpec) -> str:
         """CreateProcessingJob; a job of that name already there counts as this submission."""
-        if spec.image:
-            image = spec.image
-        elif spec.framework:
-            image = resolve_image(
-                spec.framework, spec.framework_version, self.region, spec.instance_type, "training"
-            )
-        else:
-            raise BackendError("give the model's framework or an image", retryable=False)
+        image = job_image(spec, self.region)
         request = processing_job_request(spec, image=image, role_arn=self._role(spec.role_arn))
         created = self._call_unless("exists", self.sm.create_processing_job, **request)
         if created is not None:

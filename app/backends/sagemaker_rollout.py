@@ -5,18 +5,11 @@ serves only once it is healthy; the old one is then retired)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from app.backends import sagemaker_requests as req
 from app.backends.base import EndpointSpec, EndpointStatus
-
-if TYPE_CHECKING:
-    from mypy_boto3_sagemaker import SageMakerClient
-
-    from app.backends.sagemaker_serving import Tolerate
-
-T = TypeVar("T")
+from app.backends.sagemaker_serving import SageMakerServing
 
 
 def generation(artifact_uri: str) -> str:
@@ -24,24 +17,8 @@ def generation(artifact_uri: str) -> str:
     return hashlib.sha256(artifact_uri.encode()).hexdigest()[:8]
 
 
-class SageMakerRollout:
-    """``update_endpoint_model`` of the SageMaker backend (mixed into ``SageMakerBackend``)."""
-
-    sm: SageMakerClient
-
-    if TYPE_CHECKING:
-
-        def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
-
-        def _call_unless(
-            self, tolerate: Tolerate, fn: Callable[..., T], /, *args: Any, **kwargs: Any
-        ) -> T | None: ...
-
-        def _role(self, explicit: str | None) -> str: ...
-
-        def _serving_image(self, spec: EndpointSpec) -> str: ...
-
-        def _describe_endpoint(self, endpoint_name: str) -> Mapping[str, Any] | None: ...
+class SageMakerRollout(SageMakerServing):
+    """``update_endpoint_model`` of the SageMaker backend (a base of ``SageMakerBackend``)."""
 
     def update_endpoint_model(self, spec: EndpointSpec) -> EndpointStatus:
         """CreateModel and CreateEndpointConfig for the artifact (kept when already there),

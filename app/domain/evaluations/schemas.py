@@ -6,18 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, computed_field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from app.domain.costs.accounting import priced, run_instance_seconds
 from app.domain.evaluations.states import EvaluationStatus
 from app.domain.runs.schemas import (
     _EXAMPLES,
     NAME,
+    BilledJob,
     HyperValue,
     MetricDefinition,
     RunSpec,
 )
-from app.domain.schemas import ReadModel, WriteModel
+from app.domain.schemas import WriteModel
 
 EVALUATION_EXAMPLE: dict[str, Any] = {
     "name": "recommender-holdout",
@@ -94,7 +94,7 @@ class EvaluationCreate(WriteModel):
         return RunSpec.model_validate(self.model_dump(exclude={"name"}, exclude_none=True))
 
 
-class EvaluationRead(ReadModel):
+class EvaluationRead(BilledJob):
     id: uuid.UUID = Field(description="The evaluation's id")
     project_id: uuid.UUID = Field(description="Its project")
     model_version_id: uuid.UUID = Field(description="The model version it evaluates")
@@ -112,18 +112,3 @@ class EvaluationRead(ReadModel):
     started_at: datetime | None = Field(description="When its job started")
     ended_at: datetime | None = Field(description="When its job ended")
     billable_seconds: float | None = Field(default=None, description="As the backend bills it")
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def instance_seconds(self) -> float:
-        """Billed instance-seconds, or wall time x instances while the backend has not said."""
-        count = int(self.spec.get("instance_count", 1))
-        return round(
-            run_instance_seconds(self.billable_seconds, self.started_at, self.ended_at, count), 3
-        )
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def cost_usd(self) -> float | None:
-        """instance_seconds at the instance type's price (None when the type has no price)."""
-        return priced(str(self.spec.get("instance_type", "local")), self.instance_seconds)

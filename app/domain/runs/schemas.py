@@ -181,7 +181,31 @@ def masked_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "environment": dict.fromkeys(environment, MASKED)}
 
 
-class RunRead(ReadModel):
+class BilledJob(ReadModel):
+    """A batch job's cost, from its spec, times and what the backend billed."""
+
+    spec: dict[str, Any]
+    started_at: datetime | None
+    ended_at: datetime | None
+    billable_seconds: float | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def instance_seconds(self) -> float:
+        """Billed instance-seconds, or wall time x instances while the backend has not said."""
+        count = int(self.spec.get("instance_count", 1))
+        return round(
+            run_instance_seconds(self.billable_seconds, self.started_at, self.ended_at, count), 3
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost_usd(self) -> float | None:
+        """instance_seconds at the instance type's price (None when the type has no price)."""
+        return priced(str(self.spec.get("instance_type", "local")), self.instance_seconds)
+
+
+class RunRead(BilledJob):
     id: uuid.UUID
     project_id: uuid.UUID
     name: str
@@ -199,19 +223,3 @@ class RunRead(ReadModel):
     started_at: datetime | None
     ended_at: datetime | None
     secondary_status: str | None = None
-    billable_seconds: float | None = None
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def instance_seconds(self) -> float:
-        """Billed instance-seconds, or wall time x instances while the backend has not said."""
-        count = int(self.spec.get("instance_count", 1))
-        return round(
-            run_instance_seconds(self.billable_seconds, self.started_at, self.ended_at, count), 3
-        )
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def cost_usd(self) -> float | None:
-        """instance_seconds at the instance type's price (None when the type has no price)."""
-        return priced(str(self.spec.get("instance_type", "local")), self.instance_seconds)

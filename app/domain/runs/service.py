@@ -168,13 +168,6 @@ def transition(
     return guarded_transition(session, MACHINE, repository.ROWS, run_id, expected, target, values)
 
 
-def record_backend_unavailable(session: Session, run_id: uuid.UUID, reason: str) -> None:
-    """Say on the run why it is still waiting (no status change)."""
-    run = repository.get(session, run_id)
-    if run is not None and run.status_reason != reason:
-        run.status_reason = reason
-
-
 def log_target(session: Session, principal: Principal, run_id: uuid.UUID) -> tuple[str, str] | None:
     """(backend, job name) whose logs the run has, or None before it was submitted."""
     run = _load(session, principal, run_id, Role.VIEWER)
