@@ -139,12 +139,12 @@ class Demo:
             raise DemoFailed(f"the run ended {finished['status']}: {reason}")
         return finished
 
-    def model_of(self, project_id: str, run_id: str) -> dict[str, Any]:
+    def model_of(self, project_id: str, run_id: str, step: str = "3/9") -> dict[str, Any]:
         models = self._call("GET", f"/v1/projects/{project_id}/models")["items"]
         for model in models:
             if model["source_run_id"] == run_id:
                 name, version, uri = model["name"], model["version"], model["artifact_uri"]
-                say(f"3/9 model version {name} v{version}: {uri}")
+                say(f"{step} model version {name} v{version}: {uri}")
                 return dict(model)
         raise DemoFailed("the completed run left no model version")
 

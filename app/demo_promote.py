@@ -144,7 +144,7 @@ def challengers(
         raise DemoFailed(f"the gate let v{worse['version']} through: {refused.text}")
     say(f"    moving {ALIAS} to v{worse['version']} refused: {refused.json()['detail']}")
     better = demo.model_of(
-        project_id, demo.train(project_id, epochs, "recommender-long", "8/9")["id"]
+        project_id, demo.train(project_id, epochs, "recommender-long", "8/9")["id"], "   "
     )
     evaluated[better["version"]] = evaluate(demo, better)
     report = roll_under_load(demo, project_id, deployment_id, better, replicas)

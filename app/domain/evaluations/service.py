@@ -22,6 +22,7 @@ from app.domain.model_versions import repository as models_repo
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
+from app.domain.quotas import service as quotas
 from app.domain.runs.logs import LogPage, read_job_logs
 from app.domain.runs.validation import validate_run_spec
 from app.errors import Conflict, NotFound, Unprocessable
@@ -55,6 +56,7 @@ def create_evaluation(
     spec = data.run_spec()
     validate_run_spec(settings, backend, spec, project.backend_config)
     bundles.check_run_code(session, project.id, spec, backend, settings)
+    quotas.check_evaluation(session, project, spec)
     evaluation = Evaluation(
         project_id=project.id,
         model_version_id=model.id,
