@@ -14,13 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.backends.base import (
-    JobState,
-    JobStatus,
-    MetricDefinition,
-    MetricPage,
-    TrainingJobSpec,
-)
+from app.backends.base import JobState, JobStatus, MetricDefinition, MetricPage, TrainingJobSpec
 from app.backends.naming import job_name
 from app.clock import utcnow
 from app.domain.bundles import service as bundles
