@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from app import demo_promote as promotion
 from app.backends.local.examples import examples_dir, recommender_spec
 from app.domain.bundles.packing import pack_directory
 
@@ -83,7 +84,7 @@ class Demo:
             "/v1/projects",
             json={"name": name, "description": "stratus demo: the recommender, end to end"},
         )
-        say(f"1/6 project {name} ({project['id']})")
+        say(f"1/9 project {name} ({project['id']})")
         return str(project["id"])
 
     def upload_code(self, project_id: str) -> str:
@@ -102,18 +103,21 @@ class Demo:
         )
         return str(bundle["id"])
 
-    def train(self, project_id: str, epochs: int) -> dict[str, Any]:
+    def train(
+        self, project_id: str, epochs: int, name: str = "recommender", step: str = "2/9"
+    ) -> dict[str, Any]:
         spec = recommender_spec(epochs=epochs)
         spec.pop("source_dir")
         spec["code_bundle_id"] = self.upload_code(project_id)
-        body = {"name": "recommender", "spec": spec}
+        spec["model_name"] = "recommender"  # every run makes a version of one registered model
+        body = {"name": name, "spec": spec}
         run = self._call(
             "POST",
             f"/v1/projects/{project_id}/runs",
             json=body,
-            headers={"Idempotency-Key": f"demo-run-{project_id}"},
+            headers={"Idempotency-Key": f"demo-run-{project_id}-{name}"},
         )
-        say(f"2/6 training run {run['id']} submitted to the local backend")
+        say(f"{step} training run {run['id']} ({epochs} epochs) submitted to the local backend")
         seen = {"status": "", "points": 0}
 
         def progress() -> dict[str, Any] | None:
@@ -135,19 +139,23 @@ class Demo:
             raise DemoFailed(f"the run ended {finished['status']}: {reason}")
         return finished
 
-    def model_of(self, project_id: str, run_id: str) -> dict[str, Any]:
+    def model_of(self, project_id: str, run_id: str, step: str = "3/9") -> dict[str, Any]:
         models = self._call("GET", f"/v1/projects/{project_id}/models")["items"]
         for model in models:
             if model["source_run_id"] == run_id:
                 name, version, uri = model["name"], model["version"], model["artifact_uri"]
-                say(f"3/6 model version {name} v{version}: {uri}")
+                say(f"{step} model version {name} v{version}: {uri}")
                 return dict(model)
         raise DemoFailed("the completed run left no model version")
 
-    def deploy(self, project_id: str, model_id: str, replicas: int) -> dict[str, Any]:
+    def deploy(
+        self, project_id: str, model_id: str, replicas: int, follows: str | None = None
+    ) -> dict[str, Any]:
+        """Deploy a model version, or (``follows``: name@alias) what an alias points at."""
+        model = {"model": follows} if follows else {"model_version_id": model_id}
         body = {
             "name": "recommender",
-            "model_version_id": model_id,
+            **model,
             "backend": "local",
             "instance_type": "local",
             "desired_instances": replicas,
@@ -160,7 +168,8 @@ class Demo:
             json=body,
             headers={"Idempotency-Key": f"demo-deployment-{project_id}"},
         )
-        say(f"4/6 deployment {created['id']} with {replicas} replicas: waiting for in_service")
+        serves = f"following {follows}" if follows else "of the version"
+        say(f"4/9 deployment {created['id']} {serves}, {replicas} replicas: waiting for in_service")
 
         def ready() -> dict[str, Any] | None:
             current = self._call("GET", f"/v1/deployments/{created['id']}")
@@ -172,25 +181,31 @@ class Demo:
         deployment: dict[str, Any] = self._wait("the deployment", ready, 120)
         return deployment
 
+    def recommend(
+        self, deployment_id: str, i: int, report: LoadReport, lock: threading.Lock
+    ) -> None:
+        """One request for 10 recommendations; its latency or its error goes in ``report``."""
+        started = time.perf_counter()
+        path = f"/v1/deployments/{deployment_id}/invocations"
+        try:
+            response = self.http.post(path, json={"user": i % 500, "k": 10})
+            ok = response.status_code == 200 and len(response.json()["items"]) == 10
+            error = None if ok else f"{response.status_code}: {response.text[:200]}"
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            error = repr(exc)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        with lock:
+            if error:
+                report.errors.append(error)
+            else:
+                report.latencies_ms.append(elapsed)
+
     def send_load(self, deployment_id: str, requests: int, concurrency: int) -> LoadReport:
         report = LoadReport()
         lock = threading.Lock()
-        path = f"/v1/deployments/{deployment_id}/invocations"
 
         def one(i: int) -> None:
-            started = time.perf_counter()
-            try:
-                response = self.http.post(path, json={"user": i % 500, "k": 10})
-                ok = response.status_code == 200 and len(response.json()["items"]) == 10
-                error = None if ok else f"{response.status_code}: {response.text[:200]}"
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                error = repr(exc)
-            elapsed = (time.perf_counter() - started) * 1000.0
-            with lock:
-                if error:
-                    report.errors.append(error)
-                else:
-                    report.latencies_ms.append(elapsed)
+            self.recommend(deployment_id, i, report, lock)
 
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -208,7 +223,7 @@ class Demo:
                 f"{len(report.errors)} of {requests} requests failed: {report.errors[0]}"
             )
         say(
-            f"5/6 {requests} requests, {concurrency} at a time: {requests / report.seconds:.0f}/s, "
+            f"5/9 {requests} requests, {concurrency} at a time: {requests / report.seconds:.0f}/s, "
             f"p50 {report.percentile(0.5):.1f} ms, p95 {report.percentile(0.95):.1f} ms "
             f"(as the client saw them, through the API); TF Serving shape answered too"
         )
@@ -229,7 +244,7 @@ class Demo:
 
         metrics: dict[str, float] = self._wait("the deployment's metrics", pulled, 90)
         say(
-            f"6/6 the deployment recorded {metrics['invocations_total']:.0f} invocations; "
+            f"6/9 the deployment recorded {metrics['invocations_total']:.0f} invocations; "
             f"last window: p95 {metrics.get('latency_p95_ms', float('nan')):.1f} ms, "
             f"mean {metrics.get('latency_mean_ms', float('nan')):.1f} ms at the replicas"
         )
@@ -286,12 +301,16 @@ def run_demo(
     try:
         demo.check_server()
         project_id = demo.create_project()
-        run = demo.train(project_id, epochs)
+        run = demo.train(project_id, max(1, epochs // 2))
         final = run["final_metrics"]
         model = demo.model_of(project_id, run["id"])
-        deployment = demo.deploy(project_id, model["id"], replicas)
+        evaluated = {model["version"]: promotion.promote_first(demo, project_id, model)}
+        follows = f"recommender@{promotion.ALIAS}"
+        deployment = demo.deploy(project_id, model["id"], replicas, follows)
         report = demo.send_load(deployment["id"], requests, concurrency)
         demo.served_metrics(deployment["id"], requests)
+        more, _roll = promotion.challengers(demo, project_id, deployment["id"], replicas, epochs)
+        evaluated.update(more)
     except DemoFailed as failure:
         say(f"demo failed: {failure}")
         _clean_up(demo, project_id, keep)
@@ -303,6 +322,9 @@ def run_demo(
         "The recommender's final metrics: "
         + ", ".join(f"{k}={v:.4f}" for k, v in sorted(final.items()))
     )
+    for version, metrics in sorted(evaluated.items()):
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+        say(f"Held-out evaluation of recommender v{version}: {shown}")
     say(
         f"Invocation latency through Stratus: p50 {report.percentile(0.5):.1f} ms, "
         f"p95 {report.percentile(0.95):.1f} ms, p99 {report.percentile(0.99):.1f} ms, "

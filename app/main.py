@@ -9,10 +9,12 @@ from app.api import handlers, openapi
 from app.api.inputs import RejectUnstorableText
 from app.api.limits import BodySizeLimit
 from app.api.routes import (
+    aliases,
     api_keys,
     bundles,
     deployments,
     docs,
+    evaluations,
     events,
     health,
     metrics,
@@ -73,6 +75,8 @@ def create_app(
         run_tracking,
         bundles,
         models,
+        evaluations,
+        aliases,
         deployments,
         metrics,
         serving,

@@ -18,6 +18,7 @@ from app.domain.api_keys.service import issue_key
 from app.domain.bundles.models import CodeBundle
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.schemas import ScalingPolicy
+from app.domain.evaluations.models import Evaluation
 from app.domain.events.service import record_event
 from app.domain.model_versions.models import ModelVersion
 from app.domain.model_versions.repository import next_version
@@ -104,6 +105,25 @@ def make_model_version(session: Session, project: Project, **fields: Any) -> Mod
     session.add(model)
     session.flush()
     return model
+
+
+def make_evaluation(session: Session, model: ModelVersion, **fields: Any) -> Evaluation:
+    """An evaluation row of a model version in any state (``pending`` by default)."""
+    evaluation = Evaluation(
+        project_id=model.project_id,
+        model_version_id=model.id,
+        name=fields.pop("name", "holdout"),
+        backend=fields.pop("backend", "local"),
+        spec=fields.pop("spec", {"entrypoint": "evaluate.py"}),
+        status=fields.pop("status", "pending"),
+        final_metrics=fields.pop("final_metrics", {}),
+        **fields,
+    )
+    if evaluation.status == "completed" and evaluation.ended_at is None:
+        evaluation.ended_at = utcnow()
+    session.add(evaluation)
+    session.flush()
+    return evaluation
 
 
 def make_deployment(

@@ -245,12 +245,16 @@ def test_demo_walks_the_whole_loop(start_dev: Callable[[Path], Dev], tmp_path: P
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=480,  # three trainings, three evaluations, a deployment and its roll
         check=False,
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Demo complete." in demo.stdout
     assert "ndcg_at_10=" in demo.stdout
+    # Evaluate, then promote: the 1-epoch version is refused, the 20-epoch one rolled to.
+    assert "moving production to v2 refused" in demo.stdout
+    assert "Held-out evaluation of recommender v3: ndcg_at_10=" in demo.stdout
+    assert "none failed" in demo.stdout
     assert "Invocation latency through Stratus: p50" in demo.stdout
     # It leaves nothing behind: its project (with the run and deployment) is gone.
     admin = {"Authorization": f"Bearer {(data_dir / 'admin-key').read_text().strip()}"}

@@ -94,6 +94,31 @@ def test_every_example_succeeds_on_a_fresh_dev(dev: Dev) -> None:
     )
     send("POST", "/v1/projects/{project_id}/models", 201, project_id=project)
 
+    # The evaluation example scores the trained version on the recommender's held-out split;
+    # the alias example then gates "production" on its nDCG@10.
+    evaluation = send(
+        "POST", "/v1/models/{model_version_id}/evaluations", 201, model_version_id=model["id"]
+    )
+    evaluated = _until(
+        "finished evaluation",
+        lambda: (
+            (e := http.get(f"/v1/evaluations/{evaluation['id']}").json())["status"]
+            in ("completed", "failed", "stopped")
+            and e
+        ),
+    )
+    assert evaluated["status"] == "completed", evaluated
+    assert set(evaluated["final_metrics"]) == {"ndcg_at_10", "precision_at_10", "recall_at_10"}
+    alias = send(
+        "PUT",
+        "/v1/projects/{project_id}/registered-models/{name}/aliases/{alias}",
+        200,
+        project_id=project,
+        name=model["name"],
+        alias="production",
+    )
+    assert alias["model_version_id"] == model["id"]
+
     for action in ("complete", "fail", "params"):  # each on a tracked run of its own
         tracked = http.post(
             f"/v1/projects/{project}/runs", json={"name": f"nb-{action}", "backend": "external"}

@@ -22,6 +22,7 @@ REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
 TASK_MODULES = (
     "workers.tasks.outbox",
     "workers.tasks.runs",
+    "workers.tasks.evaluations",
     "workers.tasks.deployments",
     "workers.tasks.housekeeping",
     "workers.tasks.optimizer",

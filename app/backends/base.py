@@ -97,6 +97,8 @@ class TrainingJobSpec:
     role_arn: str | None = None
     # Labels the backend attaches to the job where it can (project and run ids).
     tags: Mapping[str, str] = field(default_factory=dict)
+    # An evaluation's model: unpacked into the job's ``model`` channel (SM_CHANNEL_MODEL).
+    model_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,3 +259,56 @@ class Backend(Protocol):
     def fetch_logs(self, job_name: str, cursor: str | None, limit: int) -> LogPage:
         """Up to ``limit`` log lines of the job after ``cursor`` (None: from the start)."""
         ...
+
+
+@runtime_checkable
+class EvaluationBackend(Protocol):
+    """A backend that also runs evaluation jobs: batch jobs with a model version mounted
+    (``spec.model_uri``) next to test channels. SageMaker runs them as Processing jobs.
+    Job names are unique across training and evaluation jobs (``naming``), so logs of either
+    come from ``Backend.fetch_logs``."""
+
+    def submit_evaluation(self, spec: TrainingJobSpec) -> str:
+        """Start the job and return its external id; an existing job of that name is returned."""
+        ...
+
+    def describe_evaluations(
+        self, known: Mapping[str, JobState], changed_since: datetime | None = None
+    ) -> Mapping[str, JobStatus]:
+        """As ``Backend.describe_jobs``, for evaluation jobs."""
+        ...
+
+    def fetch_evaluation_metrics(self, job_name: str, cursor: str | None) -> MetricPage:
+        """Metric values the job logged after ``cursor``, scraped with its definitions."""
+        ...
+
+    def stop_evaluation(self, job_name: str) -> None:
+        """Ask the job to stop; stopping a finished or unknown job is not an error."""
+        ...
+
+
+def evaluation_backend(backend: Backend) -> EvaluationBackend:
+    """``backend`` as one that runs evaluations, or a permanent error saying it does not."""
+    if not isinstance(backend, EvaluationBackend):
+        raise BackendError(f"the {backend.name} backend does not run evaluations", retryable=False)
+    return backend
+
+
+@runtime_checkable
+class RollingBackend(Protocol):
+    """A backend that can switch an endpoint to another model without downtime."""
+
+    def update_endpoint_model(self, spec: EndpointSpec) -> EndpointStatus:
+        """Serve ``spec.artifact_uri`` at ``spec.instance_count`` from now on: new instances
+        become ready before the old ones drain. Asking again for the model it serves (or is
+        rolling to) changes nothing."""
+        ...
+
+
+def rolling_backend(backend: Backend) -> RollingBackend:
+    """``backend`` as one that rolls endpoints to new models, or a permanent error."""
+    if not isinstance(backend, RollingBackend):
+        raise BackendError(
+            f"the {backend.name} backend cannot switch an endpoint's model", retryable=False
+        )
+    return backend

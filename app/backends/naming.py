@@ -20,6 +20,14 @@ def job_name(run_id: uuid.UUID) -> str:
     return f"{PREFIX}-r-{run_id.hex}"
 
 
+EVALUATION_PREFIX = f"{PREFIX}-e-"
+
+
+def evaluation_job_name(evaluation_id: uuid.UUID) -> str:
+    """The batch job of an evaluation (``stratus-e-<32 hex>``, 42 characters)."""
+    return f"{EVALUATION_PREFIX}{evaluation_id.hex}"
+
+
 def endpoint_name(deployment_id: uuid.UUID) -> str:
     """The endpoint of a deployment (``stratus-d-<32 hex>``, 42 characters)."""
     return f"{PREFIX}-d-{deployment_id.hex}"

@@ -26,8 +26,10 @@ from app.backends.base import (
     TrainingJobSpec,
 )
 from app.backends.ratelimit import TokenBucket, bucket_for
-from app.backends.sagemaker_images import resolve_image
-from app.backends.sagemaker_serving import SageMakerServing, Tolerate
+from app.backends.sagemaker_images import job_image
+from app.backends.sagemaker_processing import SageMakerProcessing
+from app.backends.sagemaker_rollout import SageMakerRollout
+from app.backends.sagemaker_serving import Tolerate
 from app.observability import prometheus
 from app.settings import Settings
 
@@ -90,7 +92,7 @@ def _translate(exc: ClientError | BotoCoreError) -> BackendError:
     return BackendError(req.scrub(f"AWS: {exc}"), retryable=not isinstance(exc, NoCredentialsError))
 
 
-class SageMakerBackend(SageMakerServing):
+class SageMakerBackend(SageMakerProcessing, SageMakerRollout):
     """Training jobs and endpoints on AWS SageMaker."""
 
     name = "sagemaker"
@@ -163,14 +165,7 @@ class SageMakerBackend(SageMakerServing):
 
     def submit_training(self, spec: TrainingJobSpec) -> str:
         """CreateTrainingJob; a job of that name already there counts as this submission."""
-        if spec.image:
-            image = spec.image
-        elif spec.framework:
-            image = resolve_image(
-                spec.framework, spec.framework_version, self.region, spec.instance_type, "training"
-            )
-        else:
-            raise BackendError("give an image or a framework", retryable=False)
+        image = job_image(spec, self.region)
         request = req.training_job_request(
             spec, image=image, role_arn=self._role(spec.role_arn), region=self.region
         )
@@ -236,3 +231,10 @@ class SageMakerBackend(SageMakerServing):
             )
             if described is not None and req.job_state(described) == JobState.RUNNING:
                 raise
+
+
+if TYPE_CHECKING:
+    from app.backends.base import EvaluationBackend, RollingBackend
+
+    _evaluates: type[EvaluationBackend] = SageMakerBackend
+    _rolls: type[RollingBackend] = SageMakerBackend

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Literal
 
-from app.backends.base import BackendError
+from app.backends.base import BackendError, TrainingJobSpec
 
 Scope = Literal["training", "inference"]
 
@@ -188,3 +188,14 @@ def resolve_image(
         "give an explicit image",
         retryable=False,
     )
+
+
+def job_image(spec: TrainingJobSpec, region: str) -> str:
+    """The image a training or evaluation job runs in: its own, or its framework's."""
+    if spec.image:
+        return spec.image
+    if spec.framework:
+        return resolve_image(
+            spec.framework, spec.framework_version, region, spec.instance_type, "training"
+        )
+    raise BackendError("give an image or a framework", retryable=False)

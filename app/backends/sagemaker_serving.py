@@ -23,6 +23,7 @@ from app.backends.base import (
     LogPage,
     MetricSample,
 )
+from app.backends.naming import EVALUATION_PREFIX
 from app.backends.sagemaker_images import resolve_image
 from app.settings import SageMakerSettings
 
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Tolerate = Literal["exists", "missing"]
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"  # evaluations run as processing jobs
+
+
+def log_group(job_name: str) -> str:
+    """Where a job's log streams are: evaluation jobs are processing jobs."""
+    return PROCESSING_LOG_GROUP if job_name.startswith(EVALUATION_PREFIX) else LOG_GROUP
+
+
 MAX_LOG_EVENTS = 10_000  # GetLogEvents' own ceiling per request
 
 
@@ -204,7 +213,7 @@ class SageMakerServing:
             token = tokens.get(stream)
             while len(lines) < limit:
                 params: dict[str, Any] = {
-                    "logGroupName": LOG_GROUP,
+                    "logGroupName": log_group(job_name),
                     "logStreamName": stream,
                     "startFromHead": True,
                     "limit": min(limit - len(lines), MAX_LOG_EVENTS),
@@ -224,7 +233,10 @@ class SageMakerServing:
 
     def _log_streams(self, job_name: str) -> list[str] | None:
         names: list[str] = []
-        params: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamNamePrefix": f"{job_name}/"}
+        params: dict[str, Any] = {
+            "logGroupName": log_group(job_name),
+            "logStreamNamePrefix": f"{job_name}/",
+        }
         while True:
             page = self._call_unless("missing", self.logs.describe_log_streams, **params)
             if page is None:

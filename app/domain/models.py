@@ -1,9 +1,11 @@
 """Every ORM model, imported so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from app.domain.aliases.models import ModelAlias
 from app.domain.api_keys.models import ApiKey
 from app.domain.audit.models import AuditEvent
 from app.domain.bundles.models import CodeBundle
 from app.domain.deployments.models import Deployment
+from app.domain.evaluations.models import Evaluation
 from app.domain.events.models import Event
 from app.domain.idempotency.models import IdempotencyRecord
 from app.domain.leases.models import Lease
@@ -23,10 +25,12 @@ __all__ = [
     "CodeBundle",
     "Deployment",
     "Event",
+    "Evaluation",
     "IdempotencyRecord",
     "Lease",
     "Membership",
     "MetricPoint",
+    "ModelAlias",
     "ModelVersion",
     "OptimizerDecision",
     "OutboxMessage",

@@ -240,8 +240,9 @@ def test_the_key_comes_first_then_the_body_then_the_headers(
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
     r = client.post(url, content=b"not json", headers=editor.headers | bad_key)
-    assert r.status_code == 422
-    assert r.json()["errors"][0]["loc"][0] == "body"
+    assert r.status_code == 400
+    assert r.json()["code"] == "malformed_json"
+    assert "line 1, column 1" in r.json()["detail"]
     r = client.post(url, json={"points": _points(1)}, headers=editor.headers | bad_key)
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]

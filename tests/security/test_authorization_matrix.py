@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from app.backends.local.examples import recommender_evaluation
 from app.main import create_app
 from app.settings import Settings
 from tests.factories import LOCAL_SPEC
@@ -45,6 +46,9 @@ def _run_body(_w: World, _s: Side) -> dict[str, Any]:
 
 def _deployment_body(_w: World, s: Side) -> dict[str, Any]:
     return {"name": "d2", "model_version_id": str(s.model.id), "instance_type": "local"}
+
+
+ALIAS = "/v1/projects/{project_id}/registered-models/{name}/aliases/{alias}"
 
 
 def _points(_w: World, _s: Side) -> dict[str, Any]:
@@ -137,6 +141,19 @@ ROUTES = [
         "editor",
         lambda _w, _s: {"instances": [{"user": 1}]},
     ),
+    Route(
+        "POST",
+        "/v1/models/{model_version_id}/evaluations",
+        "editor",
+        lambda _w, _s: recommender_evaluation(),
+    ),
+    Route("GET", "/v1/models/{model_version_id}/evaluations", "viewer"),
+    Route("GET", "/v1/evaluations/{evaluation_id}", "viewer"),
+    Route("POST", "/v1/evaluations/{evaluation_id}/stop", "editor"),
+    Route("GET", "/v1/evaluations/{evaluation_id}/logs", "viewer"),
+    Route("GET", ALIAS, "viewer"),
+    Route("PUT", ALIAS, "editor", lambda _w, _s: {"version": 1}),
+    Route("DELETE", ALIAS, "editor"),
 ]
 
 WEBHOOKS = "/v1/projects/{project_id}/webhooks"
@@ -211,6 +228,9 @@ def _fill(route: Route, world: World, side: Side) -> str:
         bundle_id=side.bundle.id,
         webhook_id=side.webhook.id,
         delivery_id=side.delivery.id,
+        evaluation_id=side.evaluation.id,
+        name=side.model.name,
+        alias="production",
     )
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 import app.domain.models  # noqa: F401 - every table in Base.metadata
 from app.db import Base
 from app.domain.access import Role
+from app.domain.aliases.models import ModelAlias
 from app.main import create_app
 from app.settings import Settings
 from tests.bundles.archives import code_bundle
@@ -37,6 +38,7 @@ from tests.factories import (
     make_bundle,
     make_decision,
     make_deployment,
+    make_evaluation,
     make_key,
     make_model_version,
     make_project,
@@ -56,11 +58,12 @@ class Tenant:
     member: Key  # a key with a role on the project
     webhook: Any = None
     delivery: Any = None
+    evaluation: Any = None
 
     def ids(self) -> list[str]:
         objects = (self.project, self.run, self.model, self.deployment, self.bundle)
-        hooks = [str(o.id) for o in (self.webhook, self.delivery) if o is not None]
-        return [str(o.id) for o in objects] + hooks
+        extra = (self.webhook, self.delivery, self.evaluation)
+        return [str(o.id) for o in objects] + [str(o.id) for o in extra if o is not None]
 
 
 @pytest.fixture
@@ -90,6 +93,9 @@ TARGETS: dict[str, Callable[[Tenant], Any]] = {
     "model_name": lambda _t: "default",
     "webhook_id": lambda t: t.webhook.id,
     "delivery_id": lambda t: t.delivery.id,
+    "evaluation_id": lambda t: t.evaluation.id,
+    "name": lambda _t: "model",  # a registered model's name (the factory's default)
+    "alias": lambda _t: "production",
 }
 SCOPED = {
     "project_id",
@@ -99,6 +105,7 @@ SCOPED = {
     "bundle_id",
     "webhook_id",
     "delivery_id",
+    "evaluation_id",
 }
 
 # Required query parameters, by name.
@@ -126,7 +133,17 @@ def _tenant(db: Session, member: Key, role: Role, name: str) -> Tenant:
     make_decision(db, deployment)
     bundle = make_bundle(db, project)
     webhook, delivery = make_webhook(db, project)
-    return Tenant(project, run, model, deployment, bundle, member, webhook, delivery)
+    evaluation = make_evaluation(db, model, status="completed", final_metrics={"ndcg_at_10": 0.5})
+    db.add(
+        ModelAlias(
+            project_id=project.id,
+            name=model.name,
+            alias="production",
+            model_version_id=model.id,
+            requires={},
+        )
+    )
+    return Tenant(project, run, model, deployment, bundle, member, webhook, delivery, evaluation)
 
 
 @pytest.fixture
@@ -149,9 +166,9 @@ def scene(db: Session, client: TestClient) -> Scene:
 def _ghost(member: Key) -> Tenant:
     """A tenant whose objects do not exist."""
     project = SimpleNamespace(id=uuid.uuid4(), name="ghost")
-    others = (SimpleNamespace(id=uuid.uuid4()) for _ in range(6))
-    run, model, deployment, bundle, webhook, delivery = others
-    return Tenant(project, run, model, deployment, bundle, member, webhook, delivery)
+    others = (SimpleNamespace(id=uuid.uuid4()) for _ in range(7))
+    run, model, deployment, bundle, webhook, delivery, evaluation = others
+    return Tenant(project, run, model, deployment, bundle, member, webhook, delivery, evaluation)
 
 
 # --- filling a request ---------------------------------------------------------------------

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.domain.access import Role
+from app.domain.aliases.models import ModelAlias
 from app.domain.bundles.models import CodeBundle
 from app.domain.deployments.models import Deployment
+from app.domain.evaluations.models import Evaluation
 from app.domain.model_versions.models import ModelVersion
 from app.domain.projects.models import Project
 from app.domain.projects.schemas import EXAMPLE_PREFIX
@@ -20,6 +22,7 @@ from tests.factories import (
     make_bundle,
     make_decision,
     make_deployment,
+    make_evaluation,
     make_key,
     make_model_version,
     make_project,
@@ -40,6 +43,7 @@ class Side:
     bundle: CodeBundle
     webhook: Webhook
     delivery: WebhookDelivery
+    evaluation: Evaluation
 
 
 @dataclass
@@ -76,8 +80,18 @@ def build_world(db: Session) -> World:
         deployment = make_deployment(db, project, model, status="in_service")
         make_decision(db, deployment)
         webhook, delivery = make_webhook(db, project)
+        evaluation = make_evaluation(db, model)
+        db.add(
+            ModelAlias(
+                project_id=project.id,
+                name=model.name,
+                alias="production",
+                model_version_id=model.id,
+                requires={},
+            )
+        )
         bundle = make_bundle(db, project)
-        sides.append(Side(project, run, model, deployment, bundle, webhook, delivery))
+        sides.append(Side(project, run, model, deployment, bundle, webhook, delivery, evaluation))
     spare = make_key(db, name="spare")
     db.commit()
     return World(keys=keys, own=sides[0], other=sides[1], spare_key=spare, other_owner=stranger)

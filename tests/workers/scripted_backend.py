@@ -81,6 +81,28 @@ class ScriptedBackend:
         if job_name in self.jobs and self.jobs[job_name].state == JobState.RUNNING:
             self.set_job(job_name, JobState.STOPPING)
 
+    # Evaluation jobs share the job table: their names never clash with training jobs'.
+
+    def submit_evaluation(self, spec: TrainingJobSpec) -> str:
+        return self.submit_training(spec)
+
+    def describe_evaluations(
+        self, known: Mapping[str, JobState], changed_since: datetime | None = None
+    ) -> Mapping[str, JobStatus]:
+        return self.describe_jobs(known, changed_since)
+
+    def fetch_evaluation_metrics(self, job_name: str, cursor: str | None) -> MetricPage:
+        return self.fetch_training_metrics(job_name, cursor)
+
+    def stop_evaluation(self, job_name: str) -> None:
+        self.stop_training(job_name)
+
+    def update_endpoint_model(self, spec: EndpointSpec) -> EndpointStatus:
+        self._call("update_endpoint_model")
+        self.calls[f"model={spec.artifact_uri}"] += 1
+        self.set_endpoint(spec.endpoint_name, EndpointState.UPDATING)
+        return self.endpoints[spec.endpoint_name]
+
     def create_endpoint(self, spec: EndpointSpec) -> EndpointStatus:
         self._call("create_endpoint")
         if spec.endpoint_name not in self.endpoints:

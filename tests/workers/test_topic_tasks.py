@@ -57,6 +57,9 @@ def test_every_topic_has_a_registered_task_with_a_stable_name() -> None:
         outbox.DEPLOYMENT_UPDATE: "stratus.deployments.update",
         outbox.DEPLOYMENT_DELETE: "stratus.deployments.delete",
         outbox.WEBHOOK_DELIVER: "stratus.webhooks.deliver",
+        outbox.DEPLOYMENT_ROLL: "stratus.deployments.roll",
+        outbox.EVALUATION_SUBMIT: "stratus.evaluations.submit",
+        outbox.EVALUATION_STOP: "stratus.evaluations.stop",
     }
     assert all(task.name in celery_app.tasks for task in TOPIC_TASKS.values())
 

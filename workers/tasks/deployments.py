@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from app.backends.base import Backend, BackendError, EndpointStatus
+from app.backends.base import Backend, BackendError, EndpointStatus, rolling_backend
 from app.backends.naming import endpoint_name
 from app.backends.registry import (
     get_backend,
@@ -125,6 +125,51 @@ def _update(message_id: int) -> None:
         return
     with unit_of_work() as session:
         lifecycle.apply_endpoint_status(session, dep_id, status)
+        outbox.acknowledge(session, message_id)
+
+
+ROLL_WAIT_S = 5.0
+
+
+@celery_app.task(name="stratus.deployments.roll")
+def roll_deployment(message_id: int) -> None:
+    """Switch a deployment's endpoint to the model version it now points at."""
+    with exclusive(message_id) as holding:
+        if holding:
+            _roll(message_id)
+
+
+def _roll(message_id: int) -> None:
+    with unit_of_work() as session:
+        deployment_id = payload_id(session, message_id, "deployment_id")
+        deployment = deployments_repository.get(session, deployment_id) if deployment_id else None
+        if deployment is None:
+            if deployment_id is not None:
+                outbox.acknowledge(session, message_id)
+            return
+        if deployment.status == S.CREATING:  # roll once it is up (it may have the old model)
+            outbox.retry_after(session, message_id, ROLL_WAIT_S, "waiting for the endpoint")
+            return
+        backend = get_backend(deployment.backend)
+        if backend is None:
+            waiting = "the deployment rolls to its new version when one is"
+            defer(session, message_id, unavailable_reason(deployment.backend, waiting))
+            return
+        default_role = get_settings().backends.sagemaker.role_arn
+        plan = lifecycle.plan_roll(session, deployment.id, default_role)
+        if plan is None:
+            outbox.acknowledge(session, message_id)
+            return
+    try:
+        status = rolling_backend(backend).update_endpoint_model(plan.spec)
+    except BackendError as error:
+        if settle_error(message_id, error):
+            with unit_of_work() as session:
+                lifecycle.record_failed(session, plan.deployment_id, str(error))
+                outbox.acknowledge(session, message_id)
+        return
+    with unit_of_work() as session:
+        lifecycle.apply_endpoint_status(session, plan.deployment_id, status)
         outbox.acknowledge(session, message_id)
 
 

@@ -12,17 +12,20 @@ from app.db import unit_of_work
 from app.domain.outbox import service as outbox
 from app.settings import get_settings
 from workers.celery_app import celery_app
-from workers.tasks import deployments, runs, webhooks
+from workers.tasks import deployments, evaluations, runs, webhooks
 
 logger = logging.getLogger(__name__)
 
 TOPIC_TASKS: dict[str, Task[Any, Any]] = {
     outbox.RUN_SUBMIT: runs.submit_run,
     outbox.RUN_STOP: runs.stop_run,
+    outbox.EVALUATION_SUBMIT: evaluations.submit_evaluation,
+    outbox.EVALUATION_STOP: evaluations.stop_evaluation,
     outbox.DEPLOYMENT_CREATE: deployments.create_deployment,
     outbox.DEPLOYMENT_UPDATE: deployments.update_deployment,
     outbox.DEPLOYMENT_DELETE: deployments.delete_deployment,
     outbox.WEBHOOK_DELIVER: webhooks.deliver_webhook,
+    outbox.DEPLOYMENT_ROLL: deployments.roll_deployment,
 }
 
 

@@ -11,15 +11,16 @@ import logging
 import random
 import uuid
 
+from sqlalchemy.orm import Session
+
 from app.backends.base import Backend, BackendError, JobState
-from app.backends.naming import job_name
 from app.backends.registry import get_backend, poll_settings, unavailable_reason
 from app.db import unit_of_work
+from app.domain.evaluations.lifecycle import EVALUATIONS
+from app.domain.jobs import JobKind, record_backend_unavailable
 from app.domain.outbox import service as outbox
 from app.domain.polling import service as polling
 from app.domain.runs import lifecycle
-from app.domain.runs import repository as runs_repository
-from app.domain.runs import service as runs_service
 from app.domain.runs.states import RunStatus
 from app.settings import get_settings
 from workers.celery_app import celery_app
@@ -28,6 +29,8 @@ from workers.tasks.work import acknowledge, defer, exclusive, held, payload_id, 
 logger = logging.getLogger(__name__)
 S = RunStatus
 POLL_LIMIT = 5000
+# Every kind of batch job goes through the same submit, stop and poll pipeline.
+KINDS = (lifecycle.RUNS, EVALUATIONS)
 
 
 @celery_app.task(name="stratus.runs.submit")
@@ -35,59 +38,70 @@ def submit_run(message_id: int) -> None:
     """Submit the run named by an outbox message to its backend (exactly once)."""
     with exclusive(message_id) as held:
         if held:
-            _submit(message_id)
+            submit_job(message_id)
 
 
-def _submit(message_id: int) -> None:
+def submit_job(message_id: int, kind: JobKind = lifecycle.RUNS) -> None:
+    """Submit the job (a run's, or another kind's) named by an outbox message."""
     settings = get_settings()
     with unit_of_work() as session:
-        run_id = payload_id(session, message_id, "run_id")
+        run_id = payload_id(session, message_id, f"{kind.noun}_id")
         if run_id is None:
             return
-        run = runs_repository.get(session, run_id)
+        run = kind.rows.get(session, run_id)
         stopped_mid_submit = run is not None and run.status == S.STOPPING and not run.external_id
         if run is None or (run.status not in (S.PENDING, S.SUBMITTING) and not stopped_mid_submit):
             outbox.acknowledge(session, message_id)
             return
         backend = get_backend(run.backend)
         if backend is None:
-            waiting = f"the run stays {run.status} and will be submitted when one is"
+            waiting = f"the {kind.noun} stays {run.status} and will be submitted when one is"
             reason = unavailable_reason(run.backend, waiting)
-            runs_service.record_backend_unavailable(session, run.id, reason)
+            record_backend_unavailable(session, kind, run.id, reason)
             defer(session, message_id, reason)
             return
-        plan = None if stopped_mid_submit else lifecycle.prepare_submit(session, run.id, settings)
+        plan = (
+            None
+            if stopped_mid_submit
+            else lifecycle.prepare_submit(session, run.id, settings, kind)
+        )
         if plan is None and not stopped_mid_submit:
             outbox.acknowledge(session, message_id)
             return
     if plan is None:  # stopped while a submit was under way
-        _settle_stopped_submit(backend, run_id, message_id)
+        _settle_stopped_submit(backend, run_id, message_id, kind)
         return
     name = plan.spec.job_name
     try:
         external_id = None
         if plan.retry:  # an earlier attempt may have created the job before dying
-            found = backend.describe_jobs({name: JobState.UNKNOWN})
+            found = kind.describe(backend, {name: JobState.UNKNOWN}, None)
             external_id = found[name].external_id if name in found else None
         if external_id is None:
-            external_id = backend.submit_training(plan.spec)
+            external_id = kind.submit(backend, plan.spec)
     except BackendError as error:
         if settle_error(message_id, error):
             with unit_of_work() as session:
-                lifecycle.record_submit_failed(session, plan.run_id, str(error))
+                lifecycle.record_submit_failed(session, plan.run_id, str(error), kind)
                 outbox.acknowledge(session, message_id)
         return
     with unit_of_work() as session:
-        if lifecycle.record_submitted(session, plan.run_id, external_id):
-            outbox.enqueue(session, outbox.RUN_STOP, run_id=str(plan.run_id))
+        if lifecycle.record_submitted(session, plan.run_id, external_id, kind):
+            _enqueue_stop(session, kind, plan.run_id)
         outbox.acknowledge(session, message_id)
 
 
-def _settle_stopped_submit(backend: Backend, run_id: uuid.UUID, message_id: int) -> None:
+def _enqueue_stop(session: Session, kind: JobKind, row_id: uuid.UUID) -> None:
+    outbox.enqueue(session, kind.stop_topic, **{f"{kind.noun}_id": str(row_id)})
+
+
+def _settle_stopped_submit(
+    backend: Backend, run_id: uuid.UUID, message_id: int, kind: JobKind
+) -> None:
     """Stopped while a submit was under way: stop the job it made, or finish the stop."""
-    name = job_name(run_id)
+    name = kind.job_name(run_id)
     try:
-        found = backend.describe_jobs({name: JobState.UNKNOWN})  # no transaction open
+        found = kind.describe(backend, {name: JobState.UNKNOWN}, None)  # no transaction open
     except BackendError as error:
         if error.retryable:
             with unit_of_work() as session:
@@ -96,10 +110,10 @@ def _settle_stopped_submit(backend: Backend, run_id: uuid.UUID, message_id: int)
         found = {}
     with unit_of_work() as session:
         if name in found:
-            lifecycle.record_submitted(session, run_id, found[name].external_id)
-            outbox.enqueue(session, outbox.RUN_STOP, run_id=str(run_id))
+            lifecycle.record_submitted(session, run_id, found[name].external_id, kind)
+            _enqueue_stop(session, kind, run_id)
         else:
-            runs_service.transition(
+            kind.transition(
                 session, run_id, S.STOPPING, S.STOPPED, status_reason="stopped before a job existed"
             )
         outbox.acknowledge(session, message_id)
@@ -110,23 +124,24 @@ def stop_run(message_id: int) -> None:
     """Ask the backend to stop the job of a run in ``stopping``."""
     with exclusive(message_id) as holding:
         if holding:
-            _stop(message_id)
+            stop_job(message_id)
 
 
-def _stop(message_id: int) -> None:
+def stop_job(message_id: int, kind: JobKind = lifecycle.RUNS) -> None:
+    """Ask the backend to stop the job of a row in ``stopping``."""
     with unit_of_work() as session:
-        run_id = payload_id(session, message_id, "run_id")
+        run_id = payload_id(session, message_id, f"{kind.noun}_id")
         if run_id is None:
             return
-        run = runs_repository.get(session, run_id)
+        run = kind.rows.get(session, run_id)
         if run is None or run.status != S.STOPPING:
             outbox.acknowledge(session, message_id)
             return
         backend = get_backend(run.backend)
         if backend is None:
-            waiting = "the run stays stopping and the stop will be sent when one is"
+            waiting = f"the {kind.noun} stays stopping and the stop will be sent when one is"
             reason = unavailable_reason(run.backend, waiting)
-            runs_service.record_backend_unavailable(session, run.id, reason)
+            record_backend_unavailable(session, kind, run.id, reason)
             defer(session, message_id, reason)
             return
         if run.external_id is None:
@@ -134,11 +149,11 @@ def _stop(message_id: int) -> None:
             outbox.acknowledge(session, message_id)
             return
     try:
-        backend.stop_training(job_name(run_id))
+        kind.stop(backend, kind.job_name(run_id))
     except BackendError as error:
         if not settle_error(message_id, error):
             return
-        logger.warning("stopping run %s failed for good: %s", run_id, error)
+        logger.warning("stopping %s %s failed for good: %s", kind.noun, run_id, error)
     acknowledge(message_id)
 
 
@@ -164,14 +179,17 @@ def poll_once(backend_name: str) -> int:
     backend = get_backend(backend_name)
     if backend is None:
         return 0
-    with held(f"poll:runs:{backend_name}") as holding:  # one poller per backend at a time
-        if not holding:
-            return 0
-        return _poll(backend, backend_name)
+    moved = 0
+    for kind in KINDS:
+        # One poller per backend and kind at a time.
+        with held(f"poll:{kind.poll_key}:{backend_name}") as holding:
+            if holding:
+                moved += _poll(backend, backend_name, kind)
+    return moved
 
 
-def _poll(backend: Backend, backend_name: str) -> int:
-    key = f"runs:{backend_name}"
+def _poll(backend: Backend, backend_name: str, kind: JobKind) -> int:
+    key = f"{kind.poll_key}:{backend_name}"
     with unit_of_work() as session:
         window = polling.open_window(session, key)
     if window is None:
@@ -180,12 +198,12 @@ def _poll(backend: Backend, backend_name: str) -> int:
     after: uuid.UUID | None = None
     while True:
         with unit_of_work() as session:
-            page = lifecycle.in_flight_page(session, backend_name, after, POLL_LIMIT)
+            page = lifecycle.in_flight_page(session, backend_name, after, POLL_LIMIT, kind)
         if not page.known:
             break
         known = page.known
         try:
-            reported = backend.describe_jobs({n: s for n, (_, s) in known.items()}, window.since)
+            reported = kind.describe(backend, {n: s for n, (_, s) in known.items()}, window.since)
         except BackendError as error:
             # The window stays open: the next cycle asks again from the same point.
             with unit_of_work() as session:
@@ -197,14 +215,14 @@ def _poll(backend: Backend, backend_name: str) -> int:
         # Metrics first: a job reported as ended has printed everything, and its points must
         # be in before its end is applied (which stores a final value only for a metric with
         # no series).
-        _pull_training_metrics(backend_name, page.cursors)
+        _pull_training_metrics(backend_name, page.cursors, kind)
         with unit_of_work() as session:
             for run_id, job in lifecycle.job_statuses_to_apply(known, reported):
                 try:
                     with session.begin_nested():
-                        moved += lifecycle.apply_job_status(session, run_id, job)
+                        moved += lifecycle.apply_job_status(session, run_id, job, kind)
                 except Exception:  # one bad row must not stop the others
-                    logger.exception("applying %s to run %s failed", job.state, run_id)
+                    logger.exception("applying %s to %s %s failed", job.state, kind.noun, run_id)
         after = page.last_id
         if not page.full:
             break
@@ -213,16 +231,18 @@ def _poll(backend: Backend, backend_name: str) -> int:
     return moved
 
 
-def _pull_training_metrics(backend_name: str, cursors: dict[uuid.UUID, str | None]) -> None:
+def _pull_training_metrics(
+    backend_name: str, cursors: dict[uuid.UUID, str | None], kind: JobKind = lifecycle.RUNS
+) -> None:
     backend = get_backend(backend_name)
     if backend is None:
         return
     for run_id, cursor in cursors.items():
         try:
-            page = backend.fetch_training_metrics(job_name(run_id), cursor)
+            page = kind.fetch_metrics(backend, kind.job_name(run_id), cursor)
         except BackendError as error:
-            logger.warning("live metrics of run %s unavailable: %s", run_id, error)
+            logger.warning("live metrics of %s %s unavailable: %s", kind.noun, run_id, error)
             continue
         if page.points or page.next_cursor != cursor:
             with unit_of_work() as session:
-                lifecycle.store_training_metrics(session, run_id, page)
+                lifecycle.store_training_metrics(session, run_id, page, kind)

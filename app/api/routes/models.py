@@ -10,7 +10,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.api.deps import PageDep, PrincipalDep, SessionDep, SettingsDep, WriteDep
 from app.domain.model_versions import artifacts, service
-from app.domain.model_versions.schemas import MODEL_NAME, ModelVersionCreate, ModelVersionRead
+from app.domain.model_versions.schemas import (
+    MODEL_NAME_OR_REF,
+    ModelVersionCreate,
+    ModelVersionRead,
+)
 from app.domain.schemas import Page
 from app.errors import problem_responses
 
@@ -42,10 +46,24 @@ def list_models(
     session: SessionDep,
     principal: PrincipalDep,
     page: PageDep,
-    name: Annotated[str | None, Query(pattern=MODEL_NAME)] = None,
+    name: Annotated[
+        str | None,
+        Query(
+            pattern=MODEL_NAME_OR_REF,
+            description="Only versions of this model; name@alias: the version it points at",
+        ),
+    ] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            pattern=r"^-?[A-Za-z0-9_.\-/:]{1,128}$",
+            description="With name: order by this metric of each version's latest completed "
+            "evaluation (-metric: highest first); versions without it come last",
+        ),
+    ] = None,
 ) -> Page[ModelVersionRead]:
     """The project's model versions, newest first."""
-    items, cursor = service.list_model_versions(session, principal, project_id, page, name)
+    items, cursor = service.list_model_versions(session, principal, project_id, page, name, sort)
     return Page(items=items, next_cursor=cursor)
 
 

@@ -82,6 +82,26 @@ class LocalBackend:
         """Log lines after ``cursor``; ``next_cursor`` is None once an ended job is read out."""
         return self.jobs.logs(job_name, cursor, limit)
 
+    # --- evaluations: the same jobs, with the model unpacked into their ``model`` channel ---
+
+    def submit_evaluation(self, spec: TrainingJobSpec) -> str:
+        """Start the evaluation job; an existing job of that name is returned."""
+        return self.jobs.submit(spec)
+
+    def describe_evaluations(
+        self, known: Mapping[str, JobState], changed_since: datetime | None = None
+    ) -> Mapping[str, JobStatus]:
+        """Evaluation jobs whose state differs from ``known``."""
+        return self.describe_jobs(known, changed_since)
+
+    def fetch_evaluation_metrics(self, job_name: str, cursor: str | None) -> MetricPage:
+        """Metrics scraped after ``cursor``."""
+        return self.jobs.metrics(job_name, cursor)
+
+    def stop_evaluation(self, job_name: str) -> None:
+        """Ask the job's supervisor to stop it."""
+        self.jobs.stop(job_name)
+
     # --- serving ----------------------------------------------------------------------------
 
     def create_endpoint(self, spec: EndpointSpec) -> EndpointStatus:
@@ -91,6 +111,10 @@ class LocalBackend:
     def update_capacity(self, endpoint_name: str, instance_count: int) -> EndpointStatus:
         """Set the desired replica count."""
         return self.endpoints.update(endpoint_name, instance_count)
+
+    def update_endpoint_model(self, spec: EndpointSpec) -> EndpointStatus:
+        """Roll the endpoint's replicas over to another model (new ready before old drain)."""
+        return self.endpoints.update_model(spec)
 
     def delete_endpoint(self, endpoint_name: str) -> None:
         """Drain and stop the endpoint's replicas and remove its files."""
@@ -118,6 +142,8 @@ class LocalBackend:
 
 
 if TYPE_CHECKING:
-    from app.backends.base import Backend
+    from app.backends.base import Backend, EvaluationBackend, RollingBackend
 
     _conforms: type[Backend] = LocalBackend
+    _evaluates: type[EvaluationBackend] = LocalBackend
+    _rolls: type[RollingBackend] = LocalBackend

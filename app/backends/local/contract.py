@@ -20,6 +20,9 @@ from app.backends.local.sandbox import SandboxSpec
 
 HOST_PREFIX = "algo-"
 CODE_DIR = "code"
+# An evaluation's model, unpacked from its artifact: the job's ``model`` channel.
+MODEL_INPUT_DIR = "model-input"
+MODEL_CHANNEL = "model"
 SHELL_SUFFIXES = (".sh", ".bash")
 
 

@@ -24,6 +24,7 @@ from app.backends.local.files import acquire_lock, append_line, now, read_json, 
 from app.backends.local.jail import Jail, open_jail
 from app.backends.local.replicas import (
     DRAINING,
+    MODEL_DIR,
     READY,
     STARTING,
     EndpointConfig,
@@ -60,6 +61,8 @@ class Controller:
         self.next_start = 0.0
         self.stopping = False
         self.desired = 0
+        self.model = MODEL_DIR  # the model replicas should serve (desired.json names it)
+        self._shared = {MODEL_DIR}  # models the sandbox uid has been given to read
         self._saved = ""
         self._ready_count = -1
         self._pruned = 0.0
@@ -76,7 +79,9 @@ class Controller:
         self._adopt()
         self._open_jail()
         while not (self.stopping or (self.dir / "deleting").exists()):
-            self.desired = int((read_json(self.dir / "desired.json") or {}).get("count", 0))
+            desired = read_json(self.dir / "desired.json") or {}
+            self.desired = int(desired.get("count", 0))
+            self.model = str(desired.get("model") or MODEL_DIR)
             self._reap()
             self._watch()
             self._reconcile()
@@ -189,14 +194,22 @@ class Controller:
         desired = self.desired
         if self.failure is not None:
             return
-        active = [r for r in self.replicas.values() if r.state in (STARTING, READY)]
+        serving = [r for r in self.replicas.values() if r.state in (STARTING, READY)]
+        # A new model rolls in: replicas of the old one serve until as many of the new one
+        # are ready, then drain, so requests always find a ready replica.
+        active = [r for r in serving if r.model == self.model]
+        stale = [r for r in serving if r.model != self.model]
+        if stale and sum(r.state == READY for r in active) >= desired:
+            for replica in stale:
+                self._drain(replica, f"replaced by replicas serving {self.model}")
         if len(active) < desired and time.monotonic() >= self.next_start:
+            self._share_model()
             for _ in range(desired - len(active)):
                 replica_id = f"r{self.next_id}"
                 self.next_id += 1
                 try:
                     replica = start_replica(
-                        self.dir, replica_id, self.config.environment, self.jail
+                        self.dir, replica_id, self.config.environment, self.jail, self.model
                     )
                 except OSError as exc:  # out of processes or descriptors: try again later
                     self.event("replica_start_failed", replica_id, str(exc))
@@ -209,6 +222,12 @@ class Controller:
             order = sorted(active, key=lambda r: (r.state == READY, -r.started_at))
             for replica in order[: len(active) - desired]:
                 self._drain(replica, f"scaling in to {desired}")
+
+    def _share_model(self) -> None:
+        """Let the sandbox uid read a model rolled to since the controller started."""
+        if self.jail is not None and self.model not in self._shared:
+            self.jail.give_readable(self.dir / self.model)
+        self._shared.add(self.model)
 
     def _drain(self, replica: Replica, reason: str) -> None:
         replica.state, replica.since = DRAINING, time.monotonic()

@@ -8,6 +8,7 @@ controller does the starting and stopping. A deleted endpoint leaves ``<name>.de
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -37,7 +38,7 @@ from app.backends.local.files import (
 from app.backends.local.handler import SCRIPTS
 from app.backends.local.jobs import NAME
 from app.backends.local.packaging import unpack_model
-from app.backends.local.replicas import READY, EndpointConfig
+from app.backends.local.replicas import MODEL_DIR, READY, EndpointConfig
 from app.backends.local.sandbox import SandboxSpec
 from app.hostpaths import HostRoots
 from app.settings import LocalBackendSettings
@@ -90,14 +91,7 @@ class LocalEndpoints:
         staging = self.root / f".{spec.endpoint_name}.{uuid.uuid4().hex[:8]}.tmp"
         staging.mkdir()
         try:
-            model = staging / "model"
-            try:
-                unpack_model(spec.artifact_uri, model, self.artifact_roots)
-            except (ValueError, FileNotFoundError, tarfile.TarError) as exc:
-                raise _fatal(f"cannot unpack the model artifact: {exc}") from exc
-            servable = [*SCRIPTS, *DEFAULT_MODELS]
-            if not any((model / name).is_file() for name in servable):
-                raise _fatal(f"the model artifact holds none of {', '.join(servable)}")
+            self._unpack(spec.artifact_uri, staging / MODEL_DIR)
             config = EndpointConfig(
                 endpoint_name=spec.endpoint_name,
                 artifact_uri=spec.artifact_uri,
@@ -118,14 +112,52 @@ class LocalEndpoints:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _unpack(self, artifact_uri: str, model: Path) -> None:
+        """Unpack a model artifact into ``model`` and check it can be served."""
+        try:
+            unpack_model(artifact_uri, model, self.artifact_roots)
+        except (ValueError, FileNotFoundError, tarfile.TarError) as exc:
+            raise _fatal(f"cannot unpack the model artifact: {exc}") from exc
+        servable = [*SCRIPTS, *DEFAULT_MODELS]
+        if not any((model / name).is_file() for name in servable):
+            raise _fatal(f"the model artifact holds none of {', '.join(servable)}")
+
     def update(self, name: str, count: int) -> EndpointStatus:
         """Set the desired replica count; the controller starts or drains replicas."""
         endpoint_dir = self._live_dir(name)
         if count < 0:
             raise _fatal(f"instance count must be 0 or more, not {count}")
-        write_json(endpoint_dir / "desired.json", {"count": count, "at": to_iso(now())})
+        self._set_desired(endpoint_dir, count=count)
         self._ensure_controller(endpoint_dir)
         return self._status(name, endpoint_dir)
+
+    def update_model(self, spec: EndpointSpec) -> EndpointStatus:
+        """Serve another model: unpack it next to the current one, then tell the controller,
+        which starts replicas of it and drains the old ones once the new ones are ready."""
+        endpoint_dir = self._live_dir(spec.endpoint_name)
+        model = MODEL_DIR
+        config = EndpointConfig.model_validate_json((endpoint_dir / "endpoint.json").read_text())
+        if config.artifact_uri != spec.artifact_uri:
+            model = "model-" + hashlib.sha256(spec.artifact_uri.encode()).hexdigest()[:16]
+            if not (endpoint_dir / model).is_dir():
+                staging = endpoint_dir / f".{model}.{uuid.uuid4().hex[:8]}.tmp"
+                try:
+                    self._unpack(spec.artifact_uri, staging)
+                    os.rename(staging, endpoint_dir / model)
+                except OSError as exc:
+                    if not (endpoint_dir / model).is_dir():
+                        message = f"could not unpack the new model: {exc}"
+                        raise BackendError(message, retryable=True) from exc
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+        self._set_desired(endpoint_dir, count=max(0, spec.instance_count), model=model)
+        self._ensure_controller(endpoint_dir)
+        return self._status(spec.endpoint_name, endpoint_dir)
+
+    def _set_desired(self, endpoint_dir: Path, **changes: object) -> None:
+        """Change what the controller aims for, keeping what is not changed."""
+        desired = read_json(endpoint_dir / "desired.json") or {}
+        write_json(endpoint_dir / "desired.json", {**desired, **changes, "at": to_iso(now())})
 
     def delete(self, name: str) -> None:
         """Drain and stop every replica and the controller, then remove the endpoint's files."""
@@ -197,8 +229,10 @@ class LocalEndpoints:
         failure = registry.get("failure")
         if isinstance(failure, str):
             return EndpointStatus(name, name, EndpointState.FAILED, ready, failure_reason=failure)
-        desired = (read_json(endpoint_dir / "desired.json") or {}).get("count", 0)
-        if ready == desired and len(entries) == ready:
+        wanted = read_json(endpoint_dir / "desired.json") or {}
+        desired, model = wanted.get("count", 0), wanted.get("model") or MODEL_DIR
+        rolled = all((r.get("model") or MODEL_DIR) == model for r in entries)
+        if ready == desired and len(entries) == ready and rolled:
             state = EndpointState.IN_SERVICE
         elif registry.get("in_service_once"):
             state = EndpointState.UPDATING

@@ -21,6 +21,12 @@ RECOMMENDER_METRICS = [
     {"name": "recall_at_10", "regex": rf"recall@10={NUMBER}"},
     {"name": "ndcg_at_10", "regex": rf"ndcg@10={NUMBER}"},
 ]
+# What examples/recommender/evaluate.py prints for the held-out split.
+RECOMMENDER_EVALUATION_METRICS = [
+    {"name": "ndcg_at_10", "regex": rf"eval_ndcg@10={NUMBER}"},
+    {"name": "precision_at_10", "regex": rf"eval_precision@10={NUMBER}"},
+    {"name": "recall_at_10", "regex": rf"eval_recall@10={NUMBER}"},
+]
 IRIS_METRICS = [
     {"name": "loss", "regex": rf"\bloss={NUMBER}"},
     {"name": "accuracy", "regex": rf"\baccuracy={NUMBER}"},
@@ -56,6 +62,22 @@ def recommender_spec(**hyperparameters: Any) -> dict[str, Any]:
     """BPR matrix factorisation on seeded implicit feedback (a couple of seconds on a CPU)."""
     defaults = {"epochs": 20, "factors": 32, "lr": 0.1, "reg": 0.03, "seed": 7}
     return _spec("recommender", RECOMMENDER_METRICS, {**defaults, **hyperparameters})
+
+
+def recommender_evaluation(name: str = "holdout") -> dict[str, Any]:
+    """An evaluation of a recommender model version: nDCG@10, precision@10 and recall@10 on
+    the held-out split (a body for POST /v1/models/{id}/evaluations)."""
+    spec = _spec("recommender", RECOMMENDER_EVALUATION_METRICS, {"k": 10})
+    return {
+        "name": name,
+        "entrypoint": "evaluate.py",
+        "source_dir": spec["source_dir"],
+        "hyperparameters": spec["hyperparameters"],
+        "instance_type": "local",
+        "instance_count": 1,
+        "max_runtime_seconds": 600,
+        "metric_definitions": spec["metric_definitions"],
+    }
 
 
 def sklearn_iris_spec(**hyperparameters: Any) -> dict[str, Any]:

@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from app.backends.local import mounts, sandbox
-from app.backends.local.contract import CODE_DIR, JobConfig, host_command, host_names, layout_host
+from app.backends.local.contract import (
+    CODE_DIR,
+    MODEL_INPUT_DIR,
+    JobConfig,
+    host_command,
+    host_names,
+    layout_host,
+)
 from app.backends.local.sandbox import Lease, SandboxError, SandboxSpec
 
 PROBE_TIMEOUT_S = 30.0
@@ -159,6 +166,8 @@ def open_job_jail(job_dir: Path, config: JobConfig) -> tuple[Jail | None, str | 
         if path.is_file() and not path.is_symlink():
             os.chmod(path, 0o600)  # job.json holds the run's environment
     jail.give(job_dir / CODE_DIR)
+    if (job_dir / MODEL_INPUT_DIR).is_dir():
+        jail.give_readable(job_dir / MODEL_INPUT_DIR)
     for name in hosts:
         jail.give(job_dir / "hosts" / name)
     if not jail.spec.namespaces:

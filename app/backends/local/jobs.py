@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+import tarfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +29,13 @@ from app.backends.base import (
     TrainingMetric,
 )
 from app.backends.local import procs
-from app.backends.local.contract import CODE_DIR, JobConfig, MetricRule
+from app.backends.local.contract import (
+    CODE_DIR,
+    MODEL_CHANNEL,
+    MODEL_INPUT_DIR,
+    JobConfig,
+    MetricRule,
+)
 from app.backends.local.files import (
     from_iso,
     now,
@@ -39,7 +46,7 @@ from app.backends.local.files import (
     write_json,
 )
 from app.backends.local.job_status import read_status
-from app.backends.local.packaging import local_path
+from app.backends.local.packaging import local_path, unpack_model
 from app.backends.local.sandbox import SandboxError, SandboxSpec, check_input
 from app.hostpaths import HostRoots
 from app.settings import LocalBackendSettings, Settings
@@ -83,9 +90,13 @@ class LocalJobs:
             raise _fatal(f"job names must match {NAME.pattern}: {spec.job_name[:80]!r}")
         if not job_dir.exists():
             config, source = self._plan(spec)
+            if spec.model_uri is not None:
+                config.channels[MODEL_CHANNEL] = str(job_dir / MODEL_INPUT_DIR)
             self.root.mkdir(parents=True, exist_ok=True)
             staging = self.root / f".{spec.job_name}.{uuid.uuid4().hex[:8]}.tmp"
             try:
+                if spec.model_uri is not None:
+                    self._unpack_model(spec.model_uri, staging / MODEL_INPUT_DIR)
                 if source is None:
                     self._unpack(str(spec.code_uri), staging / CODE_DIR, config.entrypoint)
                 else:
@@ -125,6 +136,14 @@ class LocalJobs:
             raise BackendError(f"the run's code bundle: {exc}", retryable=True) from exc
         if not (destination / entrypoint).is_file():
             raise _fatal(f"entrypoint {entrypoint} is not a file in the code bundle")
+
+    def _unpack_model(self, model_uri: str, destination: Path) -> None:
+        """An evaluation's model, unpacked for the job (it reads, never writes, it)."""
+        # Models come from under the host roots, or from this backend's own finished jobs.
+        try:
+            unpack_model(model_uri, destination, self.roots.with_root(self.root))
+        except (ValueError, FileNotFoundError, tarfile.TarError) as exc:
+            raise _fatal(f"cannot unpack the model artifact: {exc}") from exc
 
     def _plan(self, spec: TrainingJobSpec) -> tuple[JobConfig, Path | None]:
         if spec.image:

@@ -19,6 +19,8 @@ from app.backends.local.jail import Jail
 from app.backends.local.sandbox import SandboxSpec
 
 STARTING, READY, DRAINING = "starting", "ready", "draining"
+# The model an endpoint was created with; a model rolled to later gets a directory of its own.
+MODEL_DIR = "model"
 
 
 class EndpointConfig(BaseModel):
@@ -50,6 +52,7 @@ class Replica:
     ping_failures: int = 0
     checked: float = 0.0
     kill_reason: str | None = None
+    model: str = MODEL_DIR  # the directory of the endpoint's model it serves
 
     def record(self) -> dict[str, Any]:
         """The registry entry the router reads."""
@@ -61,6 +64,7 @@ class Replica:
             "state": self.state,
             "started_at": self.started_at,
             "ready_at": self.ready_at,
+            "model": self.model,
         }
 
     @classmethod
@@ -74,6 +78,7 @@ class Replica:
             state=str(entry["state"]),
             started_at=float(entry.get("started_at") or time.time()),
             ready_at=entry.get("ready_at"),
+            model=str(entry.get("model") or MODEL_DIR),
         )
 
 
@@ -83,10 +88,15 @@ def private_dir(endpoint_dir: Path, replica_id: str) -> Path:
 
 
 def start_replica(
-    endpoint_dir: Path, replica_id: str, environment: dict[str, str], jail: Jail | None = None
+    endpoint_dir: Path,
+    replica_id: str,
+    environment: dict[str, str],
+    jail: Jail | None = None,
+    model: str = MODEL_DIR,
 ) -> Replica:
-    """Bind a loopback port, then start a replica serving the model on it."""
-    model_dir = endpoint_dir / "model"
+    """Bind a loopback port, then start a replica serving the model (directory ``model`` of
+    the endpoint) on it."""
+    model_dir = endpoint_dir / model
     logs = endpoint_dir / "logs"
     logs.mkdir(exist_ok=True)
     cwd, preexec = model_dir, None
@@ -138,6 +148,7 @@ def start_replica(
         state=STARTING,
         started_at=time.time(),
         proc=proc,
+        model=model,
     )
 
 

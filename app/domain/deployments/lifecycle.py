@@ -46,6 +46,27 @@ def plan_create(
     deployment = repository.get(session, deployment_id)
     if deployment is None or deployment.status != S.CREATING:
         return None
+    return _plan(session, deployment, default_role)
+
+
+def plan_roll(
+    session: Session, deployment_id: uuid.UUID, default_role: str | None = None
+) -> EndpointPlan | None:
+    """What a deployment's endpoint should serve now that it points at another version:
+    an in-service deployment goes to ``updating`` for the roll; None when nothing to do."""
+    deployment = repository.get(session, deployment_id)
+    if deployment is None or deployment.status not in (S.IN_SERVICE, S.UPDATING):
+        return None
+    if deployment.status == S.IN_SERVICE and not transition(
+        session, deployment.id, S.IN_SERVICE, S.UPDATING, status_reason="rolling to a new version"
+    ):
+        return None
+    return _plan(session, deployment, default_role)
+
+
+def _plan(
+    session: Session, deployment: Deployment, default_role: str | None
+) -> EndpointPlan | None:
     model = models_repo.get(session, deployment.model_version_id)
     if model is None:
         return None

@@ -25,6 +25,8 @@ class Deployment(Base):
         ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True
     )
     name: Mapped[str] = mapped_column(String(63))
+    # ``name@alias`` the deployment follows: moving the alias rolls it to the new version.
+    follows: Mapped[str | None] = mapped_column(String(170))
     backend: Mapped[str] = mapped_column(String(32))
     instance_type: Mapped[str] = mapped_column(String(64))
     desired_instances: Mapped[int] = mapped_column(Integer)

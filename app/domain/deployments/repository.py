@@ -6,11 +6,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.states import DeploymentStatus
+from app.domain.lifecycle import StatusRepository
 from app.domain.pagination import PageRequest, paginate
 from app.domain.projects.models import Project
 
@@ -71,17 +72,14 @@ def list_for_project(
     return paginate(session, stmt, Deployment.id, page)
 
 
+ROWS = StatusRepository(Deployment)
+
+
 def guarded_update(
     session: Session, deployment_id: uuid.UUID, expected: DeploymentStatus, values: dict[str, Any]
 ) -> bool:
     """``UPDATE … WHERE id = :id AND status = :expected``; False when the row moved on."""
-    result = session.execute(
-        update(Deployment)
-        .where(Deployment.id == deployment_id, Deployment.status == expected)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return ROWS.guarded_update(session, deployment_id, expected, values)
 
 
 WATCHED = (

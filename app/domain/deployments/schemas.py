@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, computed_field, model_validator
 
+from app.domain.aliases.schemas import MODEL_REF
 from app.domain.costs.accounting import deployment_instance_seconds, priced
 from app.domain.deployments.states import DeploymentStatus
 from app.domain.projects.schemas import SLUG_WORDS, Backend, Slug
@@ -120,7 +121,15 @@ class DeploymentCreate(WriteModel):
     )
 
     name: Slug = Field(description=f"Unique in the project: {SLUG_WORDS}.")
-    model_version_id: uuid.UUID = Field(description="A model version of this project")
+    model_version_id: uuid.UUID | None = Field(
+        default=None, description="A model version of this project (or give model)"
+    )
+    model: str | None = Field(
+        default=None,
+        pattern=MODEL_REF,
+        description="A registered model's alias, name@alias (e.g. recommender@production): "
+        "the deployment serves the version it points at and follows it when it moves",
+    )
     backend: Backend | None = Field(default=None, description="Default: the project's backend")
     instance_type: str | None = Field(
         default=None,
@@ -141,6 +150,8 @@ class DeploymentCreate(WriteModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> DeploymentCreate:
+        if (self.model_version_id is None) == (self.model is None):
+            raise ValueError("give one of model_version_id or model (name@alias)")
         problem = bounds_problem(self.min_instances, self.desired_instances, self.max_instances)
         if problem:
             raise ValueError(problem)
@@ -173,8 +184,13 @@ class DeploymentRead(ReadModel):
     id: uuid.UUID = Field(description="The deployment's id.")
     project_id: uuid.UUID = Field(description="The project that owns it.")
     model_version_id: uuid.UUID = Field(description="The model version it serves.")
+    follows: str | None = Field(
+        default=None, description="The name@alias it follows to each new version, if any."
+    )
     name: str = Field(description="Its name, unique in the project.")
-    backend: str = Field(description="Where it runs: `local` or `sagemaker`.")
+    backend: str = Field(
+        description="Where it runs: `local`, `sagemaker`, `vertex`, `azureml` or `watsonx`."
+    )
     instance_type: str = Field(description="The instance type of its replicas.")
     status: DeploymentStatus = Field(
         description="`creating`, `in_service`, `updating`, `deleting`, `deleted` or `failed`."

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.backends.naming import endpoint_name
 from app.clock import utcnow
 from app.domain.access import Principal, Role, authorize, visible
+from app.domain.aliases.resolve import resolve
 from app.domain.audit import service as audit
 from app.domain.deployments import repository
 from app.domain.deployments.models import Deployment
@@ -23,8 +24,9 @@ from app.domain.deployments.schemas import (
     ScalingPolicy,
     bounds_problem,
 )
-from app.domain.deployments.states import ADJUSTABLE, DeploymentStatus, check_transition
+from app.domain.deployments.states import ADJUSTABLE, MACHINE, DeploymentStatus
 from app.domain.events import subjects as events
+from app.domain.lifecycle import guarded_transition
 from app.domain.model_versions import repository as models_repo
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
@@ -75,9 +77,13 @@ def create_deployment(
         raise NotFound(f"Project {project_id} not found.")
     backend = data.backend or project.default_backend
     instance_type = _instance_type(backend, data.instance_type)
-    model = models_repo.get(session, data.model_version_id)
-    if model is None or model.project_id != project_id:
-        raise NotFound(f"Model version {data.model_version_id} not found.")
+    if data.model is not None:
+        model = resolve(session, project_id, data.model)
+    else:
+        found = models_repo.get(session, data.model_version_id) if data.model_version_id else None
+        if found is None or found.project_id != project_id:
+            raise NotFound(f"Model version {data.model_version_id} not found.")
+        model = found
     if repository.name_in_use(session, project_id, data.name):
         raise Conflict(
             f"A deployment named {data.name!r} already exists in this project.", code="name_taken"
@@ -86,6 +92,7 @@ def create_deployment(
     deployment = Deployment(
         project_id=project_id,
         model_version_id=model.id,
+        follows=data.model,
         name=data.name,
         backend=backend,
         instance_type=instance_type,
@@ -108,7 +115,12 @@ def create_deployment(
         "deployment",
         deployment.id,
         project_id,
-        {"name": data.name, "model_version_id": str(model.id), "backend": backend},
+        {
+            "name": data.name,
+            "model_version_id": str(model.id),
+            "follows": data.model,
+            "backend": backend,
+        },
     )
     return DeploymentRead.model_validate(deployment)
 
@@ -241,14 +253,33 @@ def transition(
     The API, the deployment tasks and the optimizer all write status through here. A status
     reason describes the status it came with, so it is cleared unless one is given.
     """
-    check_transition(expected, target)
-    values = {"status": target, "updated_at": utcnow(), "status_reason": None, **values}
+    values = {"updated_at": utcnow(), "status_reason": None, **values}
     if target == S.DELETED:
         values.setdefault("current_instances", 0)
-    moved = repository.guarded_update(session, deployment_id, expected, values)
+    moved = guarded_transition(
+        session, MACHINE, repository.ROWS, deployment_id, expected, target, values
+    )
     if moved:
         events.deployment_status(session, deployment_id, target)
     return moved
+
+
+def roll_to_version(
+    session: Session, deployment_id: uuid.UUID, model_version_id: uuid.UUID
+) -> bool:
+    """Point a deployment at another model version; a worker rolls its endpoint over (new
+    replicas ready before old ones drain). False when it serves that version already."""
+    deployment = repository.get(session, deployment_id)
+    if deployment is None or deployment.model_version_id == model_version_id:
+        return False
+    status = S(deployment.status)
+    if status not in ADJUSTABLE:
+        return False
+    values = {"model_version_id": model_version_id, "updated_at": utcnow()}
+    if not repository.guarded_update(session, deployment.id, status, values):
+        return False
+    outbox.enqueue(session, outbox.DEPLOYMENT_ROLL, deployment_id=str(deployment.id))
+    return True
 
 
 def record_backend_unavailable(session: Session, deployment_id: uuid.UUID, reason: str) -> None:

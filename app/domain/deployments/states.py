@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from app.errors import Conflict
+from app.domain.lifecycle import Machine
 
 
 class DeploymentStatus(StrEnum):
@@ -27,18 +27,10 @@ ALLOWED: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
     S.FAILED: frozenset({S.DELETING}),
     S.DELETED: frozenset(),
 }
-TERMINAL = frozenset(s for s, nxt in ALLOWED.items() if not nxt)
+MACHINE = Machine("deployment", ALLOWED)
+TERMINAL = MACHINE.terminal
 # Capacity changes are accepted here; the pending create/update applies the latest desired.
 ADJUSTABLE = frozenset({S.CREATING, S.IN_SERVICE, S.UPDATING})
 
-
-def can_transition(current: DeploymentStatus, target: DeploymentStatus) -> bool:
-    return target in ALLOWED[current]
-
-
-def check_transition(current: DeploymentStatus, target: DeploymentStatus) -> None:
-    """Raise 409 when ``current -> target`` is not an allowed move."""
-    if not can_transition(current, target):
-        raise Conflict(
-            f"A deployment cannot go from {current} to {target}.", code="invalid_transition"
-        )
+can_transition = MACHINE.can
+check_transition = MACHINE.check

@@ -36,10 +36,14 @@ class Bucket:
     last: float
 
 
+# Aggregates leave out NaN (stored as NULL, which no comparison passes) and the infinities.
+FINITE = (MetricPoint.value > -math.inf, MetricPoint.value < math.inf)
+
+
 def _window(
     subject_id: uuid.UUID, name: str, since: datetime | None, until: datetime | None
 ) -> list[ColumnElement[bool]]:
-    conditions = [MetricPoint.subject_id == subject_id, MetricPoint.name == name]
+    conditions = [MetricPoint.subject_id == subject_id, MetricPoint.name == name, *FINITE]
     if since is not None:
         conditions.append(MetricPoint.timestamp >= since)
     if until is not None:
@@ -210,6 +214,7 @@ def window_aggregates(
         MetricPoint.name.in_(list(names)),
         MetricPoint.timestamp >= since,
         MetricPoint.timestamp < until,
+        *FINITE,
     ]
     if session.get_bind().dialect.name == "postgresql":
         stmt = (

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.clock import utcnow
 from app.db import Base
-from app.types import BigIntId, UTCDateTime
+from app.types import BigIntId, MetricFloat, UTCDateTime
 
 
 class MetricPoint(Base):
@@ -41,7 +41,8 @@ class MetricPoint(Base):
     name: Mapped[str] = mapped_column(String(128))
     step: Mapped[int | None] = mapped_column(BigInteger)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
-    value: Mapped[float] = mapped_column(Float)
+    # NULL is NaN (see MetricFloat); aggregates leave out NaN and the infinities.
+    value: Mapped[float] = mapped_column(MetricFloat, nullable=True)
 
 
 class MetricBatchRecord(Base):

@@ -3,13 +3,14 @@ stream built in one pass (a batch's subject columns are encoded once, each name 
 
 from __future__ import annotations
 
+import math
 import struct
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from app.domain.metrics.repository import PointRow
-from app.domain.metrics.schemas import MetricPointIn
+from app.domain.metrics.schemas import NON_FINITE, MetricBatch, MetricPointIn
 from app.domain.schemas import as_utc
 from app.errors import Unprocessable
 
@@ -32,6 +33,25 @@ def _as_utc(index: int, timestamp: datetime) -> datetime:
         ) from exc
 
 
+def admit_non_finite(batch: MetricBatch) -> None:
+    """Turn "NaN"/"Infinity"/"-Infinity" values into floats where the batch allows them
+    (NaN becomes None: stored as NULL); 422 naming the first point otherwise."""
+    allowed = batch.get("allow_non_finite", False)
+    for index, point in enumerate(batch["points"]):
+        value = point["value"]
+        if not isinstance(value, str):
+            continue
+        if not allowed:
+            loc = ["body", "points", index, "value"]
+            message = f'{value} needs "allow_non_finite": true in the batch'
+            raise InvalidPoint(
+                f"body.points.{index}.value: {message}",
+                extra={"errors": [{"loc": loc, "msg": message, "type": "finite_number"}]},
+            )
+        number = NON_FINITE[value]
+        point["value"] = None if math.isnan(number) else number  # type: ignore[typeddict-item]
+
+
 def rows(points: Sequence[MetricPointIn], received: datetime) -> list[PointRow]:
     """Rows to store; a naive timestamp is UTC and a missing one is when the batch came."""
     out: list[PointRow] = []
@@ -44,7 +64,7 @@ def rows(points: Sequence[MetricPointIn], received: datetime) -> list[PointRow]:
             timestamp = timestamp.replace(tzinfo=UTC)
         elif timestamp.year in (1, 9999):  # only at the ends can an offset leave the range
             timestamp = _as_utc(index, timestamp)
-        append((point["name"], point.get("step"), timestamp, point["value"]))
+        append((point["name"], point.get("step"), timestamp, point["value"]))  # type: ignore[arg-type]
     return out
 
 
@@ -57,6 +77,8 @@ _UUID = struct.Struct("!i16s")
 _LENGTH = struct.Struct("!i")
 _STEP_TS_VALUE = struct.Struct("!iqiqid")
 _NO_STEP_TS_VALUE = struct.Struct("!iiqid")
+_STEP_TS_NULL = struct.Struct("!iqiqi")  # NaN (after ``admit_non_finite``) is a NULL value
+_NO_STEP_TS_NULL = struct.Struct("!iiqi")
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL timestamps count microseconds from it
 _MICROSECOND = timedelta(microseconds=1)
 _FIRST_US = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND  # what Python can
@@ -123,10 +145,17 @@ def copy_stream(
             micros = (timestamp - epoch) // _MICROSECOND
             if not _FIRST_US <= micros <= _LAST_US:  # an offset moved it past year 1 or 9999
                 _as_utc(index, timestamp)  # raises the 422 that ``rows`` raises
-        step = point.get("step")
-        if step is None:
-            append(without_step(-1, 8, micros, 8, point["value"]))
+        step, value = point.get("step"), point["value"]
+        if value is None:  # NaN
+            null = (
+                _NO_STEP_TS_NULL.pack(-1, 8, micros, -1)
+                if step is None
+                else _STEP_TS_NULL.pack(8, step, 8, micros, -1)
+            )
+            append(null)
+        elif step is None:
+            append(without_step(-1, 8, micros, 8, value))
         else:
-            append(with_step(8, step, 8, micros, 8, point["value"]))
+            append(with_step(8, step, 8, micros, 8, value))
     append(_TRAILER)
     return b"".join(out)

@@ -42,7 +42,7 @@ from app.domain.runs.models import TrainingRun
 from app.errors import BadRequest
 
 # (name, step, timestamp, value): the per-point part of a row; the subject part is shared.
-PointRow = tuple[str, int | None, datetime, float]
+PointRow = tuple[str, int | None, datetime, float | None]  # value None: NaN
 
 _COPY = (
     "COPY metric_points (project_id, subject_type, subject_id, name, step, timestamp, value) "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, NamedTuple, NotRequired
+from typing import Annotated, Literal, NamedTuple, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
@@ -16,6 +16,9 @@ MAX_BATCH = 10_000
 MAX_STEP = 2**63 - 1  # BIGINT
 MAX_BUCKETS = 1000
 MAX_SERIES = 50
+# JSON has no NaN or Infinity: a batch that allows them spells them as these strings.
+NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]
 
 
 # Points are TypedDicts, not models: a 10,000-point batch validates to plain dicts without
@@ -34,9 +37,13 @@ class MetricPointIn(TypedDict):
     name: Annotated[str, Field(pattern=METRIC_NAME, description="The metric's name.")]
     # strict: JSON's own types only (no "0.5" or true for a number, no 5 for a timestamp), checked
     # in pydantic's core at no cost per point.
-    value: Annotated[
-        float, Field(allow_inf_nan=False, strict=True, description="Its value (a finite number).")
-    ]
+    value: (
+        Annotated[
+            float,
+            Field(allow_inf_nan=False, strict=True, description="Its value (a finite number)."),
+        ]
+        | NonFinite
+    )
     step: NotRequired[
         Annotated[
             int | None,
@@ -79,6 +86,17 @@ class MetricBatch(TypedDict):
             description="The points, up to 10,000 per batch.",
         ),
     ]
+    allow_non_finite: NotRequired[
+        Annotated[
+            bool,
+            Field(
+                strict=True,
+                description='Accept "NaN", "Infinity" and "-Infinity" as values (a diverged '
+                "loss is information): stored and shown as such, left out of aggregates and "
+                "the optimizer",
+            ),
+        ]
+    ]
     batch_id: NotRequired[
         Annotated[
             str,
@@ -96,8 +114,14 @@ class MetricsAccepted(BaseModel):
 
 
 class MetricPointRead(ReadModel):
+    # NaN and the infinities are shown as the strings a batch sends them as.
+    model_config = ConfigDict(from_attributes=True, ser_json_inf_nan="strings")
+
     name: str = Field(description="The metric's name.")
-    value: float = Field(description="Its value.")
+    value: float = Field(
+        description="Its value; `NaN`, `Infinity` or `-Infinity` (as strings) where the batch "
+        "allowed non-finite values."
+    )
     step: int | None = Field(description="Training step, when given.")
     timestamp: datetime = Field(description="When it was measured (UTC).")
 

@@ -13,7 +13,7 @@ from app.clock import utcnow
 from app.domain.access import RANK, Principal, Role, check_role
 from app.domain.audit import service as audit
 from app.domain.metrics import aggregates, repository, steps
-from app.domain.metrics.points import copy_stream
+from app.domain.metrics.points import admit_non_finite, copy_stream
 from app.domain.metrics.points import rows as point_rows
 from app.domain.metrics.schemas import (
     MAX_BATCH,
@@ -69,7 +69,8 @@ def _subject_project(
 
 
 def check_batch_size(batch: MetricBatch) -> None:
-    """A batch over the cap is too large (413), not malformed."""
+    """A batch over the cap is too large (413), not malformed; non-finite values only where
+    the batch allows them (422)."""
     size = len(batch["points"])
     if size > MAX_BATCH:
         raise PayloadTooLarge(
@@ -77,6 +78,7 @@ def check_batch_size(batch: MetricBatch) -> None:
             "Split it into several requests.",
             code="batch_too_large",
         )
+    admit_non_finite(batch)
 
 
 def ingest(

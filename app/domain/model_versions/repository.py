@@ -37,3 +37,16 @@ def list_for_project(
     if name is not None:
         stmt = stmt.where(ModelVersion.name == name)
     return paginate(session, stmt, ModelVersion.id, page)
+
+
+MAX_VERSIONS_SORTED = 10_000
+
+
+def all_of_name(session: Session, project_id: uuid.UUID, name: str) -> Sequence[ModelVersion]:
+    """The versions of one model (newest first), for ranking by their evaluations."""
+    return session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.project_id == project_id, ModelVersion.name == name)
+        .order_by(ModelVersion.version.desc())
+        .limit(MAX_VERSIONS_SORTED)
+    ).all()

@@ -15,6 +15,8 @@ from app.domain.schemas import ReadModel, WriteModel
 
 # Same shape as run names: a finished run registers its model under the run's name.
 MODEL_NAME = NAME
+# A name, or name@alias (a registered model's alias).
+MODEL_NAME_OR_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(@[A-Za-z][A-Za-z0-9_-]{0,63})?$"
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
 MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-/:]{1,128}$")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]

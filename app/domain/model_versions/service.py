@@ -10,7 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.domain.access import Principal, Role, authorize, visible
+from app.domain.aliases.resolve import resolve
 from app.domain.audit import service as audit
+from app.domain.evaluations import repository as evaluations_repo
 from app.domain.events.service import record_event
 from app.domain.model_versions import repository
 from app.domain.model_versions.models import ModelVersion
@@ -19,7 +21,7 @@ from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
 from app.domain.runs.models import TrainingRun
 from app.domain.runs.validation import validate_artifact_uri
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, Unprocessable
 from app.settings import Settings
 
 # Concurrent registrations of one name race for the same next number; the loser retries.
@@ -116,11 +118,39 @@ def list_model_versions(
     project_id: uuid.UUID,
     page: PageRequest,
     name: str | None = None,
+    sort: str | None = None,
 ) -> tuple[list[ModelVersionRead], str | None]:
-    """A project's model versions, newest first, optionally of one name."""
+    """A project's model versions, newest first, optionally of one name (``name@alias``: the
+    version it points at), or sorted by a metric of their latest completed evaluation."""
     authorize(session, principal, project_id, Role.VIEWER)
+    if name is not None and "@" in name:
+        return [ModelVersionRead.model_validate(resolve(session, project_id, name))], None
+    if sort is not None:
+        return _by_evaluation_metric(session, project_id, page, name, sort), None
     rows, cursor = repository.list_for_project(session, project_id, page, name)
     return [ModelVersionRead.model_validate(r) for r in rows], cursor
+
+
+def _by_evaluation_metric(
+    session: Session, project_id: uuid.UUID, page: PageRequest, name: str | None, sort: str
+) -> list[ModelVersionRead]:
+    """The best ``page.limit`` versions of ``name`` by ``sort`` (``metric``: ascending,
+    ``-metric``: descending); versions whose latest evaluation lacks it come last."""
+    if name is None:
+        raise Unprocessable("sort needs name: versions are compared within one model.")
+    metric, descending = sort.removeprefix("-"), sort.startswith("-")
+    rows = repository.all_of_name(session, project_id, name)
+    latest = evaluations_repo.latest_completed_many(session, [r.id for r in rows])
+
+    def key(row: ModelVersion) -> tuple[bool, float]:
+        evaluation = latest.get(row.id)
+        value = evaluation.final_metrics.get(metric) if evaluation else None
+        if value is None or not math.isfinite(value):
+            return True, 0.0
+        return False, -value if descending else value
+
+    ranked = sorted(rows, key=key)[: page.limit]
+    return [ModelVersionRead.model_validate(r) for r in ranked]
 
 
 def _finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -143,7 +173,7 @@ def create_from_run(session: Session, run: TrainingRun) -> ModelVersionRead:
     model, created = _insert_next_version(
         session,
         project_id=run.project_id,
-        name=run.name,
+        name=str(run.spec.get("model_name") or run.name),
         artifact_uri=run.artifact_uri,
         framework=framework if isinstance(framework, str) else None,
         metrics=_finite_metrics(run.final_metrics or {}),

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.states import DeploymentStatus
+from app.domain.metrics.aggregates import FINITE
 from app.domain.metrics.models import MetricPoint
 from app.domain.optimizer.models import OptimizerDecision
 from app.domain.pagination import PageRequest, paginate
@@ -46,6 +47,7 @@ def window_points(
             MetricPoint.name.in_(names),
             MetricPoint.timestamp >= since,
             MetricPoint.timestamp < until,
+            *FINITE,
         )
         .order_by(MetricPoint.timestamp)
     ).all()

@@ -14,10 +14,13 @@ from app.domain.outbox.models import OutboxMessage
 # Topics, each relayed to one Celery task (workers/tasks/outbox.py).
 RUN_SUBMIT = "run.submit"
 RUN_STOP = "run.stop"
+EVALUATION_SUBMIT = "evaluation.submit"
+EVALUATION_STOP = "evaluation.stop"
 DEPLOYMENT_CREATE = "deployment.create"
 DEPLOYMENT_UPDATE = "deployment.update"
 DEPLOYMENT_DELETE = "deployment.delete"
 WEBHOOK_DELIVER = "webhook.deliver"
+DEPLOYMENT_ROLL = "deployment.roll"
 
 
 def enqueue(session: Session, topic: str, **payload: str) -> OutboxMessage:

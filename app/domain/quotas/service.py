@@ -73,6 +73,12 @@ def committed_usd(session: Session, project_id: uuid.UUID) -> float:
     return total
 
 
+def check_evaluation(session: Session, project: Project, spec: RunSpec) -> None:
+    """Refuse an evaluation whose longest run would take the project over budget (409)."""
+    seconds = spec.instance_count * spec.max_runtime_seconds
+    check_budget(session, project, _usd(spec.instance_type, seconds), "This evaluation")
+
+
 def check_budget(session: Session, project: Project, projected_usd: float, what: str) -> None:
     """409 ``budget_exceeded`` when ``projected_usd`` more would take the project over budget."""
     if project.budget_usd is None or projected_usd <= 0:

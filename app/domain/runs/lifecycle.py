@@ -18,8 +18,10 @@ from app.backends.base import JobState, JobStatus, MetricDefinition, MetricPage,
 from app.backends.naming import job_name
 from app.clock import utcnow
 from app.domain.bundles import service as bundles
+from app.domain.jobs import JobKind
 from app.domain.metrics import repository as metrics_repo
 from app.domain.model_versions import service as model_versions
+from app.domain.outbox import service as outbox
 from app.domain.projects import repository as projects_repo
 from app.domain.quotas import service as quotas
 from app.domain.runs import repository
@@ -50,9 +52,21 @@ def build_job_spec(
     run: TrainingRun, role_arn: str | None, code_uri: str | None = None
 ) -> TrainingJobSpec:
     """The backend's view of a run's spec (``code_uri``: where its code bundle is stored)."""
-    spec = run.spec
+    tags = {"stratus:project-id": str(run.project_id), "stratus:run-id": str(run.id)}
+    return job_spec(job_name(run.id), run.spec, role_arn, code_uri, tags)
+
+
+def job_spec(
+    name: str,
+    spec: dict[str, Any],
+    role_arn: str | None,
+    code_uri: str | None,
+    tags: dict[str, str],
+    model_uri: str | None = None,
+) -> TrainingJobSpec:
+    """A job's backend spec from a stored spec (a run's, or an evaluation's)."""
     return TrainingJobSpec(
-        job_name=job_name(run.id),
+        job_name=name,
         instance_type=spec.get("instance_type", "local"),
         instance_count=int(spec.get("instance_count", 1)),
         max_runtime_seconds=int(spec.get("max_runtime_seconds", 86400)),
@@ -74,13 +88,18 @@ def build_job_spec(
         max_wait_seconds=spec.get("max_wait_seconds"),
         # The project's role, never one from the spec (rows older than this rule may hold one).
         role_arn=role_arn,
-        tags={"stratus:project-id": str(run.project_id), "stratus:run-id": str(run.id)},
+        tags=tags,
+        model_uri=model_uri,
     )
 
 
-def prepare_submit(session: Session, run_id: uuid.UUID, settings: Settings) -> SubmitPlan | None:
+def prepare_submit(
+    session: Session, run_id: uuid.UUID, settings: Settings, kind: JobKind | None = None
+) -> SubmitPlan | None:
     """Claim a pending run for submission (pending -> submitting); None when nothing to do."""
-    run = repository.get(session, run_id)
+    kind = kind or RUNS
+    transition = kind.transition
+    run = kind.rows.get(session, run_id)
     if run is None or run.status not in (S.PENDING, S.SUBMITTING):
         return None
     retry = run.status == S.SUBMITTING
@@ -98,27 +117,33 @@ def prepare_submit(session: Session, run_id: uuid.UUID, settings: Settings) -> S
     if role and role not in settings.backends.sagemaker.role_allow_list and not retry:
         # Allowed when an owner chose it, since taken off the admin's list: never assume it.
         record_submit_failed(
-            session, run.id, f"the project's role {role} is no longer allowed by the admin"
+            session, run.id, f"the project's role {role} is no longer allowed by the admin", kind
         )
         return None
     role = role or settings.backends.sagemaker.role_arn
-    return SubmitPlan(run.id, run.backend, build_job_spec(run, role, code), retry)
+    return SubmitPlan(run.id, run.backend, kind.build_spec(session, run, role, code), retry)
 
 
-def record_submitted(session: Session, run_id: uuid.UUID, external_id: str) -> bool:
+def record_submitted(
+    session: Session, run_id: uuid.UUID, external_id: str, kind: JobKind | None = None
+) -> bool:
     """The job exists: submitting -> running. True when a stop arrived meanwhile."""
-    if transition(session, run_id, S.SUBMITTING, S.RUNNING, external_id=external_id):
+    kind = kind or RUNS
+    if kind.transition(session, run_id, S.SUBMITTING, S.RUNNING, external_id=external_id):
         return False
     # Stopped while submitting: keep the job id so the stop reaches the job. (A late duplicate
     # of a submit that already landed finds the run running: nothing to do.)
-    return repository.guarded_update(session, run_id, S.STOPPING, {"external_id": external_id})
+    return kind.rows.guarded_update(session, run_id, S.STOPPING, {"external_id": external_id})
 
 
-def record_submit_failed(session: Session, run_id: uuid.UUID, reason: str) -> None:
+def record_submit_failed(
+    session: Session, run_id: uuid.UUID, reason: str, kind: JobKind | None = None
+) -> None:
     """The backend refused the job for good: submitting -> failed (stopping -> stopped)."""
-    if not transition(session, run_id, S.SUBMITTING, S.FAILED, failure_reason=reason[:4000]):
+    kind = kind or RUNS
+    if not kind.transition(session, run_id, S.SUBMITTING, S.FAILED, failure_reason=reason[:4000]):
         # A stop arrived while submitting: no job exists, so the stop is complete.
-        transition(session, run_id, S.STOPPING, S.STOPPED, status_reason=reason[:4000])
+        kind.transition(session, run_id, S.STOPPING, S.STOPPED, status_reason=reason[:4000])
 
 
 @dataclass(frozen=True)
@@ -133,12 +158,17 @@ class InFlightPage:
 
 
 def in_flight_page(
-    session: Session, backend: str, after: uuid.UUID | None, limit: int
+    session: Session,
+    backend: str,
+    after: uuid.UUID | None,
+    limit: int,
+    kind: JobKind | None = None,
 ) -> InFlightPage:
     """The next ``limit`` in-flight runs of a backend after ``after`` (by id)."""
-    runs = repository.list_in_flight(session, backend, limit, after)
+    kind = kind or RUNS
+    runs = kind.list_in_flight(session, backend, limit, after)
     return InFlightPage(
-        known={job_name(r.id): (r.id, KNOWN_STATE[S(r.status)]) for r in runs},
+        known={kind.job_name(r.id): (r.id, KNOWN_STATE[S(r.status)]) for r in runs},
         # Submitting runs too: a short job may end before a poll sees it running, and the poll
         # that sees it end must still pull every point it printed.
         cursors={
@@ -151,9 +181,13 @@ def in_flight_page(
     )
 
 
-def apply_job_status(session: Session, run_id: uuid.UUID, job: JobStatus) -> bool:
+def apply_job_status(
+    session: Session, run_id: uuid.UUID, job: JobStatus, kind: JobKind | None = None
+) -> bool:
     """Move the run to what the backend reports; False when it had already moved on."""
-    run = repository.get(session, run_id)
+    kind = kind or RUNS
+    transition = kind.transition
+    run = kind.rows.get(session, run_id)
     if run is None or run.status not in KNOWN_STATE:
         return False
     current = S(run.status)
@@ -171,9 +205,9 @@ def apply_job_status(session: Session, run_id: uuid.UUID, job: JobStatus) -> boo
                 started_at=job.started_at or utcnow(),
                 **details,
             )
-        return bool(details) and repository.guarded_update(session, run.id, current, details)
+        return bool(details) and kind.rows.guarded_update(session, run.id, current, details)
     if job.state == JobState.COMPLETED:
-        return _complete(session, run, current, job, details)
+        return _complete(session, run, current, job, details, kind)
     if current in (S.SUBMITTING, S.RUNNING) and job.state == JobState.STOPPED:
         # Stopped by the backend itself (max runtime, max wait, its console): a stop always
         # passes through stopping in the state machine.
@@ -192,18 +226,20 @@ def apply_job_status(session: Session, run_id: uuid.UUID, job: JobStatus) -> boo
 
 def _complete(
     session: Session,
-    run: TrainingRun,
+    run: Any,
     current: RunStatus,
     job: JobStatus,
     details: dict[str, Any],
+    kind: JobKind,
 ) -> bool:
     final = {k: float(v) for k, v in job.final_metrics.items()}
-    if not transition(
+    if kind.produces_model:
+        details = {**details, "artifact_uri": job.artifact_uri}
+    if not kind.transition(
         session,
         run.id,
         current,
         S.COMPLETED,
-        artifact_uri=job.artifact_uri,
         final_metrics=final,
         ended_at=job.ended_at or utcnow(),
         **details,
@@ -219,19 +255,26 @@ def _complete(
         metrics_repo.add_many(
             session,
             run.project_id,
-            "run",
+            kind.noun,
             run.id,
             [(name, None, at, final[name]) for name in sorted(missing)],
         )
     session.refresh(run)
-    if run.artifact_uri:
-        model_versions.create_from_run(session, run)
+    kind.on_complete(session, run)
     return True
 
 
-def store_training_metrics(session: Session, run_id: uuid.UUID, page: MetricPage) -> int:
+def _register_model(session: Session, run: TrainingRun) -> None:
+    if run.artifact_uri:
+        model_versions.create_from_run(session, run)
+
+
+def store_training_metrics(
+    session: Session, run_id: uuid.UUID, page: MetricPage, kind: JobKind | None = None
+) -> int:
     """Store live metric points and move the run's cursor past them, in one transaction."""
-    run = repository.get(session, run_id)
+    kind = kind or RUNS
+    run = kind.rows.get(session, run_id)
     if run is None:
         return 0
     points = page.points
@@ -241,7 +284,7 @@ def store_training_metrics(session: Session, run_id: uuid.UUID, page: MetricPage
         metrics_repo.add_many(
             session,
             run.project_id,
-            "run",
+            kind.noun,
             run.id,
             [(p.name, p.step, p.timestamp, p.value) for p in points],
         )
@@ -250,7 +293,7 @@ def store_training_metrics(session: Session, run_id: uuid.UUID, page: MetricPage
     return len(points)
 
 
-def _admitted_names(session: Session, run: TrainingRun, names: Collection[str]) -> set[str]:
+def _admitted_names(session: Session, run: Any, names: Collection[str]) -> set[str]:
     """The names that fit the run's metric-name quota; the rest are dropped with a note."""
     allowed, dropped = quotas.admit_metric_names(session, run.id, names)
     if dropped:
@@ -265,3 +308,29 @@ def job_statuses_to_apply(
 ) -> Sequence[tuple[uuid.UUID, JobStatus]]:
     """Pair each reported job with its run; foreign jobs are ignored."""
     return [(known[name][0], job) for name, job in reported.items() if name in known]
+
+
+def _build_run_spec(
+    session: Session,  # noqa: ARG001
+    run: TrainingRun,
+    role_arn: str | None,
+    code_uri: str | None,
+) -> TrainingJobSpec:
+    return build_job_spec(run, role_arn, code_uri)
+
+
+RUNS = JobKind(
+    noun="run",
+    produces_model=True,
+    rows=repository.ROWS,
+    transition=transition,
+    job_name=job_name,
+    list_in_flight=repository.list_in_flight,
+    build_spec=_build_run_spec,
+    on_complete=_register_model,
+    stop_topic=outbox.RUN_STOP,
+    submit=lambda backend, spec: backend.submit_training(spec),
+    describe=lambda backend, known, since: backend.describe_jobs(known, since),
+    stop=lambda backend, name: backend.stop_training(name),
+    fetch_metrics=lambda backend, name, cursor: backend.fetch_training_metrics(name, cursor),
+)

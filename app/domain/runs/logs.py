@@ -25,7 +25,13 @@ def read_logs(
 ) -> LogPage:
     """The job's log lines after ``cursor``, oldest first; ends the session's transaction
     before the backend is asked, so no connection is held while it reads."""
-    target = service.log_target(session, principal, run_id)
+    return read_job_logs(session, service.log_target(session, principal, run_id), cursor, limit)
+
+
+def read_job_logs(
+    session: Session, target: tuple[str, str] | None, cursor: str | None, limit: int
+) -> LogPage:
+    """The log of job ``target`` (backend, job name) after ``cursor``; None: not submitted."""
     session.close()
     if target is None:  # not submitted yet
         return LogPage(lines=[], next_cursor=cursor)

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.domain.lifecycle import StatusRepository
 from app.domain.pagination import PageRequest, decode_cursor, encode_cursor
 from app.domain.runs.models import TrainingRun
 from app.domain.runs.states import ACTIVE, RunStatus
@@ -80,17 +81,14 @@ def count_active(session: Session, project_id: uuid.UUID) -> int:
     )
 
 
+ROWS = StatusRepository(TrainingRun)
+
+
 def guarded_update(
     session: Session, run_id: uuid.UUID, expected: RunStatus, values: dict[str, Any]
 ) -> bool:
     """``UPDATE … WHERE id = :id AND status = :expected``; False when the row moved on."""
-    result = session.execute(
-        update(TrainingRun)
-        .where(TrainingRun.id == run_id, TrainingRun.status == expected)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return ROWS.guarded_update(session, run_id, expected, values)
 
 
 def list_in_flight(

@@ -133,6 +133,12 @@ class RunSpec(WriteModel):
         max_length=100,
         description="Environment variables of the job; viewers see the names only.",
     )
+    model_name: str | None = Field(
+        default=None,
+        pattern=NAME,
+        description="The registered model the run's artifact becomes a version of "
+        "(default: the run's name).",
+    )
 
     @field_validator("entrypoint")
     @classmethod
@@ -217,35 +223,14 @@ def masked_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "environment": dict.fromkeys(environment, MASKED)}
 
 
-class RunRead(ReadModel):
-    id: uuid.UUID = Field(description="The run's id.")
-    project_id: uuid.UUID = Field(description="The project that owns it.")
-    name: str = Field(description="Its name.")
-    backend: str = Field(
-        description="Where it runs: `local`, `sagemaker` or `external` (tracked from your code)."
-    )
+class BilledJob(ReadModel):
+    """A batch job's cost, from its spec, times and what the backend billed."""
+
     spec: dict[str, Any] = Field(
-        description="What it trains and on what (environment values masked for viewers)."
+        description="What it runs and on what (environment values masked for viewers)."
     )
-    status: RunStatus = Field(
-        description="`pending`, `submitting`, `running`, `stopping`, `completed`, `failed` "
-        "or `stopped`."
-    )
-    status_reason: str | None = Field(
-        description="Why it is in this status, when there is more to say."
-    )
-    external_id: str | None = Field(description="The job's id on the backend.")
-    failure_reason: str | None = Field(description="Why it failed.")
-    final_metrics: dict[str, float] = Field(description="Metrics at the end of the run.")
-    artifact_uri: str | None = Field(description="Where the trained model went.")
-    created_by: uuid.UUID | None = Field(description="The key that created it.")
-    created_at: datetime = Field(description="When it was created (UTC).")
-    updated_at: datetime = Field(description="When it last changed (UTC).")
     started_at: datetime | None = Field(description="When it started running (UTC).")
     ended_at: datetime | None = Field(description="When it ended (UTC).")
-    secondary_status: str | None = Field(
-        default=None, description="The backend's finer-grained status, e.g. `Downloading`."
-    )
     billable_seconds: float | None = Field(
         default=None, description="Seconds the backend bills, once it reports them."
     )
@@ -264,3 +249,30 @@ class RunRead(ReadModel):
     def cost_usd(self) -> float | None:
         """instance_seconds at the instance type's price (None when the type has no price)."""
         return priced(str(self.spec.get("instance_type", "local")), self.instance_seconds)
+
+
+class RunRead(BilledJob):
+    id: uuid.UUID = Field(description="The run's id.")
+    project_id: uuid.UUID = Field(description="The project that owns it.")
+    name: str = Field(description="Its name.")
+    backend: str = Field(
+        description="Where it runs: `local`, `sagemaker`, `vertex`, `azureml`, `watsonx` or "
+        "`external` (tracked from your code)."
+    )
+    status: RunStatus = Field(
+        description="`pending`, `submitting`, `running`, `stopping`, `completed`, `failed` "
+        "or `stopped`."
+    )
+    status_reason: str | None = Field(
+        description="Why it is in this status, when there is more to say."
+    )
+    external_id: str | None = Field(description="The job's id on the backend.")
+    failure_reason: str | None = Field(description="Why it failed.")
+    final_metrics: dict[str, float] = Field(description="Metrics at the end of the run.")
+    artifact_uri: str | None = Field(description="Where the trained model went.")
+    created_by: uuid.UUID | None = Field(description="The key that created it.")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    updated_at: datetime = Field(description="When it last changed (UTC).")
+    secondary_status: str | None = Field(
+        default=None, description="The backend's finer-grained status, e.g. `Downloading`."
+    )

@@ -15,6 +15,7 @@ from app.domain.access import Principal, Role, authorize, visible
 from app.domain.audit import service as audit
 from app.domain.bundles import service as bundles
 from app.domain.events import subjects as events
+from app.domain.lifecycle import guarded_transition
 from app.domain.outbox import service as outbox
 from app.domain.pagination import PageRequest
 from app.domain.projects import repository as projects_repo
@@ -23,7 +24,7 @@ from app.domain.quotas import service as quotas
 from app.domain.runs import external, repository
 from app.domain.runs.models import TrainingRun
 from app.domain.runs.schemas import EXTERNAL, RunCreate, RunRead, masked_spec
-from app.domain.runs.states import TERMINAL, RunStatus, check_transition
+from app.domain.runs.states import MACHINE, TERMINAL, RunStatus
 from app.domain.runs.validation import validate_run_spec
 from app.errors import Conflict, NotFound
 from app.settings import Settings
@@ -161,24 +162,16 @@ def transition(
     API stop, pollers and backends all write status through here, so the state machine
     and the timestamps stay consistent.
     """
-    check_transition(expected, target)
     now = utcnow()
-    values = {"status": target, "updated_at": now, **values}
+    values = {"updated_at": now, **values}
     if target == RunStatus.RUNNING:
         values.setdefault("started_at", now)
     if target in TERMINAL:
         values.setdefault("ended_at", now)
-    moved = repository.guarded_update(session, run_id, expected, values)
+    moved = guarded_transition(session, MACHINE, repository.ROWS, run_id, expected, target, values)
     if moved:
         events.run_status(session, run_id, target)
     return moved
-
-
-def record_backend_unavailable(session: Session, run_id: uuid.UUID, reason: str) -> None:
-    """Say on the run why it is still waiting (no status change)."""
-    run = repository.get(session, run_id)
-    if run is not None and run.status_reason != reason:
-        run.status_reason = reason
 
 
 def log_target(session: Session, principal: Principal, run_id: uuid.UUID) -> tuple[str, str] | None:

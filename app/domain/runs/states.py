@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from app.errors import Conflict
+from app.domain.lifecycle import Machine
 
 
 class RunStatus(StrEnum):
@@ -29,15 +29,8 @@ ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
     S.FAILED: frozenset(),
     S.STOPPED: frozenset(),
 }
-TERMINAL = frozenset(s for s, nxt in ALLOWED.items() if not nxt)
+MACHINE = Machine("run", ALLOWED)
+TERMINAL = MACHINE.terminal
 ACTIVE = frozenset(RunStatus) - TERMINAL
-
-
-def can_transition(current: RunStatus, target: RunStatus) -> bool:
-    return target in ALLOWED[current]
-
-
-def check_transition(current: RunStatus, target: RunStatus) -> None:
-    """Raise 409 when ``current -> target`` is not an allowed move."""
-    if not can_transition(current, target):
-        raise Conflict(f"A run cannot go from {current} to {target}.", code="invalid_transition")
+can_transition = MACHINE.can
+check_transition = MACHINE.check

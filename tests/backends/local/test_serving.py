@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -293,3 +294,30 @@ def test_the_default_hooks_serve_a_scikit_learn_model(
     assert tfserving_predict(backend, "iris-1", [[5.1, 3.5, 1.4, 0.2]]) == [0]
     csv = backend.invoke("iris-1", b"6.7,3.0,5.2,2.3\n", "text/csv")
     assert json.loads(csv.body) == [2]
+
+
+def test_rolling_to_another_model_fails_no_request(
+    serving: LocalBackend, recommender_artifact: Path
+) -> None:
+    newer = recommender_artifact.with_name("model-v2.tar.gz")
+    shutil.copyfile(recommender_artifact, newer)
+    with Client(serving) as client:
+        wait_for(lambda: client.ok > 20)
+        status = serving.update_endpoint_model(_spec(newer, count=2))
+        assert status.state == EndpointState.UPDATING
+        _in_service(serving, 2)
+        served_after = client.ok
+        wait_for(lambda: client.ok > served_after + 20)
+    assert client.errors == []
+    models = {r["model"] for r in _registry(serving)}
+    assert len(models) == 1
+    assert models != {"model"}  # the replicas serve the new model's directory
+    kinds = [e["event"] for e in _events(serving)]
+    assert kinds.count("replica_started") == 3  # the first, then two of the new model
+    assert kinds.count("replica_draining") == 1  # the old one, once the new ones were ready
+    # Asked again (a retried task), nothing changes; rolling back to the first model works too.
+    again = serving.update_endpoint_model(_spec(newer, count=2))
+    assert (again.state, again.current_instances) == (EndpointState.IN_SERVICE, 2)
+    serving.update_endpoint_model(_spec(recommender_artifact, count=1))
+    _in_service(serving, 1)
+    assert {r["model"] for r in _registry(serving)} == {"model"}
