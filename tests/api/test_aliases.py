@@ -157,3 +157,22 @@ def test_models_sorted_by_an_evaluation_metric(client: TestClient, versions: Any
     worst = client.get(path, params={"name": "recs", "sort": "ndcg_at_10"}, headers=key.headers)
     assert [m["id"] for m in worst.json()["items"]] == [str(v2.id), str(v1.id), str(v3.id)]
     assert client.get(path, params={"sort": "ndcg_at_10"}, headers=key.headers).status_code == 422
+
+
+def test_alias_moves_and_removals_are_events(client: TestClient, versions: Any) -> None:
+    key, viewer, project, (v1, v2, _v3) = versions
+    path = _path(project)
+    assert client.put(path, json={"version": 1, "requires": GATE}, headers=key.headers).is_success
+    assert client.put(path, json={"version": 2}, headers=key.headers).status_code == 409
+    assert client.delete(path, headers=key.headers).status_code == 204
+    listed = client.get(
+        f"/v1/projects/{project.id}/events", params={"type": "alias."}, headers=viewer.headers
+    )
+    assert listed.status_code == 200, listed.text
+    events = sorted(listed.json()["items"], key=lambda e: e["id"])
+    # The refused move left no event; the move names the version, the removal what it named.
+    assert [e["type"] for e in events] == ["alias.moved", "alias.deleted"]
+    assert [e["subject_id"] for e in events] == [str(v1.id), str(v1.id)]
+    assert events[0]["data"]["version"] == 1
+    assert events[0]["data"]["requires"] == GATE
+    assert events[1]["data"]["alias"] == "recs@production"

@@ -18,6 +18,7 @@ from app.domain.aliases.schemas import AliasRead, AliasSet
 from app.domain.audit import service as audit
 from app.domain.deployments import service as deployments
 from app.domain.evaluations import repository as evaluations_repo
+from app.domain.events.service import record_event
 from app.domain.model_versions import repository as models_repo
 from app.domain.model_versions.models import ModelVersion
 from app.errors import Conflict, NotFound
@@ -105,7 +106,10 @@ def set_alias(
         "rolled_deployments": rolled,
     }
     audit.record(session, principal, "alias.move", "model_alias", ref, project_id, details)
-    return _read(row, model)
+    read = _read(row, model)
+    # The subject is the version the alias now names; `data` is the alias as the API shows it.
+    record_event(session, "alias.moved", project_id, model.id, read)
+    return read
 
 
 def _existing(session: Session, project_id: uuid.UUID, name: str, alias: str) -> ModelAlias:
@@ -137,3 +141,4 @@ def delete_alias(
     session.delete(row)
     ref = f"{name}@{alias}"
     audit.record(session, principal, "alias.delete", "model_alias", ref, project_id, details)
+    record_event(session, "alias.deleted", project_id, row.model_version_id, details)
