@@ -189,15 +189,23 @@ def _background(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[None
             proc.wait()
 
 
-def deploy_recommender(url: str, key: str) -> str:
-    """Train the recommender briefly and deploy it with 2 replicas; the deployment id."""
-    from app.demo import Demo
+@contextmanager
+def recommender(url: str, key: str) -> Iterator[str]:
+    """The recommender, trained briefly and deployed with 2 replicas: its deployment id. The
+    project is deleted on exit, so no replica outlives the benchmark."""
+    from app.demo import Demo, DemoFailed
 
     demo = Demo(url, key)
     project_id = demo.create_project()
-    run = demo.train(project_id, epochs=3)
-    model = demo.model_of(project_id, run["id"])
-    return str(demo.deploy(project_id, model["id"], 2)["id"])
+    try:
+        run = demo.train(project_id, epochs=3)
+        model = demo.model_of(project_id, run["id"])
+        yield str(demo.deploy(project_id, model["id"], 2)["id"])
+    finally:
+        try:
+            demo.clean_up(project_id)
+        except DemoFailed as failure:
+            print(f"could not clean up: {failure}", file=sys.stderr)  # noqa: T201
 
 
 def replica_ports(work_dir: Path, deployment_id: str) -> list[int]:
@@ -215,8 +223,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="direct/Stratus turns")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="stratus-invoke-"))
-    with production_stack(args.workers, logs) as (port, key, work_dir):
-        deployment_id = deploy_recommender(f"http://127.0.0.1:{port}", key)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop what was started, then exit
+    with (
+        production_stack(args.workers, logs) as (port, key, work_dir),
+        recommender(f"http://127.0.0.1:{port}", key) as deployment_id,
+    ):
         ports = replica_ports(work_dir, deployment_id)
         direct = [(p, request_bytes("/invocations", None)) for p in ports]
         via = [(port, request_bytes(f"/v1/deployments/{deployment_id}/invocations", key))]

@@ -256,3 +256,12 @@ class Backend(Protocol):
     def fetch_logs(self, job_name: str, cursor: str | None, limit: int) -> LogPage:
         """Up to ``limit`` log lines of the job after ``cursor`` (None: from the start)."""
         ...
+
+
+@runtime_checkable
+class AsyncInvoker(Protocol):
+    """A backend that can also serve a request on the caller's event loop (no thread)."""
+
+    async def invoke_async(self, endpoint_name: str, body: bytes, content_type: str) -> Invocation:
+        """``Backend.invoke``, awaited."""
+        ...

@@ -50,7 +50,7 @@ class LocalBackend:
             sandbox.lock_down(self.sandbox)
         self.jobs = LocalJobs(self.work_dir, settings, roots, self.sandbox)
         self.endpoints = LocalEndpoints(self.work_dir, local, roots, self.sandbox)
-        self.router = Router(local.invoke_timeout_s)
+        self.router = Router(local.invoke_timeout_s, settings.serving.replica_max_connections)
 
     def close(self) -> None:
         """Release the router's connections."""
@@ -105,6 +105,11 @@ class LocalBackend:
         endpoint_dir = self.endpoints.serving_dir(endpoint_name)
         return self.router.invoke(endpoint_name, endpoint_dir, body, content_type)
 
+    async def invoke_async(self, endpoint_name: str, body: bytes, content_type: str) -> Invocation:
+        """``invoke`` on the running event loop, for the API's invocation route."""
+        endpoint_dir = self.endpoints.serving_dir(endpoint_name)
+        return await self.router.invoke_async(endpoint_name, endpoint_dir, body, content_type)
+
     def fetch_endpoint_metrics(
         self, endpoint_name: str, start: datetime, end: datetime, period_s: int
     ) -> Sequence[MetricSample]:
@@ -114,6 +119,7 @@ class LocalBackend:
         endpoint_dir = self.endpoints.endpoint_dir(endpoint_name)
         if not endpoint_dir.exists():
             return []
+        self.router.recorder.flush()  # this process's requests count at once
         return stats.aggregate(endpoint_dir, start, end, period_s)
 
 
