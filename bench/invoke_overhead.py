@@ -220,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="API workers")
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="direct/Stratus turns")
+    parser.add_argument("--rounds", type=int, default=8, help="direct/Stratus turns")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="stratus-invoke-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop what was started, then exit
