@@ -35,7 +35,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import PG, ROOT, free_port, scratch_database, server
+from bench.support import PG, ROOT, background, free_port, scratch_database, server
 
 REDIS = os.environ.get("STRATUS_BENCH_REDIS", "redis://127.0.0.1:6379/13")
 PEPPER = "bench-pepper-0123456789abcdef"
@@ -163,30 +163,12 @@ def production_stack(workers: int, logs: Path) -> Iterator[tuple[int, str, Path]
         celery = [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app"]
         worker = [*celery, "worker", "--pool=threads", "--concurrency=4", "--loglevel=WARNING"]
         beat = [*celery, "beat", "--scheduler", "workers.beat:GuardedScheduler"]
-        stack.enter_context(_background(worker, env, logs / "worker.log"))
-        stack.enter_context(_background(beat, env, logs / "beat.log"))
+        stack.enter_context(background(worker, env, logs / "worker.log"))
+        stack.enter_context(background(beat, env, logs / "beat.log"))
         port = free_port()
         api = [STRATUS, "api", "--port", str(port)]
         stack.enter_context(server([*api, "--workers", str(workers)], env, port, logs / "api.log"))
         yield port, key, (data_dir / "local").resolve()
-
-
-@contextmanager
-def _background(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
-    """A process group that listens nowhere (worker, beat), stopped on exit."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603
-            cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @contextmanager

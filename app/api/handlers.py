@@ -137,7 +137,7 @@ def install(app: FastAPI) -> None:
         )
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        # Down, restarting, cut off or out of connections: nothing was stored, try again.
+        # Down, restarting, cut off or out of connections: a retry later may well succeed.
         if not unreachable(exc):
             return internal_error(request)
         log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)

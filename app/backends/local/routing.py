@@ -32,6 +32,7 @@ REREAD_PAUSE_S = 0.05
 # Idle pooled connections are dropped before a replica closes them (serving.IDLE_S), so a
 # request is rarely sent on a connection the replica is closing (and is retried when it is).
 KEEPALIVE_S = IDLE_S / 2
+RECHECK_S = 0.05  # how long a reading of an endpoint's registry is used without a stat()
 
 
 class Router:
@@ -51,7 +52,8 @@ class Router:
         self._max_connections = max_connections
         self._timeout_s = timeout_s
         self._turn = itertools.count()
-        self._cache: dict[Path, tuple[tuple[int, int, int], list[int]]] = {}
+        # Registry readings: (mtime, inode, size), when checked, ready ports.
+        self._cache: dict[Path, tuple[tuple[int, int, int], float, list[int]]] = {}
         self._lock = threading.Lock()
         self.recorder = stats.Recorder()
 
@@ -62,20 +64,26 @@ class Router:
 
     def ready_ports(self, endpoint_dir: Path, *, fresh: bool = False) -> list[int]:
         """Ports of the ready replicas, from the registry the controller writes."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(endpoint_dir)
+        # Within RECHECK_S the last reading stands: a replica drained meanwhile still answers
+        # (it lingers) or says "try another", and a retry reads afresh.
+        if cached is not None and not fresh and now - cached[1] < RECHECK_S:
+            return cached[2]
         path = endpoint_dir / "registry.json"
         try:
             info = os.stat(path)
         except FileNotFoundError:
             return []
         key = (info.st_mtime_ns, info.st_ino, info.st_size)
-        with self._lock:
-            cached = self._cache.get(endpoint_dir)
         if cached is not None and cached[0] == key and not fresh:
-            return cached[1]
-        entries = (read_json(path) or {}).get("replicas", [])
-        ports = [int(e["port"]) for e in entries if e.get("state") == READY]
+            ports = cached[2]
+        else:
+            entries = (read_json(path) or {}).get("replicas", [])
+            ports = [int(e["port"]) for e in entries if e.get("state") == READY]
         with self._lock:
-            self._cache[endpoint_dir] = (key, ports)
+            self._cache[endpoint_dir] = (key, now, ports)
         return ports
 
     def _order(self, endpoint_dir: Path, attempt: int, tried: set[int]) -> list[int]:

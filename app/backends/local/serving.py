@@ -107,15 +107,18 @@ class ReplicaRequest(BaseHTTPRequestHandler):
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = ""
-        self.send_response(status, phrase)
-        self.send_header("Content-Type", media)
-        self.send_header("Content-Length", str(len(body)))
+        head = [
+            f"HTTP/1.1 {status} {phrase}",
+            f"Content-Type: {media}",
+            f"Content-Length: {len(body)}",
+        ]
         if retry:
-            self.send_header(RETRY_HEADER, "1")
+            head.append(f"{RETRY_HEADER}: 1")
         if self.server.draining:
-            self.send_header("Connection", "close")  # sets close_connection
-        self.end_headers()
-        self.wfile.write(body)
+            head.append("Connection: close")
+            self.close_connection = True
+        # One write for the head and the body: one segment for the caller to wait for.
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
         """Requests are measured by the router; one log line each would only fill the disk."""
