@@ -38,11 +38,11 @@ class InvocationFastPath:
             if scope["type"] == "http" and scope["method"] == "POST"
             else None
         )
-        target = None if matched is None else self._target(scope, matched.group(1))
+        headers: dict[bytes, bytes] = {} if matched is None else dict(scope["headers"])
+        target = None if matched is None else self._target(headers, matched.group(1))
         if target is None:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", DEFAULT_TYPE).decode("latin-1")
         body = await _body(receive)
         if body is None:  # the client went away: nothing to send, nothing to answer
@@ -56,12 +56,12 @@ class InvocationFastPath:
             return
         await _reply(send, answer.status_code, answer.body, answer.content_type.encode())
 
-    def _target(self, scope: Scope, raw_id: str) -> Target | None:
+    def _target(self, headers: dict[bytes, bytes], raw_id: str) -> Target | None:
         try:
             deployment_id = uuid.UUID(raw_id)
         except ValueError:
             return None
-        authorization = dict(scope["headers"]).get(b"authorization")
+        authorization = headers.get(b"authorization")
         if authorization is None:
             return None
         scheme, _, secret = authorization.decode("latin-1").partition(" ")
