@@ -34,6 +34,7 @@ from app.domain.access import Role
 from tests.backends.local.conftest import wait_for
 from tests.conftest import REDIS_URL, scratch_database
 from tests.factories import PEPPER, make_deployment, make_key, make_project
+from tests.test_embedded import _free_port
 
 pytestmark = pytest.mark.slow
 REQUEST = {"user": 3, "k": 5}
@@ -181,13 +182,6 @@ def api(tmp_path: Path, backend: LocalBackend) -> Iterator[Stack]:
             process.terminate()
             process.wait(timeout=20)
             proxy.cut()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _answers(url: str) -> bool:
