@@ -13,10 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.domain.access import Role
+from app.domain.api_keys.service import hash_secret
 from app.domain.deployments.route_cache import routes
 from app.main import create_app
 from app.settings import Settings
-from tests.factories import Key, make_deployment, make_key, make_project
+from tests.factories import PEPPER, Key, make_deployment, make_key, make_project
 
 TTL_S = 0.3
 BODY = {"user": 7, "k": 10}
@@ -64,7 +65,11 @@ def test_a_revoked_key_is_refused_at_once(api: TestClient, db: Session) -> None:
     admin, editor = make_key(db, admin=True), make_key(db)
     deployment_id = _deployment(db, (editor, Role.EDITOR))
     assert _invoke(api, deployment_id, editor) == 409
+    key_hash = hash_secret(editor.secret, PEPPER)
+    assert routes.stale((key_hash, deployment_id), 3600) is not None
     assert api.delete(f"/v1/api-keys/{editor.id}", headers=admin.headers).status_code == 204
+    # Gone from the fallback too: a database outage now cannot bring it back.
+    assert routes.stale((key_hash, deployment_id), 3600) is None
     assert _invoke(api, deployment_id, editor) == 401
 
 

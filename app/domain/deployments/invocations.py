@@ -22,6 +22,7 @@ from app.backends.base import AsyncInvoker, BackendError, Invocation, ModelError
 from app.db import UNREACHABLE, unit_of_work, unreachable
 from app.domain.access import Principal
 from app.domain.api_keys import service as api_keys
+from app.domain.api_keys.cache import principals
 from app.domain.backend_calls import backend_named, http_error
 from app.domain.deployments import service
 from app.domain.deployments.route_cache import RouteKey, Target, routes
@@ -37,6 +38,8 @@ from app.settings import Settings
 
 log = logging.getLogger("stratus.serving")
 INVALID_KEY = "The API key is not valid or has been revoked."
+# A key revoked through this process loses its routes at once, fallback included.
+principals.on_forget(routes.forget_key)
 
 
 @dataclass(frozen=True)

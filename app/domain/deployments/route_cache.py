@@ -74,6 +74,12 @@ class RouteCache:
         with self._lock:
             self._routes.pop(key, None)
 
+    def forget_key(self, key_hash: str) -> None:
+        """Drop every route of a revoked key, so no fallback can serve it."""
+        with self._lock:
+            for key in [k for k in self._routes if k[0] == key_hash]:
+                del self._routes[key]
+
     def database_failed(self) -> None:
         """Note that reading the database just failed: skip it for ``DB_BACKOFF_S``."""
         self._db_down_until = self._clock() + DB_BACKOFF_S
