@@ -97,6 +97,10 @@ class ServiceUnavailable(AppError):
     status, code, title = 503, "unavailable", "Service unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    code, title = "database_unavailable", "The database is unavailable"
+
+
 def problem_schema() -> dict[str, Any]:
     """OpenAPI schema for a problem+json response."""
     return {

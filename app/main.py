@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api import handlers, openapi
+from app.api.fast_invoke import InvocationFastPath
 from app.api.inputs import RejectUnstorableText
 from app.api.limits import BodySizeLimit
 from app.api.routes import (
@@ -87,6 +88,8 @@ def create_app(
     ):
         app.include_router(module.router)
     install_console(app)
+    # Innermost of the middlewares: the body limit and the NUL check apply to it as to all.
+    app.add_middleware(InvocationFastPath, settings=settings)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.api.max_body_bytes,

@@ -334,6 +334,22 @@ class ObservabilitySettings(BaseModel):
         return None if value == "" else value
 
 
+class ServingSettings(BaseModel):
+    """The invocation path: what each API process remembers to route without the database."""
+
+    # How long a caller's route to a deployment is reused before the database is asked again:
+    # the bound on how late a deployment's deletion, a status change or a lost membership
+    # reaches invocations on another API process. 0: ask on every request.
+    route_ttl_s: float = Field(default=2.0, ge=0, le=60)
+    # With the database unreachable, invocations to a deployment that was serving keep using
+    # its last known route for this long (0: refuse them with 503 like every other route).
+    stale_route_max_s: float = Field(default=300.0, ge=0)
+    # Connections each API process keeps to replicas of local endpoints.
+    replica_max_connections: int = Field(default=64, ge=1, le=10_000)
+    # What a 503 for an unreachable database or broker asks the client to wait.
+    retry_after_s: int = Field(default=5, ge=1, le=3600)
+
+
 class Settings(BaseSettings):
     """All Stratus configuration. Nested groups use ``__``: ``STRATUS_API__MAX_BODY_BYTES``."""
 
@@ -357,6 +373,7 @@ class Settings(BaseSettings):
     ui: UiSettings = UiSettings()
     webhooks: WebhookSettings = WebhookSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    serving: ServingSettings = ServingSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -60,6 +60,7 @@ def test_compose_commands(compose: dict[str, Any]) -> None:
     assert api[:2] == ["uvicorn", "app.main:app"]
     assert api[api.index("--port") + 1] == "8000"
     assert api[api.index("--host") + 1] == ALL_INTERFACES
+    assert api[api.index("--workers") + 1] == "${API_WORKERS:-2}"  # one per core, when set
     assert _command(services["worker"])[:4] == [*CELERY, "worker"]
     beat = _command(services["beat"])
     assert beat[:4] == [*CELERY, "beat"]

@@ -72,7 +72,8 @@ def _record_refusal(factory: sessionmaker[Session], exc: AppError) -> None:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def _bearer_secret(authorization: str | None) -> str:
+def bearer_secret(authorization: str | None) -> str:
+    """The key from ``Authorization: Bearer <key>``; 401 when the header is missing or other."""
     if not authorization:
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
     scheme, _, secret = authorization.partition(" ")
@@ -99,7 +100,7 @@ async def get_principal(
     A key seen in the last few seconds is answered from memory on the event loop; only a
     miss reads the database, in the threadpool.
     """
-    secret = _bearer_secret(authorization)
+    secret = bearer_secret(authorization)
     principal = api_keys.cached_principal(secret, settings.key_pepper)
     if principal is None:
         principal = await run_in_threadpool(_authenticate, factory, secret, settings.key_pepper)
@@ -108,6 +109,17 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_secret(
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> str:
+    """The presented key, unchecked (401 only when missing): for a route whose service
+    authenticates it together with what it reads (the invocation path)."""
+    return bearer_secret(authorization)
+
+
+SecretDep = Annotated[str, Depends(get_secret)]
 
 
 async def get_page(

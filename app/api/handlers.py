@@ -18,7 +18,8 @@ from starlette.routing import compile_path
 
 from app.api.deps import IdempotentReplay, replay_response
 from app.api.inputs import is_json
-from app.errors import PROBLEM_JSON, AppError
+from app.db import UNREACHABLE, unreachable
+from app.errors import PROBLEM_JSON, AppError, DatabaseUnavailable
 
 log = logging.getLogger("stratus.api")
 
@@ -169,13 +170,32 @@ def install(app: FastAPI) -> None:
             "A value does not fit what can be stored (too large, too precise or malformed).",
         )
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        # Down, restarting, cut off or out of connections: a retry later may well succeed.
+        if not unreachable(exc):
+            return internal_error(request)
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+        retry_after = str(request.app.state.settings.serving.retry_after_s)
+        error = DatabaseUnavailable("The database cannot be reached right now; retry later.")
+        response = problem(request, 503, error.code, error.title, error.detail)
+        response.headers["Retry-After"] = retry_after
+        return response
+
+    for kind in UNREACHABLE:
+        app.add_exception_handler(kind, database_error)
+
     @app.exception_handler(Exception)
     async def unhandled(request: Request, _exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(
-            request,
-            500,
-            "internal_error",
-            "Internal server error",
-            "An unexpected error occurred; it has been logged.",
-        )
+        return internal_error(request)
+
+
+def internal_error(request: Request) -> JSONResponse:
+    """A 500 that says nothing of the failure; the traceback goes to the log."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(
+        request,
+        500,
+        "internal_error",
+        "Internal server error",
+        "An unexpected error occurred; it has been logged.",
+    )

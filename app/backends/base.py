@@ -312,3 +312,12 @@ def rolling_backend(backend: Backend) -> RollingBackend:
             f"the {backend.name} backend cannot switch an endpoint's model", retryable=False
         )
     return backend
+
+
+@runtime_checkable
+class AsyncInvoker(Protocol):
+    """A backend that can also serve a request on the caller's event loop (no thread)."""
+
+    async def invoke_async(self, endpoint_name: str, body: bytes, content_type: str) -> Invocation:
+        """``Backend.invoke``, awaited."""
+        ...

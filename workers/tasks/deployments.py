@@ -265,10 +265,15 @@ def pull_endpoint_metrics(backend_name: str) -> int:
         return _pull_metrics(backend, backend_name)
 
 
+METRICS_SETTLE_S = 2.0
+
+
 def _pull_metrics(backend: Backend, backend_name: str) -> int:
     period = metrics_period_s(backend_name)
     # Only whole periods: the next pull starts where this one ended, with nothing half-counted.
-    now = utcnow().timestamp()
+    # A period counts as ended a moment after its end: API processes write request lines in
+    # batches (a quarter second apart on the local backend), so the last ones are in by then.
+    now = utcnow().timestamp() - METRICS_SETTLE_S
     end = datetime.fromtimestamp(now - now % period, tz=UTC)
     stored = 0
     after: uuid.UUID | None = None

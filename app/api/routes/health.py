@@ -31,6 +31,9 @@ def _database_ok(factory: FactoryDep) -> tuple[bool, str]:
 @router.get(
     "/readyz",
     summary="The database and the broker are reachable",
+    description="200 when both answer; else 503 naming the dependencies that are down in "
+    "`unavailable`, with `Retry-After`. Invocations to serving deployments may still work "
+    "while the database is down (see `STRATUS_SERVING__STALE_ROUTE_MAX_S`).",
     responses={503: {"description": "A dependency is unreachable"}},
 )
 async def readyz(factory: FactoryDep, settings: SettingsDep) -> JSONResponse:
@@ -39,11 +42,13 @@ async def readyz(factory: FactoryDep, settings: SettingsDep) -> JSONResponse:
     broker_ok, broker_detail = await run_in_threadpool(
         broker_reachable, settings.effective_broker_url
     )
-    ok = db_ok and broker_ok
-    return JSONResponse(
-        {
-            "status": "ok" if ok else "unavailable",
-            "checks": {"database": db_detail, "broker": broker_detail},
-        },
-        status_code=200 if ok else 503,
-    )
+    down = [name for name, ok in (("database", db_ok), ("broker", broker_ok)) if not ok]
+    body = {
+        "status": "unavailable" if down else "ok",
+        "checks": {"database": db_detail, "broker": broker_detail},
+        "unavailable": down,
+    }
+    if not down:
+        return JSONResponse(body)
+    headers = {"Retry-After": str(settings.serving.retry_after_s)}
+    return JSONResponse(body, status_code=503, headers=headers)

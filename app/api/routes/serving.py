@@ -1,7 +1,8 @@
 """Requests to deployed models: SageMaker-style invocations and the TF Serving REST shape.
 
-The deployment is resolved in a short transaction that ends before the model is called, so no
-database connection is held while the backend works.
+Both take the lean path of ``invocations.serve``: the caller's route from the process's
+cache (the database only on a miss, never while the model works), the model called on the
+event loop, the body passed through as received.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
-from app.api.deps import PrincipalDep, SessionDep
+from app.api.deps import SecretDep
 from app.domain.deployments import invocations
 from app.domain.schemas import WriteModel
 from app.errors import problem_responses
@@ -33,14 +33,6 @@ class PredictRequest(WriteModel):
     instances: list[Any] = Field(description="Rows to score, each as the model expects it.")
 
 
-def _target(
-    session: SessionDep, principal: PrincipalDep, deployment_id: uuid.UUID
-) -> invocations.Target:
-    target = invocations.resolve(session, principal, deployment_id)
-    session.close()  # end the transaction before calling the model
-    return target
-
-
 @router.post(
     "/v1/deployments/{deployment_id}/invocations",
     responses=ERRORS,
@@ -54,24 +46,32 @@ def _target(
 async def invoke(
     deployment_id: uuid.UUID,
     request: Request,
-    session: SessionDep,
-    principal: PrincipalDep,
+    secret: SecretDep,
     content_type: Annotated[str, Header()] = "application/json",
 ) -> Response:
     """Send the request body to the deployed model and return its answer as is."""
-    target = await run_in_threadpool(_target, session, principal, deployment_id)
-    body = await request.body()
-    answer = await run_in_threadpool(invocations.invoke, target, body, content_type)
+    state = request.app.state
+    answer = await invocations.serve(
+        state.settings,
+        state.session_factory,
+        secret,
+        deployment_id,
+        await request.body(),
+        content_type,
+    )
     return Response(answer.body, status_code=answer.status_code, media_type=answer.content_type)
 
 
 @router.post("/v1/deployments/{deployment_id}/v1/models/{model_name}:predict", responses=ERRORS)
-def predict(
+async def predict(
     deployment_id: uuid.UUID,
     model_name: str,  # noqa: ARG001 - one model per deployment: any name reaches it
     data: Annotated[PredictRequest, Body()],
-    session: SessionDep,
-    principal: PrincipalDep,
+    request: Request,
+    secret: SecretDep,
 ) -> dict[str, Any]:
     """TF Serving REST: ``{"instances": [...]}`` in, ``{"predictions": [...]}`` out."""
-    return invocations.predict(_target(session, principal, deployment_id), data.instances)
+    state = request.app.state
+    return await invocations.predict(
+        state.settings, state.session_factory, secret, deployment_id, data.instances
+    )

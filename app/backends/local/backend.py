@@ -8,6 +8,7 @@ and any of them can restart without losing a job or an endpoint.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from app.backends.base import (
 from app.backends.local import sandbox, stats
 from app.backends.local.endpoints import LocalEndpoints
 from app.backends.local.jobs import LocalJobs
-from app.backends.local.routing import Router
+from app.backends.local.routing import RECHECK_S, Router
 from app.hostpaths import settings_roots
 from app.settings import Settings
 
@@ -50,7 +51,8 @@ class LocalBackend:
             sandbox.lock_down(self.sandbox)
         self.jobs = LocalJobs(self.work_dir, settings, roots, self.sandbox)
         self.endpoints = LocalEndpoints(self.work_dir, local, roots, self.sandbox)
-        self.router = Router(local.invoke_timeout_s)
+        self._live_dirs: dict[str, tuple[float, Path]] = {}  # endpoint: (checked at, its dir)
+        self.router = Router(local.invoke_timeout_s, settings.serving.replica_max_connections)
 
     def close(self) -> None:
         """Release the router's connections."""
@@ -129,6 +131,15 @@ class LocalBackend:
         endpoint_dir = self.endpoints.serving_dir(endpoint_name)
         return self.router.invoke(endpoint_name, endpoint_dir, body, content_type)
 
+    async def invoke_async(self, endpoint_name: str, body: bytes, content_type: str) -> Invocation:
+        """``invoke`` on the running event loop, for the API's invocation route."""
+        now = time.monotonic()
+        checked = self._live_dirs.get(endpoint_name)
+        if checked is None or now - checked[0] >= RECHECK_S:  # a few stat()s, not per request
+            checked = (now, self.endpoints.serving_dir(endpoint_name))
+            self._live_dirs[endpoint_name] = checked
+        return await self.router.invoke_async(endpoint_name, checked[1], body, content_type)
+
     def fetch_endpoint_metrics(
         self, endpoint_name: str, start: datetime, end: datetime, period_s: int
     ) -> Sequence[MetricSample]:
@@ -138,6 +149,7 @@ class LocalBackend:
         endpoint_dir = self.endpoints.endpoint_dir(endpoint_name)
         if not endpoint_dir.exists():
             return []
+        self.router.recorder.flush()  # this process's requests count at once
         return stats.aggregate(endpoint_dir, start, end, period_s)
 
 

@@ -80,9 +80,16 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def append_line(path: Path, line: str) -> None:
     """Append one line with a single ``write`` (O_APPEND keeps concurrent writers' lines whole)."""
+    append_lines(path, [line])
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append lines with a single ``write``, so another writer's lines never land among them."""
+    data = "".join(line.rstrip("\n") + "\n" for line in lines).encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (line.rstrip("\n") + "\n").encode())
+        while data:  # a regular file takes it in one go; a short write goes on from there
+            data = data[os.write(fd, data) :]
     finally:
         os.close(fd)
 

@@ -26,6 +26,7 @@ from app.backends.local.handler import JSON, InferenceError, InferenceHandler, s
 
 LINGER_S = 0.5  # time for callers that read the registry just before the drain to arrive
 RETRY_HEADER = "X-Stratus-Retry"  # "this replica cannot take it; try another one"
+IDLE_S = 2.0  # a kept-alive connection with no request for this long is closed
 
 
 class ReplicaServer(ThreadingHTTPServer):
@@ -57,7 +58,12 @@ class ReplicaRequest(BaseHTTPRequestHandler):
     """``/ping`` and ``/invocations``."""
 
     server: ReplicaServer
-    protocol_version = "HTTP/1.0"  # one request per connection: draining never strands one
+    # Keep-alive, so a router's pooled connection serves request after request. An idle
+    # connection is closed after ``timeout`` seconds (a router drops its own sooner), and a
+    # draining replica closes each connection after its answer, so draining strands none.
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_S
+    disable_nagle_algorithm = True  # headers and body go out at once, not a delayed ACK apart
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         """Health: 200 once the model is loaded, 503 before and while draining."""
@@ -101,13 +107,18 @@ class ReplicaRequest(BaseHTTPRequestHandler):
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = ""
-        self.send_response(status, phrase)
-        self.send_header("Content-Type", media)
-        self.send_header("Content-Length", str(len(body)))
+        head = [
+            f"HTTP/1.1 {status} {phrase}",
+            f"Content-Type: {media}",
+            f"Content-Length: {len(body)}",
+        ]
         if retry:
-            self.send_header(RETRY_HEADER, "1")
-        self.end_headers()
-        self.wfile.write(body)
+            head.append(f"{RETRY_HEADER}: 1")
+        if self.server.draining:
+            head.append("Connection: close")
+            self.close_connection = True
+        # One write for the head and the body: one segment for the caller to wait for.
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
         """Requests are measured by the router; one log line each would only fill the disk."""

@@ -1,23 +1,28 @@
 """Endpoint request statistics: one line per request, summed into periods on demand.
 
-The router appends ``timestamp latency_ms bytes_in status`` for each request to an hourly file
-under ``stats/``; the controller appends the ready-replica count to ``capacity.jsonl`` each
+The router records ``timestamp latency_ms bytes_in status`` for each request; a ``Recorder``
+keeps them in memory and appends them in batches (every ``FLUSH_S``) to an hourly file under
+``stats/``; the controller appends the ready-replica count to ``capacity.jsonl`` each
 time it changes. ``aggregate`` turns both into the backend-neutral ENDPOINT_METRICS.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import math
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from app.backends.base import MetricSample
-from app.backends.local.files import append_line
+from app.backends.local.files import append_lines
 
 STATS_DIR = "stats"
 RETENTION_S = 48 * 3600
+FLUSH_S = 0.25  # how late a request's line may reach its file (metric pulls wait longer)
 
 
 def _hour_file(endpoint_dir: Path, hour: int) -> Path:
@@ -26,14 +31,56 @@ def _hour_file(endpoint_dir: Path, hour: int) -> Path:
 
 
 def record(endpoint_dir: Path, at: float, latency_ms: float, bytes_in: int, status: int) -> None:
-    """Append one request's numbers (any process may call this concurrently)."""
-    path = _hour_file(endpoint_dir, int(at // 3600))
-    line = f"{at:.6f} {latency_ms:.3f} {bytes_in} {status}"
+    """Append one request's numbers now (any process may call this concurrently)."""
+    _append(_hour_file(endpoint_dir, int(at // 3600)), [_line(at, latency_ms, bytes_in, status)])
+
+
+def _line(at: float, latency_ms: float, bytes_in: int, status: int) -> str:
+    return f"{at:.6f} {latency_ms:.3f} {bytes_in} {status}"
+
+
+def _append(path: Path, lines: list[str]) -> None:
     try:
-        append_line(path, line)
+        append_lines(path, lines)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        append_line(path, line)
+        append_lines(path, lines)
+
+
+class Recorder:
+    """Request lines held in memory and written in one append per file every ``flush_s``, so a
+    busy endpoint costs its API process a write a quarter second, not one per request."""
+
+    def __init__(self, flush_s: float = FLUSH_S) -> None:
+        self.flush_s = flush_s
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[Path, int], list[str]] = {}  # (endpoint dir, hour): lines
+        self._thread: threading.Thread | None = None
+
+    def add(
+        self, endpoint_dir: Path, at: float, latency_ms: float, bytes_in: int, status: int
+    ) -> None:
+        """Hold one request's line for the next flush."""
+        line = _line(at, latency_ms, bytes_in, status)
+        with self._lock:
+            self._pending.setdefault((endpoint_dir, int(at // 3600)), []).append(line)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="stats-flush", daemon=True)
+                self._thread.start()
+                atexit.register(self.flush)
+
+    def flush(self) -> None:
+        """Write every held line (losing some must not stop the others, nor a request)."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for (endpoint_dir, hour), lines in pending.items():
+            with contextlib.suppress(OSError):
+                _append(_hour_file(endpoint_dir, hour), lines)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.flush_s)
+            self.flush()
 
 
 def prune_stats(endpoint_dir: Path, keep_s: float = RETENTION_S) -> None:

@@ -35,6 +35,7 @@ class PrincipalCache:
         # Keys forgotten in the last ttl_s are not remembered again meanwhile: a request that
         # read the key just before its revocation committed must not cache it afresh.
         self._forgotten: dict[str, float] = {}
+        self._on_forget: list[Callable[[str], None]] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -70,6 +71,13 @@ class PrincipalCache:
             self._entries.pop(key_hash, None)
             self._forgotten = {k: t for k, t in self._forgotten.items() if t > now}
             self._forgotten[key_hash] = now + self.ttl_s
+        for listener in self._on_forget:
+            listener(key_hash)
+
+    def on_forget(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(key_hash)`` whenever a key is forgotten (what else remembers a key
+        forgets it too)."""
+        self._on_forget.append(listener)
 
     def clear(self) -> None:
         with self._lock:

@@ -125,9 +125,20 @@ def authenticate(session: Session, secret: str, pepper: str) -> Principal | None
 
 def cached_principal(secret: str, pepper: str) -> Principal | None:
     """The principal for a secret authenticated within the last few seconds, without I/O."""
+    key_hash = presented_hash(secret, pepper)
+    return None if key_hash is None else cache.principals.get(key_hash)
+
+
+def presented_hash(secret: str, pepper: str) -> str | None:
+    """The keyed hash of a presented secret; None when it cannot be a key at all."""
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 200:
         return None
-    return cache.principals.get(hash_secret(secret, pepper))
+    return hash_secret(secret, pepper)
+
+
+def recently_authenticated(key_hash: str) -> bool:
+    """Whether the key was found active within the last ``cache.TTL_S``, without I/O."""
+    return cache.principals.get(key_hash) is not None
 
 
 def has_any_admin(session: Session) -> bool:
