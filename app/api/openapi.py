@@ -75,7 +75,8 @@ def _add_security(spec: dict[str, Any]) -> None:
     for item in spec.get("paths", {}).values():
         for op in item.values():
             if "401" in op.get("responses", {}):
-                op["security"] = [{"bearerAuth": []}]
+                # An operation that declares its own (e.g. optional) security keeps it.
+                op.setdefault("security", [{"bearerAuth": []}])
 
 
 def install(app: FastAPI) -> None:

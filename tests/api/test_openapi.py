@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from tests.factories import make_run
+from tests.factories import make_evaluation, make_run
 from tests.security.world import World, build_world
 
 
@@ -74,6 +74,9 @@ def test_every_request_body_example_is_accepted_as_sent(
 ) -> None:
     spec = client.get("/openapi.json").json()
     side = world.own
+    # The alias example carries a gate: give the version an evaluation that passes it.
+    make_evaluation(db, side.model, status="completed", final_metrics={"ndcg_at_10": 0.5})
+    db.commit()
     ids = {
         "project_id": side.project.id,
         "principal_id": world.keys["viewer"].id,
@@ -82,6 +85,11 @@ def test_every_request_body_example_is_accepted_as_sent(
         "deployment_id": side.deployment.id,
         "key_id": world.spare_key.id,
         "model_name": "default",
+        "evaluation_id": side.evaluation.id,
+        "webhook_id": side.webhook.id,
+        "delivery_id": side.delivery.id,
+        "name": side.model.name,
+        "alias": "production",
     }
     for method, path, op in _operations(spec):
         example = _example(spec, op)

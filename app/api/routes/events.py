@@ -28,11 +28,23 @@ LastEventId = Annotated[
 ]
 
 
+# One server-sent event as a client parses it from the stream.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "Resume after it with `Last-Event-ID`."},
+        "event": {"type": "string", "description": "Its kind (`end` closes a log stream)."},
+        "data": {"type": "string", "description": "JSON text."},
+        "retry": {"type": "integer", "description": "Milliseconds to wait before reconnecting."},
+    },
+}
+
+
 def _sse(description: str) -> dict[int | str, dict[str, Any]]:
     stream_doc: dict[int | str, dict[str, Any]] = {
         200: {
             "description": description,
-            "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+            "content": {MEDIA_TYPE: {"schema": SSE_EVENT}},
         }
     }
     return {**stream_doc, **problem_responses(400, 401, 404)}

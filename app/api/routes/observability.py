@@ -24,6 +24,8 @@ router = APIRouter(tags=["health"])
         },
         **problem_responses(401, 403),
     },
+    # A token is needed only from off the loopback: the security requirement is optional.
+    openapi_extra={"security": [{}, {"bearerAuth": []}]},
 )
 def metrics(
     request: Request,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, NamedTuple, NotRequired
+from typing import Annotated, Any, Literal, NamedTuple, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, with_config
 from typing_extensions import TypedDict
 
 from app.domain.schemas import ReadModel
@@ -19,6 +19,10 @@ MAX_SERIES = 50
 # JSON has no NaN or Infinity: a batch that allows them spells them as these strings.
 NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 NonFinite = Literal["NaN", "Infinity", "-Infinity"]
+# How a stored value is shown: JSON has no NaN or infinities, so those go out as strings.
+NUMBER_OR_NON_FINITE: dict[str, Any] = {
+    "anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]
+}
 
 
 # Points are TypedDicts, not models: a 10,000-point batch validates to plain dicts without
@@ -37,13 +41,13 @@ class MetricPointIn(TypedDict):
     name: Annotated[str, Field(pattern=METRIC_NAME, description="The metric's name.")]
     # strict: JSON's own types only (no "0.5" or true for a number, no 5 for a timestamp), checked
     # in pydantic's core at no cost per point.
-    value: (
-        Annotated[
-            float,
-            Field(allow_inf_nan=False, strict=True, description="Its value (a finite number)."),
-        ]
-        | NonFinite
-    )
+    value: Annotated[
+        Annotated[float, Field(allow_inf_nan=False, strict=True)] | NonFinite,
+        Field(
+            description='Its value: a finite number, or "NaN", "Infinity" or "-Infinity" in a '
+            'batch with "allow_non_finite": true.'
+        ),
+    ]
     step: NotRequired[
         Annotated[
             int | None,
@@ -118,7 +122,7 @@ class MetricPointRead(ReadModel):
     model_config = ConfigDict(from_attributes=True, ser_json_inf_nan="strings")
 
     name: str = Field(description="The metric's name.")
-    value: float = Field(
+    value: Annotated[float, WithJsonSchema(NUMBER_OR_NON_FINITE)] = Field(
         description="Its value; `NaN`, `Infinity` or `-Infinity` (as strings) where the batch "
         "allowed non-finite values."
     )
