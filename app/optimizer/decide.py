@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from statistics import NormalDist
 
 import numpy as np
 
 from app.optimizer.efficiency import Baseline, efficiency
-from app.optimizer.fit import fit, fit_knee
+from app.optimizer.fit import fit_arrays, fit_knee
 from app.optimizer.forecast import forecast_load, load_sigma
+from app.optimizer.seasonal import Rise, SeasonScan, rise, scan
 from app.optimizer.types import (
     Action,
     Candidate,
@@ -47,6 +49,15 @@ GROWTH_SPAN_S = 1800.0
 # Scale-out provisions for the rise only when its slope is this many standard errors above zero:
 # on noisy traffic an insignificant slope would turn noise into capacity.
 GROWTH_T_STAT = 3.0
+# The fit and the short-term forecast read the newest span of the window; the rest of a long
+# window (days, downsampled) only feeds the search for repeating patterns.
+RECENT_SPAN_S = 3 * 3600.0
+# A pattern only changes hourly: a scan is reused for this long.
+SEASON_TTL_S = 3600.0
+# The pattern looks this many forecast horizons ahead, since a start-up can outlast one horizon;
+# it pre-scales only for a rise of its mean by this factor or more over the current phase.
+SEASON_LOOKAHEAD = 2.0
+SEASON_MIN_GAIN = 1.15
 _NORMAL = NormalDist()
 
 
@@ -63,6 +74,7 @@ class _Context:
     recent_p95: float  # median of the newest few, robust to one noisy bucket
     target_ms: float  # p95 the forecast must meet: the SLO less the headroom
     knee: Knee | None  # queueing fit, when trusted
+    rise: Rise | None  # a repeating pattern's rise the forecast was raised for
     guard: float | None  # highest per-instance forecast load allowed for a candidate
     slo_guard: float | None  # highest per-instance peak load allowed for a candidate
     slo_ok_max: float | None  # highest per-instance load observed to meet the SLO itself
@@ -71,14 +83,29 @@ class _Context:
 
 
 def decide(window: Window, policy: Policy, state: State) -> Decision:
-    """Choose the instance count for the next period and say why in one sentence."""
+    """Choose the instance count for the next period and say why in one sentence.
+
+    ``window`` may be of any length, oldest first: its newest ``RECENT_SPAN_S`` feed the fit
+    and the short-term forecast, all of it the search for a repeating pattern (reused from
+    ``state.season`` while fresh).
+    """
+    now = window.time_s
+    season = _season(window.arrays, policy, state, now)
+    cols = _recent(window.arrays)
+    f = _fit(cols, policy) if cols.n else None
+    ahead = _rise(season, cols, policy, now)
+    ctx = _context(cols, policy, f, ahead) if cols.n and f is not None else None
+    decision = _decide(window, policy, state, f, ctx)
+    note = _foresight(ctx.rise) if ctx is not None and ctx.rise is not None else ""
+    return replace(decision, reason=note + decision.reason, season=season)
+
+
+def _decide(
+    window: Window, policy: Policy, state: State, f: Fit | None, ctx: _Context | None
+) -> Decision:
     now = window.time_s
     cur = state.current_instances
     lo, hi = policy.min_instances, policy.max_instances
-    cols = window.arrays
-    f = fit(window, criteria=policy.fit_criteria()) if cols.n else None
-    ctx = _context(cols, policy, f) if cols.n and f is not None else None
-
     if ctx is None or f is None:
         target = min(max(cur, lo), hi)
         reason = (
@@ -99,7 +126,7 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
             _inputs(window, policy, state, None, 1.0),
         )
 
-    corr = _residual_correction(f, ctx.knee, cols)
+    corr = _residual_correction(f, ctx.knee, ctx.cols)
     candidates = _candidates(f, ctx, policy, corr)
     inputs = _inputs(window, policy, state, ctx, corr)
 
@@ -146,10 +173,10 @@ def what_if(
     window: Window, policy: Policy, instances: Sequence[int], load_rps: float | None = None
 ) -> tuple[Candidate, ...]:
     """Candidate rows for arbitrary counts at the window's forecast load, or at ``load_rps``."""
-    cols = window.arrays
+    cols = _recent(window.arrays)
     if cols.n == 0:
         return ()
-    f = fit(window, criteria=policy.fit_criteria())
+    f = _fit(cols, policy)
     ctx = _context(cols, policy, f)
     if load_rps is not None:  # keep the window's noise: the peak scales with the load
         scale = load_rps / ctx.forecast if ctx.forecast > 0 else 1.0
@@ -169,12 +196,16 @@ def _knee(f: Fit, cols: WindowArrays) -> Knee | None:
     return k if k.trustworthy else None
 
 
-def _context(cols: WindowArrays, policy: Policy, f: Fit) -> _Context:
+def _context(cols: WindowArrays, policy: Policy, f: Fit, ahead: Rise | None = None) -> _Context:
     per_inst = cols.load_rps / cols.instances
     met_slo = cols.p95_ms <= policy.latency_slo_ms
     z = policy.load_quantile_z
     sigma = load_sigma(cols.t_s, cols.load_rps)
     forecast = forecast_load(cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z)
+    if ahead is not None and ahead.peak_rps > forecast:
+        forecast = ahead.peak_rps  # capacity must be in service when the pattern's rise comes
+    else:
+        ahead = None
     sigma *= math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
     # Capacity ordered now serves only after the start-up delay: provision for the recent rise
     # over that horizon too, capped at the noise margin so that a step (whose slope is not a
@@ -196,12 +227,77 @@ def _context(cols: WindowArrays, policy: Policy, f: Fit) -> _Context:
         recent_p95=float(np.median(cols.p95_ms[-RECENT_POINTS:])),
         target_ms=target_ms,
         knee=knee,
+        rise=ahead,
         guard=_guard(cols, per_inst, target_ms, policy.explore),
         slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
         baseline=Baseline.from_window(cols),
         mean_ratio=float(np.median(ratios)) if ratios.size else math.nan,
     )
+
+
+def _recent(cols: WindowArrays) -> WindowArrays:
+    """The newest ``RECENT_SPAN_S`` of the window's columns."""
+    if cols.n == 0 or cols.t_s[-1] - cols.t_s[0] <= RECENT_SPAN_S:
+        return cols
+    keep = cols.t_s >= cols.t_s[-1] - RECENT_SPAN_S
+    return WindowArrays(
+        t_s=cols.t_s[keep],
+        instances=cols.instances[keep],
+        load_rps=cols.load_rps[keep],
+        p95_ms=cols.p95_ms[keep],
+        mean_ms=cols.mean_ms[keep],
+        bytes_per_s=cols.bytes_per_s[keep],
+        errors=cols.errors[keep],
+    )
+
+
+def _fit(cols: WindowArrays, policy: Policy) -> Fit:
+    """The power-law fit over the unsaturated buckets of ``cols``."""
+    keep = ~cols.saturated
+    return fit_arrays(
+        cols.instances[keep],
+        cols.load_rps[keep],
+        cols.p95_ms[keep],
+        criteria=policy.fit_criteria(),
+    )
+
+
+def _season(cols: WindowArrays, policy: Policy, state: State, now: float) -> SeasonScan | None:
+    """The state's scan while fresh, else a new scan of the whole window."""
+    if state.season is not None and state.season.fresh(now, SEASON_TTL_S):
+        return state.season
+    if cols.n < 2:
+        return None
+    return scan(cols.t_s, cols.load_rps, SEASON_LOOKAHEAD * policy.forecast_horizon_s)
+
+
+def _rise(season: SeasonScan | None, cols: WindowArrays, policy: Policy, now: float) -> Rise | None:
+    """The pattern's coming rise, when there is a pattern and it foresees one."""
+    if season is None or season.pattern is None or cols.n == 0:
+        return None
+    lookahead = SEASON_LOOKAHEAD * policy.forecast_horizon_s
+    ahead = rise(season.pattern, cols.t_s, cols.load_rps, now, lookahead)
+    return ahead if ahead.gain >= SEASON_MIN_GAIN else None
+
+
+def _foresight(ahead: Rise) -> str:
+    """The reason's opening when a pattern raised the forecast."""
+    return (
+        f"Pattern with period {_duration(ahead.period_s)}, strength {ahead.strength:.2f}: "
+        f"pre-scaling for the rise expected at "
+        f"{datetime.fromtimestamp(ahead.at_s, UTC):%H:%M} UTC (to ≈{ahead.peak_rps:.0f} "
+        f"req/s). "
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60.0)
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 2 * 1440:
+        return f"{minutes / 60:g} h"
+    return f"{minutes / 1440:g} days"
 
 
 def _horizon_z(cols: WindowArrays, policy: Policy) -> float:
