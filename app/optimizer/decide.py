@@ -73,6 +73,7 @@ class _Context:
     observed_p95: float  # newest observation
     recent_p95: float  # median of the newest few, robust to one noisy bucket
     target_ms: float  # p95 the forecast must meet: the SLO less the headroom
+    in_ms: float  # p95 a smaller count must meet to scale in (hysteresis)
     knee: Knee | None  # queueing fit, when trusted
     rise: Rise | None  # a repeating pattern's rise the forecast was raised for
     guard: float | None  # highest per-instance forecast load allowed for a candidate
@@ -214,7 +215,9 @@ def _context(cols: WindowArrays, policy: Policy, f: Fit, ahead: Rise | None = No
     rise, trend = _growth(cols, policy)
     rise, trend = min(rise, cap), min(trend, cap)
     knee = _knee(f, cols)
-    target_ms = policy.latency_target_ms
+    target_ms, floor_ms = _target_ms(f, knee, policy, forecast)
+    # Hysteresis takes its margin from the room above the latency's floor.
+    in_ms = target_ms - policy.scale_in_margin * (target_ms - min(floor_ms, target_ms))
     ratios = cols.mean_ms / cols.p95_ms
     ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
     return _Context(
@@ -226,6 +229,7 @@ def _context(cols: WindowArrays, policy: Policy, f: Fit, ahead: Rise | None = No
         observed_p95=float(cols.p95_ms[-1]),
         recent_p95=float(np.median(cols.p95_ms[-RECENT_POINTS:])),
         target_ms=target_ms,
+        in_ms=in_ms,
         knee=knee,
         rise=ahead,
         guard=_guard(cols, per_inst, target_ms, policy.explore),
@@ -234,6 +238,22 @@ def _context(cols: WindowArrays, policy: Policy, f: Fit, ahead: Rise | None = No
         baseline=Baseline.from_window(cols),
         mean_ratio=float(np.median(ratios)) if ratios.size else math.nan,
     )
+
+
+def _target_ms(f: Fit, knee: Knee | None, policy: Policy, load: float) -> tuple[float, float]:
+    """(target, floor): the SLO less the headroom or, when the latency's floor (predicted at the
+    most instances allowed) leaves less room than that, halfway between the floor and the SLO.
+    A fixed overhead that no count removes must not send every deployment to its maximum."""
+    target = policy.latency_target_ms
+    if not f.trustworthy:
+        return target, 0.0
+    top = np.array([float(policy.max_instances)])
+    floor = float(_predict(f, knee, top, np.array([max(load, 1e-9)]))[0])
+    if not math.isfinite(floor):
+        return target, 0.0
+    if floor > target:
+        target = min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms)
+    return target, floor
 
 
 def _recent(cols: WindowArrays) -> WindowArrays:
@@ -457,8 +477,7 @@ def _model_decision(
     cur = state.current_instances
     counts = np.asarray([c.instances for c in candidates], dtype=np.float64)
     p95, _, eff, _, feasible = _evaluate(f, ctx, policy, inputs.residual_correction, counts)
-    target_ms = ctx.target_ms
-    in_ms = target_ms * (1.0 - policy.scale_in_margin)
+    target_ms, in_ms = ctx.target_ms, ctx.in_ms
     band = (1.0 - policy.cost_weight) * TIE_BAND
     noise = _e_noise(f, policy)
     ideal = _choose(counts, eff, feasible, band, noise)

@@ -113,14 +113,17 @@ def rise(
         return Rise(0.0, now_s, 1.0, pattern.period_s, pattern.strength)
     logs = np.log(load_rps[recent]) - pattern.mean[pattern.phase(t_s[recent])]
     level = float(logs.mean())
-    ahead = now_s + np.arange(60.0, lookahead_s + pattern.step_s, 60.0)
+    ahead = now_s + np.arange(60.0, lookahead_s + 1.0, 60.0)
     phases = pattern.phase(ahead)
     i = int(np.argmax(pattern.mean[phases]))
     here = float(pattern.mean[pattern.phase(np.array([now_s]))[0]])
-    start = pattern.origin_s + math.floor((ahead[i] - pattern.origin_s) / pattern.step_s) * (
-        pattern.step_s
+    top = float(pattern.mean[phases[i]])
+    # The rise is expected where the pattern first covers half of it (in log terms).
+    first = int(np.argmax(pattern.mean[phases] >= here + 0.5 * (top - here)))
+    start = pattern.origin_s + pattern.step_s * math.floor(
+        (ahead[first] - pattern.origin_s) / pattern.step_s
     )
-    gain = math.exp(float(pattern.mean[phases[i]]) - here)
+    gain = math.exp(top - here)
     peak = math.exp(level + float(pattern.upper[phases[i]]))
     return Rise(peak, start, gain, pattern.period_s, pattern.strength)
 
@@ -153,12 +156,13 @@ def _grid(t_s: FloatArray, load: FloatArray) -> tuple[float, FloatArray] | None:
     """(start time, log of the mean load per GRID_S bucket), gaps interpolated; None if sparse."""
     if t_s.size < 2:
         return None
-    end = float(t_s[-1])
-    n = int((end - float(t_s[0])) // GRID_S) + 1
+    # Buckets on absolute multiples of GRID_S, so that every scan puts the phases alike.
+    first = math.floor(float(t_s[0]) / GRID_S)
+    n = math.floor(float(t_s[-1]) / GRID_S) - first + 1
     if n < MIN_CYCLES * 3:
         return None
-    start = end - n * GRID_S
-    idx = np.clip(((t_s - start) // GRID_S).astype(np.intp), 0, n - 1)
+    start = first * GRID_S
+    idx = np.clip((np.floor(t_s / GRID_S) - first).astype(np.intp), 0, n - 1)
     sums = np.bincount(idx, weights=load, minlength=n)
     counts = np.bincount(idx, minlength=n)
     have = counts > 0
