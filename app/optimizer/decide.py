@@ -76,6 +76,7 @@ class _Context:
     in_ms: float  # p95 a smaller count must meet to scale in (hysteresis)
     knee: Knee | None  # queueing fit, when trusted
     rise: Rise | None  # a repeating pattern's rise the forecast was raised for
+    periodic: bool  # a significant repeating pattern: its swings are not noise to damp
     guard: float | None  # highest per-instance forecast load allowed for a candidate
     slo_guard: float | None  # highest per-instance peak load allowed for a candidate
     slo_ok_max: float | None  # highest per-instance load observed to meet the SLO itself
@@ -95,7 +96,8 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
     cols = _recent(window.arrays)
     f = _fit(cols, policy) if cols.n else None
     ahead = _rise(season, cols, policy, now)
-    ctx = _context(cols, policy, f, ahead) if cols.n and f is not None else None
+    periodic = season is not None and season.pattern is not None
+    ctx = _context(cols, policy, f, ahead, periodic) if cols.n and f is not None else None
     decision = _decide(window, policy, state, f, ctx)
     note = _foresight(ctx.rise) if ctx is not None and ctx.rise is not None else ""
     return replace(decision, reason=note + decision.reason, season=season)
@@ -197,13 +199,18 @@ def _knee(f: Fit, cols: WindowArrays) -> Knee | None:
     return k if k.trustworthy else None
 
 
-def _context(cols: WindowArrays, policy: Policy, f: Fit, ahead: Rise | None = None) -> _Context:
+def _context(
+    cols: WindowArrays, policy: Policy, f: Fit, ahead: Rise | None = None, periodic: bool = False
+) -> _Context:
     per_inst = cols.load_rps / cols.instances
     met_slo = cols.p95_ms <= policy.latency_slo_ms
     z = policy.load_quantile_z
     sigma = load_sigma(cols.t_s, cols.load_rps)
-    forecast = forecast_load(cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z)
-    if ahead is not None and ahead.peak_rps > forecast:
+    level = ahead.expected_rps if ahead is not None and periodic else None
+    forecast = forecast_load(
+        cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z, level=level
+    )
+    if ahead is not None and ahead.gain >= SEASON_MIN_GAIN and ahead.peak_rps > forecast:
         forecast = ahead.peak_rps  # capacity must be in service when the pattern's rise comes
     else:
         ahead = None
@@ -232,6 +239,7 @@ def _context(cols: WindowArrays, policy: Policy, f: Fit, ahead: Rise | None = No
         in_ms=in_ms,
         knee=knee,
         rise=ahead,
+        periodic=periodic,
         guard=_guard(cols, per_inst, target_ms, policy.explore),
         slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
@@ -293,12 +301,11 @@ def _season(cols: WindowArrays, policy: Policy, state: State, now: float) -> Sea
 
 
 def _rise(season: SeasonScan | None, cols: WindowArrays, policy: Policy, now: float) -> Rise | None:
-    """The pattern's coming rise, when there is a pattern and it foresees one."""
+    """What the pattern, when there is one, foresees over the look-ahead."""
     if season is None or season.pattern is None or cols.n == 0:
         return None
     lookahead = SEASON_LOOKAHEAD * policy.forecast_horizon_s
-    ahead = rise(season.pattern, cols.t_s, cols.load_rps, now, lookahead)
-    return ahead if ahead.gain >= SEASON_MIN_GAIN else None
+    return rise(season.pattern, cols.t_s, cols.load_rps, now, lookahead)
 
 
 def _foresight(ahead: Rise) -> str:
@@ -489,7 +496,7 @@ def _model_decision(
     at_cur = float(p95[cur - policy.min_instances])
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms
     want = ideal if ideal is not None else policy.max_instances
-    desired, action, blocked = _act(want, ideal_in, cur, urgent, policy, state, now)
+    desired, action, blocked = _act(want, ideal_in, cur, urgent, policy, state, now, _free(ctx))
 
     load = f"{ctx.forecast:.0f} req/s"
     if ideal is None:
@@ -554,7 +561,7 @@ def _fallback_decision(
     if ctx.observed_p95 > policy.latency_slo_ms:
         want_in = cur  # never shed capacity while the SLO is being missed
     urgent = ctx.observed_p95 > policy.latency_slo_ms
-    desired, action, blocked = _act(want, want_in, cur, urgent, policy, state, now)
+    desired, action, blocked = _act(want, want_in, cur, urgent, policy, state, now, _free(ctx))
     rule = f"target tracking at {target:.1f} req/s per instance wants {want} for {ctx.forecast:.0f}"
     if action == "hold":
         tail = f"{blocked}, holding at {cur}" if blocked else f"holding at {cur}"
@@ -565,6 +572,12 @@ def _fallback_decision(
     return Decision(desired, cur, want, action, "fallback", reason, f, candidates, inputs, target)
 
 
+def _free(ctx: _Context) -> tuple[bool, bool]:
+    """Whether scale-out and scale-in may skip the step limit: a foreseen rise must be met in
+    one move, and a pattern's known swings are not the noise the limit damps."""
+    return ctx.rise is not None, ctx.periodic
+
+
 def _act(
     want: int,
     want_in: int | None,
@@ -573,6 +586,7 @@ def _act(
     policy: Policy,
     state: State,
     now: float,
+    free: tuple[bool, bool] = (False, False),
 ) -> tuple[int, Action, str]:
     """Apply cooldowns, hysteresis and the step limit; returns (count, action, why held)."""
     if want > cur:
@@ -581,14 +595,15 @@ def _act(
             return cur, "hold", f"scale-out to {want} waits {wait:.0f} s of cooldown"
         # The step limit guards against flapping; when the SLO is already missed it would only
         # trade violation minutes for nothing, so the full step is taken.
-        step = want - cur if urgent else min(want - cur, policy.max_step)
+        full = urgent or free[0]
+        step = want - cur if full else min(want - cur, policy.max_step)
         return cur + step, "scale_out", ""
     if want_in is not None and want_in < cur:
         last = max(state.last_scale_in_s or -math.inf, state.last_scale_out_s or -math.inf)
         wait = _remaining(policy.scale_in_cooldown_s, now, last if math.isfinite(last) else None)
         if wait > 0:
             return cur, "hold", f"scale-in to {want_in} waits {wait:.0f} s of cooldown"
-        return max(want_in, cur - policy.max_step), "scale_in", ""
+        return (want_in if free[1] else max(want_in, cur - policy.max_step)), "scale_in", ""
     return cur, "hold", ""
 
 

@@ -36,7 +36,7 @@ T_MIN = 4.0
 MIN_BLOCKS = 6
 # Capacity is provisioned for the pattern's upper band: its mean plus this many standard
 # deviations of the cycles around it at each phase, so a burst taller than average is covered.
-UPPER_Z = 1.5
+UPPER_Z = 0.5
 MAX_GAP_SHARE = 0.2
 
 
@@ -98,6 +98,9 @@ class Rise:
     gain: float  # the pattern's mean there over its mean now (1 = no rise)
     period_s: float
     strength: float
+    expected_rps: (
+        float  # the pattern's mean load over the look-ahead's first bucket, from the level
+    )
 
 
 def rise(
@@ -110,10 +113,11 @@ def rise(
     """
     recent = (t_s > now_s - LEVEL_BUCKETS * pattern.step_s) & (load_rps > 0)
     if not recent.any():
-        return Rise(0.0, now_s, 1.0, pattern.period_s, pattern.strength)
+        return Rise(0.0, now_s, 1.0, pattern.period_s, pattern.strength, 0.0)
     logs = np.log(load_rps[recent]) - pattern.mean[pattern.phase(t_s[recent])]
-    level = float(logs.mean())
-    ahead = now_s + np.arange(60.0, lookahead_s + 1.0, 60.0)
+    level = float(np.median(logs))
+    # Buckets smear a rise over two of them: the one after the look-ahead counts too.
+    ahead = now_s + np.arange(60.0, lookahead_s + pattern.step_s + 1.0, 60.0)
     phases = pattern.phase(ahead)
     i = int(np.argmax(pattern.mean[phases]))
     here = float(pattern.mean[pattern.phase(np.array([now_s]))[0]])
@@ -125,7 +129,8 @@ def rise(
     )
     gain = math.exp(top - here)
     peak = math.exp(level + float(pattern.upper[phases[i]]))
-    return Rise(peak, start, gain, pattern.period_s, pattern.strength)
+    expected = math.exp(level + float(pattern.mean[phases[0]]))
+    return Rise(peak, start, gain, pattern.period_s, pattern.strength, expected)
 
 
 def scan(t_s: FloatArray, load_rps: FloatArray, lookahead_s: float) -> SeasonScan:
