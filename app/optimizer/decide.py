@@ -223,8 +223,10 @@ def _context(
     rise, trend = min(rise, cap), min(trend, cap)
     knee = _knee(f, cols)
     target_ms, floor_ms = _target_ms(f, knee, policy, forecast)
-    # Hysteresis takes its margin from the room above the latency's floor.
-    in_ms = target_ms - policy.scale_in_margin * (target_ms - min(floor_ms, target_ms))
+    # Hysteresis shrinks the target; over a floor that leaves little room, only that room.
+    in_ms = target_ms * (1.0 - policy.scale_in_margin)
+    if target_ms > policy.latency_target_ms:
+        in_ms = target_ms - policy.scale_in_margin * (target_ms - floor_ms)
     ratios = cols.mean_ms / cols.p95_ms
     ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
     return _Context(

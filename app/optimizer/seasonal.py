@@ -38,6 +38,9 @@ MIN_BLOCKS = 6
 # deviations of the cycles around it at each phase, so a burst taller than average is covered.
 UPPER_Z = 0.5
 MAX_GAP_SHARE = 0.2
+# A pattern whose swing (highest over lowest phase) is smaller than this is left to the
+# short-term forecast: too small to plan capacity around, however regular.
+MIN_AMPLITUDE = 1.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,11 @@ def scan(t_s: FloatArray, load_rps: FloatArray, lookahead_s: float) -> SeasonSca
     origin, x = grid
     span = x.size * GRID_S
     h = max(1, round(lookahead_s / GRID_S))
-    found = [(p, *r) for p in _periods(x.size) if (r := _test(x, p, h)) is not None]
+    found = [
+        (p, *r)
+        for p in _periods(x.size)
+        if (r := _test(x, p, h)) is not None and _amplitude(x, p) >= MIN_AMPLITUDE
+    ]
     if not found:
         return SeasonScan(now, None, span)
     # A multiple of the period, or a near neighbour, predicts about as well: among those within
@@ -225,6 +232,11 @@ def _test(x: FloatArray, p: int, h: int) -> tuple[float, float] | None:
     sd = float(sums.std(ddof=1))
     t_stat = float(sums.mean()) / (sd / math.sqrt(blocks)) if sd > 0 else math.inf
     return (strength, t_stat) if t_stat >= T_MIN else None
+
+
+def _amplitude(x: FloatArray, p: int) -> float:
+    mean, _ = _profile(x, p)
+    return math.exp(float(mean.max() - mean.min()))
 
 
 def _profile(x: FloatArray, p: int) -> tuple[FloatArray, FloatArray]:
