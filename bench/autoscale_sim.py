@@ -160,7 +160,7 @@ def downsample(observations: list[Observation]) -> list[Observation]:
     for key, group in sorted(buckets.items()):
         out.append(
             Observation(
-                t_s=(key + 1) * DOWNSAMPLE_S,
+                t_s=(key + 0.5) * DOWNSAMPLE_S,
                 instances=max(1, round(float(np.mean([o.instances for o in group])))),
                 load_rps=float(np.mean([o.load_rps for o in group])),
                 p95_ms=float(np.mean([o.p95_ms for o in group])),
