@@ -29,6 +29,9 @@ MAX_PERIOD_S = 7 * 86400.0
 MIN_CYCLES = 3
 # The level a forecast starts from: the mean of the newest buckets with the pattern taken out.
 LEVEL_BUCKETS = 3
+# A smooth pattern shows little over a few minutes: it is judged over the look-ahead or this
+# fraction of its period, whichever is longer.
+HORIZON_SHARE = 12
 # Significance: the pattern must remove this share of the forecast's squared error, and that
 # gain must stand this many standard errors above zero over at least MIN_BLOCKS blocks.
 SKILL_MIN = 0.2
@@ -148,7 +151,8 @@ def scan(t_s: FloatArray, load_rps: FloatArray, lookahead_s: float) -> SeasonSca
     found = [
         (p, *r)
         for p in _periods(x.size)
-        if (r := _test(x, p, h)) is not None and _amplitude(x, p) >= MIN_AMPLITUDE
+        if (r := _test(x, p, max(h, p // HORIZON_SHARE))) is not None
+        and _amplitude(x, p) >= MIN_AMPLITUDE
     ]
     if not found:
         return SeasonScan(now, None, span)
