@@ -26,6 +26,7 @@ from app.optimizer.types import (
     State,
     Window,
     WindowArrays,
+    median,
 )
 
 # How many of the newest observations anchor predictions to what is happening now.
@@ -236,7 +237,7 @@ def _context(
         peak=forecast * math.exp(z * sigma) * trend,
         peak_in=forecast * math.exp(_horizon_z(cols, policy) * sigma) * rise,
         observed_p95=float(cols.p95_ms[-1]),
-        recent_p95=float(np.median(cols.p95_ms[-RECENT_POINTS:])),
+        recent_p95=float(median(cols.p95_ms[-RECENT_POINTS:])),
         target_ms=target_ms,
         in_ms=in_ms,
         knee=knee,
@@ -246,7 +247,7 @@ def _context(
         slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
         baseline=Baseline.from_window(cols),
-        mean_ratio=float(np.median(ratios)) if ratios.size else math.nan,
+        mean_ratio=float(median(ratios)) if ratios.size else math.nan,
     )
 
 
@@ -334,7 +335,7 @@ def _horizon_z(cols: WindowArrays, policy: Policy) -> float:
     z = policy.load_quantile_z
     if cols.n < 2 or z <= 0:
         return z
-    step = float(np.median(np.diff(cols.t_s[-RECENT_POINTS:]))) if cols.n > 2 else 60.0
+    step = float(median(np.diff(cols.t_s[-RECENT_POINTS:]))) if cols.n > 2 else 60.0
     buckets = max(policy.forecast_horizon_s / max(step, 1e-9), 1.0)
     tail = (1.0 - _NORMAL.cdf(z)) / buckets
     return max(z, _NORMAL.inv_cdf(1.0 - tail)) if 0.0 < tail < 1.0 else z
@@ -374,7 +375,7 @@ def _guard(
     # Explore less the nearer the latency seen at the highest good load is to the limit: the
     # queue's knee is where the log-linear model is most wrong.
     near_top = cols.p95_ms[met][good >= 0.95 * ok_max]
-    room = max(1.0 - float(np.median(near_top)) / limit_ms, 0.0)
+    room = max(1.0 - float(median(near_top)) / limit_ms, 0.0)
     # A miss above the highest good load stops exploration there; one below it is left to the
     # fit and the residual correction, so a single odd bucket cannot collapse the guard.
     missed = per_inst[~met]
@@ -398,7 +399,7 @@ def _residual_correction(f: Fit, knee: Knee | None, cols: WindowArrays) -> float
     model = _predict(f, knee, cols.instances[usable], cols.load_rps[usable])
     ratio = cols.p95_ms[usable] / model
     ratio = ratio[np.isfinite(ratio)]
-    return max(1.0, float(np.median(ratio))) if ratio.size else 1.0
+    return max(1.0, float(median(ratio))) if ratio.size else 1.0
 
 
 def _candidates(f: Fit, ctx: _Context, policy: Policy, corr: float) -> tuple[Candidate, ...]:

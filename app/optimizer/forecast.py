@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from app.optimizer.types import FloatArray
+from app.optimizer.types import FloatArray, median
 
 EWMA_HALFLIFE_S = 300.0
 TREND_SPAN_S = 600.0
@@ -67,7 +67,7 @@ def load_sigma(t_s: FloatArray, load: FloatArray) -> float:
     if logs.size < 4:
         return 0.0
     diffs = np.diff(logs)
-    mad = float(np.median(np.abs(diffs - np.median(diffs))))
+    mad = float(median(np.abs(diffs - median(diffs))))
     return min(1.4826 * mad / math.sqrt(2.0), MAX_SIGMA)
 
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from app.optimizer.types import FloatArray, json_float
+from app.optimizer.types import FloatArray, json_float, median
 
 GRID_S = 300.0
-# Periods worth their name in minutes: calendar periods, then a geometric sweep in between.
+# Candidate periods: calendar periods (minutes), and the strongest peaks of the autocorrelation.
 NAMED_PERIODS_MIN = (15, 20, 30, 45, 60, 90, 120, 180, 240, 360, 480, 720, 1440, 10080)
-SWEEP_RATIO = 1.04
+ACF_PEAKS = 8
 MAX_PERIOD_S = 7 * 86400.0
 MIN_CYCLES = 3
 # The level a forecast starts from: the mean of the newest buckets with the pattern taken out.
@@ -121,7 +121,7 @@ def rise(
     if not recent.any():
         return Rise(0.0, now_s, 1.0, pattern.period_s, pattern.strength, 0.0)
     logs = np.log(load_rps[recent]) - pattern.mean[pattern.phase(t_s[recent])]
-    level = float(np.median(logs))
+    level = float(median(logs))
     # Buckets smear a rise over two of them: the one after the look-ahead counts too.
     ahead = now_s + np.arange(60.0, lookahead_s + pattern.step_s + 1.0, 60.0)
     phases = pattern.phase(ahead)
@@ -150,7 +150,7 @@ def scan(t_s: FloatArray, load_rps: FloatArray, lookahead_s: float) -> SeasonSca
     h = max(1, round(lookahead_s / GRID_S))
     found = [
         (p, *r)
-        for p in _periods(x.size)
+        for p in _periods(x)
         if (r := _test(x, p, max(h, p // HORIZON_SHARE))) is not None
         and _amplitude(x, p) >= MIN_AMPLITUDE
     ]
@@ -185,19 +185,25 @@ def _grid(t_s: FloatArray, load: FloatArray) -> tuple[float, FloatArray] | None:
     if have.sum() < (1.0 - MAX_GAP_SHARE) * n:
         return None
     mean = np.where(have, sums / np.maximum(counts, 1), 0.0)
-    floor = max(float(np.median(mean[have])) * 1e-3, 1e-6)
+    floor = max(float(median(mean[have])) * 1e-3, 1e-6)
     logs = np.log(np.maximum(mean, floor))
     pos = np.arange(n, dtype=np.float64)
     filled = np.interp(pos, pos[have], logs[have])
     return start, np.asarray(filled, dtype=np.float64)
 
 
-def _periods(n: int) -> list[int]:
-    """Candidate periods in buckets: at least 3 buckets, at most a week, MIN_CYCLES in the data."""
-    top = min(n // MIN_CYCLES, int(MAX_PERIOD_S // GRID_S))
-    named = _named()
-    swept = {int(round(3 * SWEEP_RATIO**k)) for k in range(400)}
-    return sorted(p for p in named | swept if 3 <= p <= top)
+def _periods(x: FloatArray) -> list[int]:
+    """Candidate periods in buckets: calendar periods and the highest local maxima of the
+    autocorrelation, at least 3 buckets, at most a week, with MIN_CYCLES of them in the data."""
+    top = min(x.size // MIN_CYCLES, int(MAX_PERIOD_S // GRID_S))
+    centred = x - x.mean()
+    size = 1 << int(2 * x.size - 1).bit_length()
+    spectrum = np.fft.rfft(centred, size)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum), size)[: top + 2]
+    lags = np.arange(3, min(top, acf.size - 2) + 1)
+    peaks = lags[(acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1]) & (acf[lags] > 0)]
+    strongest = peaks[np.argsort(acf[peaks])[::-1][:ACF_PEAKS]]
+    return sorted(p for p in _named() | {int(p) for p in strongest} if 3 <= p <= top)
 
 
 def _named() -> set[int]:

@@ -20,6 +20,14 @@ Action = Literal["scale_out", "scale_in", "hold"]
 SATURATED_ERROR_RATIO = 0.01
 
 
+def median(values: npt.ArrayLike) -> float:
+    """The median of a non-empty 1-D array; for the short arrays of a pass several times faster
+    than ``np.median``, whose generality costs more than the sort."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64), axis=None)
+    n = ordered.size
+    return float(ordered[(n - 1) // 2] + ordered[n // 2]) / 2.0
+
+
 def json_float(value: float | None, digits: int = 6) -> float | None:
     """A float fit for JSON: rounded, with NaN and infinities as None."""
     if value is None or not math.isfinite(value):
