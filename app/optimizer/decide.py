@@ -59,6 +59,9 @@ SEASON_TTL_S = 3600.0
 # it pre-scales only for a rise of its mean by this factor or more over the current phase.
 SEASON_LOOKAHEAD = 2.0
 SEASON_MIN_GAIN = 1.15
+# Scale-in may shed up to this share of the instances at once (or max_step, if more): a fixed
+# step of two would hold a burst's capacity for an hour after the burst.
+SCALE_IN_SHARE = 0.5
 _NORMAL = NormalDist()
 
 
@@ -243,8 +246,8 @@ def _context(
         knee=knee,
         rise=ahead,
         periodic=periodic,
-        guard=_guard(cols, per_inst, target_ms, policy.explore),
-        slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore),
+        guard=_guard(cols, per_inst, target_ms, policy.explore, floor_ms),
+        slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore, floor_ms),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
         baseline=Baseline.from_window(cols),
         mean_ratio=float(median(ratios)) if ratios.size else math.nan,
@@ -364,7 +367,7 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
 
 
 def _guard(
-    cols: WindowArrays, per_inst: FloatArray, limit_ms: float, explore: float
+    cols: WindowArrays, per_inst: FloatArray, limit_ms: float, explore: float, floor_ms: float = 0.0
 ) -> float | None:
     """Highest per-instance load to allow: a little past the highest seen to meet ``limit_ms``."""
     met = cols.p95_ms <= limit_ms
@@ -372,10 +375,12 @@ def _guard(
         return None
     good = per_inst[met]
     ok_max = float(good.max())
-    # Explore less the nearer the latency seen at the highest good load is to the limit: the
-    # queue's knee is where the log-linear model is most wrong.
+    # Explore less the nearer the latency seen at the highest good load is to the limit, counted
+    # above the latency's floor (what no count removes): the queue's knee is where the
+    # log-linear model is most wrong, and only the queueing part of latency grows towards it.
     near_top = cols.p95_ms[met][good >= 0.95 * ok_max]
-    room = max(1.0 - float(median(near_top)) / limit_ms, 0.0)
+    floor = min(max(floor_ms, 0.0), 0.9 * limit_ms)
+    room = max(1.0 - (median(near_top) - floor) / (limit_ms - floor), 0.0)
     # A miss above the highest good load stops exploration there; one below it is left to the
     # fit and the residual correction, so a single odd bucket cannot collapse the guard.
     missed = per_inst[~met]
@@ -606,7 +611,8 @@ def _act(
         wait = _remaining(policy.scale_in_cooldown_s, now, last if math.isfinite(last) else None)
         if wait > 0:
             return cur, "hold", f"scale-in to {want_in} waits {wait:.0f} s of cooldown"
-        return (want_in if free[1] else max(want_in, cur - policy.max_step)), "scale_in", ""
+        step = max(policy.max_step, math.ceil(SCALE_IN_SHARE * cur))
+        return (want_in if free[1] else max(want_in, cur - step)), "scale_in", ""
     return cur, "hold", ""
 
 

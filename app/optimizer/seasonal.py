@@ -135,7 +135,8 @@ def rise(
     )
     gain = math.exp(top - here)
     peak = math.exp(level + float(pattern.upper[phases[i]]))
-    expected = math.exp(level + float(pattern.mean[phases[0]]))
+    # What the pattern expects over the look-ahead, slow ramps included.
+    expected = math.exp(level + top)
     return Rise(peak, start, gain, pattern.period_s, pattern.strength, expected)
 
 
