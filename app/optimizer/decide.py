@@ -417,9 +417,11 @@ def _rows(
 ) -> tuple[Candidate, ...]:
     p95, mean, eff, per_inst, feasible = _evaluate(f, ctx, policy, corr, counts)
     price = policy.price_per_instance_hour
+    # Python floats once per column (``tolist``) rather than a numpy scalar per cell.
+    columns = (counts, per_inst, p95, mean, eff, feasible)
     return tuple(
-        Candidate(int(c), float(u), float(p), float(m), float(e), float(c) * price, bool(ok))
-        for c, u, p, m, e, ok in zip(counts, per_inst, p95, mean, eff, feasible, strict=True)
+        Candidate(int(c), u, p, m, e, c * price, ok > 0)
+        for c, u, p, m, e, ok in zip(*(col.tolist() for col in columns), strict=True)
     )
 
 

@@ -199,11 +199,11 @@ def _lstsq(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
     """
     n, p = x.shape
     gram = x.T @ x
-    try:
-        inv = np.linalg.inv(gram) if n > p else None
-    except np.linalg.LinAlgError:
-        inv = None
-    if inv is None or not np.all(np.isfinite(inv)) or np.linalg.cond(gram) > 1e12:
+    scale = float(np.prod(np.diag(gram)))
+    # Columns (nearly) collinear: the determinant vanishes against the diagonal's product.
+    singular = n <= p or not scale > 0 or abs(float(np.linalg.det(gram))) <= 1e-10 * scale
+    inv = None if singular else np.linalg.inv(gram)
+    if inv is None or not np.all(np.isfinite(inv)):
         solution, _, _, _ = np.linalg.lstsq(x, y, rcond=None)
         return np.asarray(solution, dtype=np.float64), np.full(p, np.inf, dtype=np.float64)
     coef = np.asarray(inv @ (x.T @ y), dtype=np.float64)
