@@ -43,7 +43,7 @@ from autoscale_service import SERVICES, Service  # noqa: E402
 from autoscale_traces import FAMILIES, FloatArray, Shape, original  # noqa: E402
 
 from app.optimizer import Observation, Policy, State, Window, decide  # noqa: E402
-from app.optimizer.decide import RECENT_SPAN_S, SEASON_TTL_S  # noqa: E402
+from app.optimizer.foresight import RECENT_SPAN_S, SEASON_TTL_S  # noqa: E402
 from app.optimizer.seasonal import scan  # noqa: E402
 
 SEED = 20240611

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from statistics import NormalDist
 
 import numpy as np
@@ -13,7 +12,8 @@ import numpy as np
 from app.optimizer.efficiency import Baseline, efficiency
 from app.optimizer.fit import fit_arrays, fit_knee
 from app.optimizer.forecast import forecast_load, load_sigma
-from app.optimizer.seasonal import Rise, SeasonScan, rise, scan
+from app.optimizer.foresight import SEASON_MIN_GAIN, foresight, recent, season_for, seen_ahead
+from app.optimizer.seasonal import Rise
 from app.optimizer.types import (
     Action,
     Candidate,
@@ -50,15 +50,6 @@ GROWTH_SPAN_S = 1800.0
 # Scale-out provisions for the rise only when its slope is this many standard errors above zero:
 # on noisy traffic an insignificant slope would turn noise into capacity.
 GROWTH_T_STAT = 3.0
-# The fit and the short-term forecast read the newest span of the window; the rest of a long
-# window (days, downsampled) only feeds the search for repeating patterns.
-RECENT_SPAN_S = 3 * 3600.0
-# A pattern only changes hourly: a scan is reused for this long.
-SEASON_TTL_S = 3600.0
-# The pattern looks this many forecast horizons ahead, since a start-up can outlast one horizon;
-# it pre-scales only for a rise of its mean by this factor or more over the current phase.
-SEASON_LOOKAHEAD = 2.0
-SEASON_MIN_GAIN = 1.15
 # Scale-in may shed up to this share of the instances at once (or max_step, if more): a fixed
 # step of two would hold a burst's capacity for an hour after the burst.
 SCALE_IN_SHARE = 0.5
@@ -96,14 +87,14 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
     ``state.season`` while fresh).
     """
     now = window.time_s
-    season = _season(window.arrays, policy, state, now)
-    cols = _recent(window.arrays)
+    season = season_for(window.arrays, policy, state, now)
+    cols = recent(window.arrays)
     f = _fit(cols, policy) if cols.n else None
-    ahead = _rise(season, cols, policy, now)
+    ahead = seen_ahead(season, cols, policy, now)
     periodic = season is not None and season.pattern is not None
     ctx = _context(cols, policy, f, ahead, periodic) if cols.n and f is not None else None
     decision = _decide(window, policy, state, f, ctx)
-    note = _foresight(ctx.rise) if ctx is not None and ctx.rise is not None else ""
+    note = foresight(ctx.rise) if ctx is not None and ctx.rise is not None else ""
     return replace(decision, reason=note + decision.reason, season=season)
 
 
@@ -114,24 +105,7 @@ def _decide(
     cur = state.current_instances
     lo, hi = policy.min_instances, policy.max_instances
     if ctx is None or f is None:
-        target = min(max(cur, lo), hi)
-        reason = (
-            f"Hold at {cur}: no usable observations in the window."
-            if target == cur
-            else f"Move {cur} → {target}: the count lies outside [{lo}, {hi}] and no data to fit."
-        )
-        action: Action = "hold" if target == cur else ("scale_out" if target > cur else "scale_in")
-        return Decision(
-            target,
-            cur,
-            target,
-            action,
-            "no_data",
-            reason,
-            None,
-            (),
-            _inputs(window, policy, state, None, 1.0),
-        )
+        return _no_data(window, policy, state)
 
     corr = _residual_correction(f, ctx.knee, ctx.cols)
     candidates = _candidates(f, ctx, policy, corr)
@@ -176,11 +150,26 @@ def _decide(
     return _fallback_decision(f, ctx, policy, state, now, candidates, inputs)
 
 
+def _no_data(window: Window, policy: Policy, state: State) -> Decision:
+    """Nothing to fit: hold, or move the count into the policy's bounds."""
+    cur = state.current_instances
+    lo, hi = policy.min_instances, policy.max_instances
+    target = min(max(cur, lo), hi)
+    reason = (
+        f"Hold at {cur}: no usable observations in the window."
+        if target == cur
+        else f"Move {cur} → {target}: the count lies outside [{lo}, {hi}] and no data to fit."
+    )
+    action: Action = "hold" if target == cur else ("scale_out" if target > cur else "scale_in")
+    inputs = _inputs(window, policy, state, None, 1.0)
+    return Decision(target, cur, target, action, "no_data", reason, None, (), inputs)
+
+
 def what_if(
     window: Window, policy: Policy, instances: Sequence[int], load_rps: float | None = None
 ) -> tuple[Candidate, ...]:
     """Candidate rows for arbitrary counts at the window's forecast load, or at ``load_rps``."""
-    cols = _recent(window.arrays)
+    cols = recent(window.arrays)
     if cols.n == 0:
         return ()
     f = _fit(cols, policy)
@@ -270,22 +259,6 @@ def _target_ms(f: Fit, knee: Knee | None, policy: Policy, load: float) -> tuple[
     return target, floor
 
 
-def _recent(cols: WindowArrays) -> WindowArrays:
-    """The newest ``RECENT_SPAN_S`` of the window's columns."""
-    if cols.n == 0 or cols.t_s[-1] - cols.t_s[0] <= RECENT_SPAN_S:
-        return cols
-    keep = cols.t_s >= cols.t_s[-1] - RECENT_SPAN_S
-    return WindowArrays(
-        t_s=cols.t_s[keep],
-        instances=cols.instances[keep],
-        load_rps=cols.load_rps[keep],
-        p95_ms=cols.p95_ms[keep],
-        mean_ms=cols.mean_ms[keep],
-        bytes_per_s=cols.bytes_per_s[keep],
-        errors=cols.errors[keep],
-    )
-
-
 def _fit(cols: WindowArrays, policy: Policy) -> Fit:
     """The power-law fit over the unsaturated buckets of ``cols``."""
     keep = ~cols.saturated
@@ -295,42 +268,6 @@ def _fit(cols: WindowArrays, policy: Policy) -> Fit:
         cols.p95_ms[keep],
         criteria=policy.fit_criteria(),
     )
-
-
-def _season(cols: WindowArrays, policy: Policy, state: State, now: float) -> SeasonScan | None:
-    """The state's scan while fresh, else a new scan of the whole window."""
-    if state.season is not None and state.season.fresh(now, SEASON_TTL_S):
-        return state.season
-    if cols.n < 2:
-        return None
-    return scan(cols.t_s, cols.load_rps, SEASON_LOOKAHEAD * policy.forecast_horizon_s)
-
-
-def _rise(season: SeasonScan | None, cols: WindowArrays, policy: Policy, now: float) -> Rise | None:
-    """What the pattern, when there is one, foresees over the look-ahead."""
-    if season is None or season.pattern is None or cols.n == 0:
-        return None
-    lookahead = SEASON_LOOKAHEAD * policy.forecast_horizon_s
-    return rise(season.pattern, cols.t_s, cols.load_rps, now, lookahead)
-
-
-def _foresight(ahead: Rise) -> str:
-    """The reason's opening when a pattern raised the forecast."""
-    return (
-        f"Pattern with period {_duration(ahead.period_s)}, strength {ahead.strength:.2f}: "
-        f"pre-scaling for the rise expected at "
-        f"{datetime.fromtimestamp(ahead.at_s, UTC):%H:%M} UTC (to ≈{ahead.peak_rps:.0f} "
-        f"req/s). "
-    )
-
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60.0)
-    if minutes < 120:
-        return f"{minutes} min"
-    if minutes < 2 * 1440:
-        return f"{minutes / 60:g} h"
-    return f"{minutes / 1440:g} days"
 
 
 def _horizon_z(cols: WindowArrays, policy: Policy) -> float:
@@ -494,7 +431,7 @@ def _model_decision(
     cur = state.current_instances
     counts = np.asarray([c.instances for c in candidates], dtype=np.float64)
     p95, _, eff, _, feasible = _evaluate(f, ctx, policy, inputs.residual_correction, counts)
-    target_ms, in_ms = ctx.target_ms, ctx.in_ms
+    in_ms = ctx.in_ms
     band = (1.0 - policy.cost_weight) * TIE_BAND
     noise = _e_noise(f, policy)
     ideal = _choose(counts, eff, feasible, band, noise)
@@ -508,22 +445,8 @@ def _model_decision(
     want = ideal if ideal is not None else policy.max_instances
     desired, action, blocked = _act(want, ideal_in, cur, urgent, policy, state, now, _free(ctx))
 
+    why = _why(ideal, cheapest, p95, ctx, policy, (band, noise))
     load = f"{ctx.forecast:.0f} req/s"
-    if ideal is None:
-        why = f"no count meets the {target_ms:.0f} ms target at a forecast {load}"
-    else:
-        pred = float(p95[ideal - policy.min_instances])
-        why = (
-            f"{ideal} is the cheapest count predicted to keep p95 under {target_ms:.0f} ms "
-            f"at a forecast {load} ({pred:.0f} ms)"
-        )
-        if cheapest is not None and cheapest != ideal:
-            why = (
-                f"{ideal} is the cheapest count whose E is within {noise:.1%} (the fit's noise) "
-                f"of the best within {band:.0%} of the cheapest cost at cost weight "
-                f"{policy.cost_weight:g} (the cheapest meeting {target_ms:.0f} ms at {load} is "
-                f"{cheapest})"
-            )
     if action == "scale_out":
         reason = f"Scale out {cur} → {desired}: {why}{_step_note(want, desired, urgent)}."
     elif action == "scale_in":
@@ -545,6 +468,33 @@ def _model_decision(
         reason = f"Hold at {cur}: {why}."
     return Decision(
         desired, cur, want, action, "model", reason, f, candidates, inputs, knee=ctx.knee
+    )
+
+
+def _why(
+    ideal: int | None,
+    cheapest: int | None,
+    p95: FloatArray,
+    ctx: _Context,
+    policy: Policy,
+    band_noise: tuple[float, float],
+) -> str:
+    """Why the model wants the count it wants, in words."""
+    target_ms, load = ctx.target_ms, f"{ctx.forecast:.0f} req/s"
+    if ideal is None:
+        return f"no count meets the {target_ms:.0f} ms target at a forecast {load}"
+    if cheapest is not None and cheapest != ideal:
+        band, noise = band_noise
+        return (
+            f"{ideal} is the cheapest count whose E is within {noise:.1%} (the fit's noise) "
+            f"of the best within {band:.0%} of the cheapest cost at cost weight "
+            f"{policy.cost_weight:g} (the cheapest meeting {target_ms:.0f} ms at {load} is "
+            f"{cheapest})"
+        )
+    pred = float(p95[ideal - policy.min_instances])
+    return (
+        f"{ideal} is the cheapest count predicted to keep p95 under {target_ms:.0f} ms "
+        f"at a forecast {load} ({pred:.0f} ms)"
     )
 
 

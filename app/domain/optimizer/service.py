@@ -27,7 +27,7 @@ from app.domain.pagination import PageRequest
 from app.domain.quotas import service as quotas
 from app.errors import NotFound, Unprocessable
 from app.optimizer import Observation, Policy, State, Window, decide, fit, what_if
-from app.optimizer.decide import SEASON_TTL_S
+from app.optimizer.foresight import SEASON_TTL_S
 from app.settings import get_settings
 
 log = logging.getLogger(__name__)
