@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from app.domain.outbox.models import OutboxMessage
 from app.main import create_app
 from app.settings import get_settings
 from tests.backends.local.conftest import wait_for
-from tests.factories import make_deployment, make_key, make_model_version, make_project
+from tests.factories import Key, make_deployment, make_key, make_model_version, make_project
 from tests.workers.conftest import UnitOfWork
 from workers.tasks import deployments as deployment_tasks
 from workers.tasks import optimizer as optimizer_tasks
@@ -53,12 +54,15 @@ def _serving(committed: UnitOfWork, deployment_id: object, count: int) -> bool:
     return _status(committed, deployment_id)[:2] == ("in_service", count)
 
 
-def test_a_pass_over_an_overloaded_deployment_adds_replicas(
-    committed: UnitOfWork, local: LocalBackend, recommender_artifact: Path
-) -> None:
+def _one_replica(
+    committed: UnitOfWork, artifact: Path, editor: Key | None = None
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """(deployment id, project id) of a local deployment serving from one replica, the
+    optimizer on, 1 to 3 instances; ``editor`` may write to its project."""
     with committed() as session:
-        project = make_project(session)
-        model = make_model_version(session, project, artifact_uri=recommender_artifact.as_uri())
+        members = [(editor, Role.EDITOR)] if editor is not None else []
+        project = make_project(session, *members)
+        model = make_model_version(session, project, artifact_uri=artifact.as_uri())
         deployment = make_deployment(
             session,
             project,
@@ -75,6 +79,13 @@ def test_a_pass_over_an_overloaded_deployment_adds_replicas(
         deployment_id, message_id, project_id = deployment.id, message.id, project.id
     deployment_tasks.create_deployment(message_id)
     wait_for(lambda: _serving(committed, deployment_id, 1), timeout=60, every=0.3)
+    return deployment_id, project_id
+
+
+def test_a_pass_over_an_overloaded_deployment_adds_replicas(
+    committed: UnitOfWork, local: LocalBackend, recommender_artifact: Path
+) -> None:
+    deployment_id, project_id = _one_replica(committed, recommender_artifact)
 
     # Thirty minutes in which p95 grew with load on the one replica, now past the SLO.
     now = utcnow().replace(microsecond=0)
@@ -138,24 +149,7 @@ def test_a_periodic_load_is_foreseen_and_capacity_comes_before_the_burst(
 ) -> None:
     with committed() as session:
         key = make_key(session)
-        project = make_project(session, (key, Role.EDITOR))
-        model = make_model_version(session, project, artifact_uri=recommender_artifact.as_uri())
-        deployment = make_deployment(
-            session,
-            project,
-            model,
-            desired_instances=1,
-            min_instances=1,
-            max_instances=3,
-            scaling_policy=POLICY,
-        )
-        message = outbox.enqueue(
-            session, outbox.DEPLOYMENT_CREATE, deployment_id=str(deployment.id)
-        )
-        session.flush()
-        deployment_id, message_id = deployment.id, message.id
-    deployment_tasks.create_deployment(message_id)
-    wait_for(lambda: _serving(committed, deployment_id, 1), timeout=60, every=0.3)
+    deployment_id, _ = _one_replica(committed, recommender_artifact, key)
 
     end = optimizer_tasks.window_end(utcnow(), 60.0)
     api = TestClient(create_app(get_settings(), sessionmaker(bind=pg_engine)))
