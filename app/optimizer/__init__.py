@@ -54,6 +54,21 @@ load), the fallback holds while the SLO is met, and *probes* one instance fewer 
 response (latency ∝ load^1.5 per instance) would stay under the scale-in threshold, so a steady
 deployment can still learn.
 
+Repeating patterns (``seasonal``)
+---------------------------------
+The window may be of any length, oldest first: the fit and the short-term forecast read its
+newest 3 hours, the whole of it (e.g. 14 days in 5-minute buckets) feeds a scan for a repeating
+pattern, kept in ``State.season`` and redone hourly. On a grid of 5-minute buckets of log load,
+each candidate period (calendar periods and the autocorrelation's highest peaks, 15 minutes to a
+week) replays the forecast the decision would make, with the pattern learnt only from earlier
+cycles; it is significant when it removes ≥ 20 % of the squared error of the level-only forecast
+and that gain stands ≥ 4 standard errors above zero over independent blocks, and its swing is at
+least 15 %. With a pattern the level comes from it (no EWMA lag after a burst); when it foresees
+a rise of ≥ 15 % within two forecast horizons (plus one bucket), the forecast is raised to the
+pattern's upper band there and the scale-out is taken in one step; scale-in follows the pattern
+down without the step limit. A fixed latency floor (overhead no count removes) that leaves less
+room under the SLO than the headroom moves the target halfway between the floor and the SLO.
+
 What the model cannot do, and how the decision stays safe
 ----------------------------------------------------------
 A power law is a straight line in log space; real queues are flat at low utilisation and blow up
@@ -76,7 +91,7 @@ Driving it (a simulator, a notebook, or the periodic pass)
     policy = Policy(latency_slo_ms=300, min_instances=1, max_instances=20)
     state = State(current_instances=4)
     for minute in feed:                      # each: t_s, instances, load_rps, p95_ms, mean_ms
-        window = Window(tuple(last_180_observations), now_s=minute.t_s)
+        window = Window(tuple(history), now_s=minute.t_s)  # any length, oldest first
         decision = decide(window, policy, state)
         state = state.after(decision, now_s=minute.t_s)
         store(decision.to_dict())            # JSON: reason, fit, candidate table, inputs

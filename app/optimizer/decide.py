@@ -10,8 +10,10 @@ from statistics import NormalDist
 import numpy as np
 
 from app.optimizer.efficiency import Baseline, efficiency
-from app.optimizer.fit import fit, fit_knee
+from app.optimizer.fit import fit_arrays, fit_knee
 from app.optimizer.forecast import forecast_load, load_sigma
+from app.optimizer.foresight import SEASON_MIN_GAIN, foresight, recent, season_for, seen_ahead
+from app.optimizer.seasonal import Rise
 from app.optimizer.types import (
     Action,
     Candidate,
@@ -24,6 +26,7 @@ from app.optimizer.types import (
     State,
     Window,
     WindowArrays,
+    median,
 )
 
 # How many of the newest observations anchor predictions to what is happening now.
@@ -47,6 +50,9 @@ GROWTH_SPAN_S = 1800.0
 # Scale-out provisions for the rise only when its slope is this many standard errors above zero:
 # on noisy traffic an insignificant slope would turn noise into capacity.
 GROWTH_T_STAT = 3.0
+# Scale-in may shed up to this share of the instances at once (or max_step, if more): a fixed
+# step of two would hold a burst's capacity for an hour after the burst.
+SCALE_IN_SHARE = 0.5
 _NORMAL = NormalDist()
 
 
@@ -62,7 +68,10 @@ class _Context:
     observed_p95: float  # newest observation
     recent_p95: float  # median of the newest few, robust to one noisy bucket
     target_ms: float  # p95 the forecast must meet: the SLO less the headroom
+    in_ms: float  # p95 a smaller count must meet to scale in (hysteresis)
     knee: Knee | None  # queueing fit, when trusted
+    rise: Rise | None  # a repeating pattern's rise the forecast was raised for
+    periodic: bool  # a significant repeating pattern: its swings are not noise to damp
     guard: float | None  # highest per-instance forecast load allowed for a candidate
     slo_guard: float | None  # highest per-instance peak load allowed for a candidate
     slo_ok_max: float | None  # highest per-instance load observed to meet the SLO itself
@@ -71,35 +80,34 @@ class _Context:
 
 
 def decide(window: Window, policy: Policy, state: State) -> Decision:
-    """Choose the instance count for the next period and say why in one sentence."""
+    """Choose the instance count for the next period and say why in one sentence.
+
+    ``window`` may be of any length, oldest first: its newest ``RECENT_SPAN_S`` feed the fit
+    and the short-term forecast, all of it the search for a repeating pattern (reused from
+    ``state.season`` while fresh).
+    """
+    now = window.time_s
+    season = season_for(window.arrays, policy, state, now)
+    cols = recent(window.arrays)
+    f = _fit(cols, policy) if cols.n else None
+    ahead = seen_ahead(season, cols, policy, now)
+    periodic = season is not None and season.pattern is not None
+    ctx = _context(cols, policy, f, ahead, periodic) if cols.n and f is not None else None
+    decision = _decide(window, policy, state, f, ctx)
+    note = foresight(ctx.rise) if ctx is not None and ctx.rise is not None else ""
+    return replace(decision, reason=note + decision.reason, season=season)
+
+
+def _decide(
+    window: Window, policy: Policy, state: State, f: Fit | None, ctx: _Context | None
+) -> Decision:
     now = window.time_s
     cur = state.current_instances
     lo, hi = policy.min_instances, policy.max_instances
-    cols = window.arrays
-    f = fit(window, criteria=policy.fit_criteria()) if cols.n else None
-    ctx = _context(cols, policy, f) if cols.n and f is not None else None
-
     if ctx is None or f is None:
-        target = min(max(cur, lo), hi)
-        reason = (
-            f"Hold at {cur}: no usable observations in the window."
-            if target == cur
-            else f"Move {cur} → {target}: the count lies outside [{lo}, {hi}] and no data to fit."
-        )
-        action: Action = "hold" if target == cur else ("scale_out" if target > cur else "scale_in")
-        return Decision(
-            target,
-            cur,
-            target,
-            action,
-            "no_data",
-            reason,
-            None,
-            (),
-            _inputs(window, policy, state, None, 1.0),
-        )
+        return _no_data(window, policy, state)
 
-    corr = _residual_correction(f, ctx.knee, cols)
+    corr = _residual_correction(f, ctx.knee, ctx.cols)
     candidates = _candidates(f, ctx, policy, corr)
     inputs = _inputs(window, policy, state, ctx, corr)
 
@@ -142,14 +150,29 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
     return _fallback_decision(f, ctx, policy, state, now, candidates, inputs)
 
 
+def _no_data(window: Window, policy: Policy, state: State) -> Decision:
+    """Nothing to fit: hold, or move the count into the policy's bounds."""
+    cur = state.current_instances
+    lo, hi = policy.min_instances, policy.max_instances
+    target = min(max(cur, lo), hi)
+    reason = (
+        f"Hold at {cur}: no usable observations in the window."
+        if target == cur
+        else f"Move {cur} → {target}: the count lies outside [{lo}, {hi}] and no data to fit."
+    )
+    action: Action = "hold" if target == cur else ("scale_out" if target > cur else "scale_in")
+    inputs = _inputs(window, policy, state, None, 1.0)
+    return Decision(target, cur, target, action, "no_data", reason, None, (), inputs)
+
+
 def what_if(
     window: Window, policy: Policy, instances: Sequence[int], load_rps: float | None = None
 ) -> tuple[Candidate, ...]:
     """Candidate rows for arbitrary counts at the window's forecast load, or at ``load_rps``."""
-    cols = window.arrays
+    cols = recent(window.arrays)
     if cols.n == 0:
         return ()
-    f = fit(window, criteria=policy.fit_criteria())
+    f = _fit(cols, policy)
     ctx = _context(cols, policy, f)
     if load_rps is not None:  # keep the window's noise: the peak scales with the load
         scale = load_rps / ctx.forecast if ctx.forecast > 0 else 1.0
@@ -169,12 +192,21 @@ def _knee(f: Fit, cols: WindowArrays) -> Knee | None:
     return k if k.trustworthy else None
 
 
-def _context(cols: WindowArrays, policy: Policy, f: Fit) -> _Context:
+def _context(
+    cols: WindowArrays, policy: Policy, f: Fit, ahead: Rise | None = None, periodic: bool = False
+) -> _Context:
     per_inst = cols.load_rps / cols.instances
     met_slo = cols.p95_ms <= policy.latency_slo_ms
     z = policy.load_quantile_z
     sigma = load_sigma(cols.t_s, cols.load_rps)
-    forecast = forecast_load(cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z)
+    level = ahead.expected_rps if ahead is not None and periodic else None
+    forecast = forecast_load(
+        cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z, level=level
+    )
+    if ahead is not None and ahead.gain >= SEASON_MIN_GAIN and ahead.peak_rps > forecast:
+        forecast = ahead.peak_rps  # capacity must be in service when the pattern's rise comes
+    else:
+        ahead = None
     sigma *= math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
     # Capacity ordered now serves only after the start-up delay: provision for the recent rise
     # over that horizon too, capped at the noise margin so that a step (whose slope is not a
@@ -183,7 +215,11 @@ def _context(cols: WindowArrays, policy: Policy, f: Fit) -> _Context:
     rise, trend = _growth(cols, policy)
     rise, trend = min(rise, cap), min(trend, cap)
     knee = _knee(f, cols)
-    target_ms = policy.latency_target_ms
+    target_ms, floor_ms = _target_ms(f, knee, policy, forecast)
+    # Hysteresis shrinks the target; over a floor that leaves little room, only that room.
+    in_ms = target_ms * (1.0 - policy.scale_in_margin)
+    if target_ms > policy.latency_target_ms:
+        in_ms = target_ms - policy.scale_in_margin * (target_ms - floor_ms)
     ratios = cols.mean_ms / cols.p95_ms
     ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
     return _Context(
@@ -193,14 +229,44 @@ def _context(cols: WindowArrays, policy: Policy, f: Fit) -> _Context:
         peak=forecast * math.exp(z * sigma) * trend,
         peak_in=forecast * math.exp(_horizon_z(cols, policy) * sigma) * rise,
         observed_p95=float(cols.p95_ms[-1]),
-        recent_p95=float(np.median(cols.p95_ms[-RECENT_POINTS:])),
+        recent_p95=float(median(cols.p95_ms[-RECENT_POINTS:])),
         target_ms=target_ms,
+        in_ms=in_ms,
         knee=knee,
-        guard=_guard(cols, per_inst, target_ms, policy.explore),
-        slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore),
+        rise=ahead,
+        periodic=periodic,
+        guard=_guard(cols, per_inst, target_ms, policy.explore, floor_ms),
+        slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore, floor_ms),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
         baseline=Baseline.from_window(cols),
-        mean_ratio=float(np.median(ratios)) if ratios.size else math.nan,
+        mean_ratio=float(median(ratios)) if ratios.size else math.nan,
+    )
+
+
+def _target_ms(f: Fit, knee: Knee | None, policy: Policy, load: float) -> tuple[float, float]:
+    """(target, floor): the SLO less the headroom or, when the latency's floor (predicted at the
+    most instances allowed) leaves less room than that, halfway between the floor and the SLO.
+    A fixed overhead that no count removes must not send every deployment to its maximum."""
+    target = policy.latency_target_ms
+    if not f.trustworthy:
+        return target, 0.0
+    top = np.array([float(policy.max_instances)])
+    floor = float(_predict(f, knee, top, np.array([max(load, 1e-9)]))[0])
+    if not math.isfinite(floor):
+        return target, 0.0
+    if floor > target:
+        target = min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms)
+    return target, floor
+
+
+def _fit(cols: WindowArrays, policy: Policy) -> Fit:
+    """The power-law fit over the unsaturated buckets of ``cols``."""
+    keep = ~cols.saturated
+    return fit_arrays(
+        cols.instances[keep],
+        cols.load_rps[keep],
+        cols.p95_ms[keep],
+        criteria=policy.fit_criteria(),
     )
 
 
@@ -209,7 +275,7 @@ def _horizon_z(cols: WindowArrays, policy: Policy) -> float:
     z = policy.load_quantile_z
     if cols.n < 2 or z <= 0:
         return z
-    step = float(np.median(np.diff(cols.t_s[-RECENT_POINTS:]))) if cols.n > 2 else 60.0
+    step = float(median(np.diff(cols.t_s[-RECENT_POINTS:]))) if cols.n > 2 else 60.0
     buckets = max(policy.forecast_horizon_s / max(step, 1e-9), 1.0)
     tail = (1.0 - _NORMAL.cdf(z)) / buckets
     return max(z, _NORMAL.inv_cdf(1.0 - tail)) if 0.0 < tail < 1.0 else z
@@ -238,7 +304,7 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
 
 
 def _guard(
-    cols: WindowArrays, per_inst: FloatArray, limit_ms: float, explore: float
+    cols: WindowArrays, per_inst: FloatArray, limit_ms: float, explore: float, floor_ms: float = 0.0
 ) -> float | None:
     """Highest per-instance load to allow: a little past the highest seen to meet ``limit_ms``."""
     met = cols.p95_ms <= limit_ms
@@ -246,10 +312,12 @@ def _guard(
         return None
     good = per_inst[met]
     ok_max = float(good.max())
-    # Explore less the nearer the latency seen at the highest good load is to the limit: the
-    # queue's knee is where the log-linear model is most wrong.
+    # Explore less the nearer the latency seen at the highest good load is to the limit, counted
+    # above the latency's floor (what no count removes): the queue's knee is where the
+    # log-linear model is most wrong, and only the queueing part of latency grows towards it.
     near_top = cols.p95_ms[met][good >= 0.95 * ok_max]
-    room = max(1.0 - float(np.median(near_top)) / limit_ms, 0.0)
+    floor = min(max(floor_ms, 0.0), 0.9 * limit_ms)
+    room = max(1.0 - (median(near_top) - floor) / (limit_ms - floor), 0.0)
     # A miss above the highest good load stops exploration there; one below it is left to the
     # fit and the residual correction, so a single odd bucket cannot collapse the guard.
     missed = per_inst[~met]
@@ -273,7 +341,7 @@ def _residual_correction(f: Fit, knee: Knee | None, cols: WindowArrays) -> float
     model = _predict(f, knee, cols.instances[usable], cols.load_rps[usable])
     ratio = cols.p95_ms[usable] / model
     ratio = ratio[np.isfinite(ratio)]
-    return max(1.0, float(np.median(ratio))) if ratio.size else 1.0
+    return max(1.0, float(median(ratio))) if ratio.size else 1.0
 
 
 def _candidates(f: Fit, ctx: _Context, policy: Policy, corr: float) -> tuple[Candidate, ...]:
@@ -286,9 +354,11 @@ def _rows(
 ) -> tuple[Candidate, ...]:
     p95, mean, eff, per_inst, feasible = _evaluate(f, ctx, policy, corr, counts)
     price = policy.price_per_instance_hour
+    # Python floats once per column (``tolist``) rather than a numpy scalar per cell.
+    columns = (counts, per_inst, p95, mean, eff, feasible)
     return tuple(
-        Candidate(int(c), float(u), float(p), float(m), float(e), float(c) * price, bool(ok))
-        for c, u, p, m, e, ok in zip(counts, per_inst, p95, mean, eff, feasible, strict=True)
+        Candidate(int(c), u, p, m, e, c * price, ok > 0)
+        for c, u, p, m, e, ok in zip(*(col.tolist() for col in columns), strict=True)
     )
 
 
@@ -361,8 +431,7 @@ def _model_decision(
     cur = state.current_instances
     counts = np.asarray([c.instances for c in candidates], dtype=np.float64)
     p95, _, eff, _, feasible = _evaluate(f, ctx, policy, inputs.residual_correction, counts)
-    target_ms = ctx.target_ms
-    in_ms = target_ms * (1.0 - policy.scale_in_margin)
+    in_ms = ctx.in_ms
     band = (1.0 - policy.cost_weight) * TIE_BAND
     noise = _e_noise(f, policy)
     ideal = _choose(counts, eff, feasible, band, noise)
@@ -374,24 +443,10 @@ def _model_decision(
     at_cur = float(p95[cur - policy.min_instances])
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms
     want = ideal if ideal is not None else policy.max_instances
-    desired, action, blocked = _act(want, ideal_in, cur, urgent, policy, state, now)
+    desired, action, blocked = _act(want, ideal_in, cur, urgent, policy, state, now, _free(ctx))
 
+    why = _why(ideal, cheapest, p95, ctx, policy, (band, noise))
     load = f"{ctx.forecast:.0f} req/s"
-    if ideal is None:
-        why = f"no count meets the {target_ms:.0f} ms target at a forecast {load}"
-    else:
-        pred = float(p95[ideal - policy.min_instances])
-        why = (
-            f"{ideal} is the cheapest count predicted to keep p95 under {target_ms:.0f} ms "
-            f"at a forecast {load} ({pred:.0f} ms)"
-        )
-        if cheapest is not None and cheapest != ideal:
-            why = (
-                f"{ideal} is the cheapest count whose E is within {noise:.1%} (the fit's noise) "
-                f"of the best within {band:.0%} of the cheapest cost at cost weight "
-                f"{policy.cost_weight:g} (the cheapest meeting {target_ms:.0f} ms at {load} is "
-                f"{cheapest})"
-            )
     if action == "scale_out":
         reason = f"Scale out {cur} → {desired}: {why}{_step_note(want, desired, urgent)}."
     elif action == "scale_in":
@@ -413,6 +468,33 @@ def _model_decision(
         reason = f"Hold at {cur}: {why}."
     return Decision(
         desired, cur, want, action, "model", reason, f, candidates, inputs, knee=ctx.knee
+    )
+
+
+def _why(
+    ideal: int | None,
+    cheapest: int | None,
+    p95: FloatArray,
+    ctx: _Context,
+    policy: Policy,
+    band_noise: tuple[float, float],
+) -> str:
+    """Why the model wants the count it wants, in words."""
+    target_ms, load = ctx.target_ms, f"{ctx.forecast:.0f} req/s"
+    if ideal is None:
+        return f"no count meets the {target_ms:.0f} ms target at a forecast {load}"
+    if cheapest is not None and cheapest != ideal:
+        band, noise = band_noise
+        return (
+            f"{ideal} is the cheapest count whose E is within {noise:.1%} (the fit's noise) "
+            f"of the best within {band:.0%} of the cheapest cost at cost weight "
+            f"{policy.cost_weight:g} (the cheapest meeting {target_ms:.0f} ms at {load} is "
+            f"{cheapest})"
+        )
+    pred = float(p95[ideal - policy.min_instances])
+    return (
+        f"{ideal} is the cheapest count predicted to keep p95 under {target_ms:.0f} ms "
+        f"at a forecast {load} ({pred:.0f} ms)"
     )
 
 
@@ -439,7 +521,7 @@ def _fallback_decision(
     if ctx.observed_p95 > policy.latency_slo_ms:
         want_in = cur  # never shed capacity while the SLO is being missed
     urgent = ctx.observed_p95 > policy.latency_slo_ms
-    desired, action, blocked = _act(want, want_in, cur, urgent, policy, state, now)
+    desired, action, blocked = _act(want, want_in, cur, urgent, policy, state, now, _free(ctx))
     rule = f"target tracking at {target:.1f} req/s per instance wants {want} for {ctx.forecast:.0f}"
     if action == "hold":
         tail = f"{blocked}, holding at {cur}" if blocked else f"holding at {cur}"
@@ -450,6 +532,12 @@ def _fallback_decision(
     return Decision(desired, cur, want, action, "fallback", reason, f, candidates, inputs, target)
 
 
+def _free(ctx: _Context) -> tuple[bool, bool]:
+    """Whether scale-out and scale-in may skip the step limit: a foreseen rise must be met in
+    one move, and a pattern's known swings are not the noise the limit damps."""
+    return ctx.rise is not None, ctx.periodic
+
+
 def _act(
     want: int,
     want_in: int | None,
@@ -458,6 +546,7 @@ def _act(
     policy: Policy,
     state: State,
     now: float,
+    free: tuple[bool, bool] = (False, False),
 ) -> tuple[int, Action, str]:
     """Apply cooldowns, hysteresis and the step limit; returns (count, action, why held)."""
     if want > cur:
@@ -466,14 +555,16 @@ def _act(
             return cur, "hold", f"scale-out to {want} waits {wait:.0f} s of cooldown"
         # The step limit guards against flapping; when the SLO is already missed it would only
         # trade violation minutes for nothing, so the full step is taken.
-        step = want - cur if urgent else min(want - cur, policy.max_step)
+        full = urgent or free[0]
+        step = want - cur if full else min(want - cur, policy.max_step)
         return cur + step, "scale_out", ""
     if want_in is not None and want_in < cur:
         last = max(state.last_scale_in_s or -math.inf, state.last_scale_out_s or -math.inf)
         wait = _remaining(policy.scale_in_cooldown_s, now, last if math.isfinite(last) else None)
         if wait > 0:
             return cur, "hold", f"scale-in to {want_in} waits {wait:.0f} s of cooldown"
-        return max(want_in, cur - policy.max_step), "scale_in", ""
+        step = max(policy.max_step, math.ceil(SCALE_IN_SHARE * cur))
+        return (want_in if free[1] else max(want_in, cur - step)), "scale_in", ""
     return cur, "hold", ""
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.optimizer.types import FloatArray, Weights, WindowArrays, json_float
+from app.optimizer.types import FloatArray, Weights, WindowArrays, json_float, median
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,5 +83,5 @@ def _median_positive(values: FloatArray) -> float | None:
     ok = values[np.isfinite(values) & (values > 0)]
     if ok.size == 0:
         return None
-    med = float(np.median(ok))
+    med = float(median(ok))
     return med if math.isfinite(med) and med > 0 else None

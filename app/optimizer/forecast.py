@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from app.optimizer.types import FloatArray
+from app.optimizer.types import FloatArray, median
 
 EWMA_HALFLIFE_S = 300.0
 TREND_SPAN_S = 600.0
@@ -29,20 +29,23 @@ def forecast_load(
     *,
     sigma: float = 0.0,
     z: float = 0.0,
+    level: float | None = None,
 ) -> float:
     """max(current·e^(−zσ), EWMA, significant linear trend ``horizon_s`` ahead); 0 with no data.
 
     The result is the *level* to provision for; callers add z·σ of bucket noise on top for the
     peak. The newest bucket counts discounted by that same z·σ, so a jump larger than the noise
     (a step) is followed at once, while a bucket that is merely high by chance does not get the
-    noise margin twice. With ``sigma = 0`` the current value counts in full.
+    noise margin twice. With ``sigma = 0`` the current value counts in full. ``level``, when
+    given (a repeating pattern's expectation for now), stands in for the EWMA, which would lag
+    the pattern's swings.
     """
     # The max is deliberately one-sided: over-forecasting costs an instance for a few minutes,
     # under-forecasting costs SLO minutes for a whole start-up delay.
     if load_rps.size == 0:
         return 0.0
     now = float(load_rps[-1]) * math.exp(-z * sigma)
-    candidates = [now, _ewma(t_s, load_rps)]
+    candidates = [now, _ewma(t_s, load_rps) if level is None else level]
     trend = _trend(t_s, load_rps, horizon_s)
     if trend is not None:
         candidates.append(trend)
@@ -64,7 +67,7 @@ def load_sigma(t_s: FloatArray, load: FloatArray) -> float:
     if logs.size < 4:
         return 0.0
     diffs = np.diff(logs)
-    mad = float(np.median(np.abs(diffs - np.median(diffs))))
+    mad = float(median(np.abs(diffs - median(diffs))))
     return min(1.4826 * mad / math.sqrt(2.0), MAX_SIGMA)
 
 

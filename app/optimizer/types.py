@@ -6,15 +6,26 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from app.optimizer.seasonal import SeasonScan
 
 FloatArray = npt.NDArray[np.float64]
 Mode = Literal["model", "probe", "fallback", "no_data"]
 Action = Literal["scale_out", "scale_in", "hold"]
 SATURATED_ERROR_RATIO = 0.01
+
+
+def median(values: npt.ArrayLike) -> float:
+    """The median of a non-empty 1-D array; for the short arrays of a pass several times faster
+    than ``np.median``, whose generality costs more than the sort."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64), axis=None)
+    n = ordered.size
+    return float(ordered[(n - 1) // 2] + ordered[n // 2]) / 2.0
 
 
 def json_float(value: float | None, digits: int = 6) -> float | None:
@@ -393,6 +404,7 @@ class Decision:
     inputs: Inputs
     fallback_target_rps: float | None = None
     knee: Knee | None = None  # the queueing fit the model used, when trusted
+    season: SeasonScan | None = None  # the scan for repeating patterns this decision used
 
     @property
     def applied(self) -> bool:
@@ -414,6 +426,7 @@ class Decision:
             "inputs": self.inputs.to_dict(),
             "fallback_target_rps": json_float(self.fallback_target_rps, 4),
             "knee": self.knee.to_dict() if self.knee is not None else None,
+            "season": self.season.to_dict() if self.season is not None else None,
         }
 
 
@@ -425,6 +438,8 @@ class State:
     last_scale_out_s: float | None = None
     last_scale_in_s: float | None = None
     last_decision: Decision | None = None
+    # The latest scan for repeating patterns: it only changes hourly, so passes reuse it.
+    season: SeasonScan | None = None
 
     def after(self, decision: Decision, now_s: float) -> State:
         """The state once ``decision`` has been applied at ``now_s``."""
@@ -433,6 +448,7 @@ class State:
             last_scale_out_s=now_s if decision.action == "scale_out" else self.last_scale_out_s,
             last_scale_in_s=now_s if decision.action == "scale_in" else self.last_scale_in_s,
             last_decision=decision,
+            season=decision.season or self.season,
         )
 
     def to_dict(self) -> dict[str, Any]:

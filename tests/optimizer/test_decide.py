@@ -66,7 +66,7 @@ def test_full_step_when_the_slo_is_already_missed() -> None:
     assert "SLO already missed" in d.reason
 
 
-def test_scale_in_waits_for_cooldown_and_moves_at_most_max_step() -> None:
+def test_scale_in_waits_for_cooldown_and_sheds_at_most_half() -> None:
     window = _steady(30, 300.0, truth=TRUTH)
     now = window.time_s
     d = decide(window, POLICY, State(current_instances=30, last_scale_in_s=now - 100))
@@ -74,7 +74,8 @@ def test_scale_in_waits_for_cooldown_and_moves_at_most_max_step() -> None:
     assert "cooldown" in d.reason
     d = decide(window, POLICY, State(current_instances=30, last_scale_in_s=now - 400))
     assert d.action == "scale_in"
-    assert d.desired_instances == 30 - POLICY.max_step
+    assert d.desired_instances == max(d.ideal_instances, 15)
+    assert "heading for" in d.reason or d.desired_instances == d.ideal_instances
 
 
 def test_recent_scale_out_also_blocks_scale_in() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +21,7 @@ from app.domain.deployments import repository as deployments_repo
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.states import DeploymentStatus
 from app.domain.events import subjects as events
-from app.domain.optimizer import repository
+from app.domain.optimizer import history, repository
 from app.domain.optimizer.models import OptimizerDecision
 from app.domain.optimizer.schemas import DecisionRead, WhatIfRead, WhatIfRequest
 from app.domain.pagination import PageRequest
@@ -28,6 +29,7 @@ from app.domain.quotas import service as quotas
 from app.errors import NotFound, Unprocessable
 from app.observability import prometheus
 from app.optimizer import Observation, Policy, State, Window, decide, fit, what_if
+from app.optimizer.foresight import SEASON_TTL_S
 from app.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,26 @@ def _state(session: Session, deployment: Deployment) -> State:
     )
 
 
+def _window_and_state(
+    session: Session, deployment: Deployment, start: datetime, end: datetime
+) -> tuple[Window, State]:
+    """The pass's window and state: the recent metric periods and, when the deployment's
+    pattern scan is due (hourly), its long history downsampled before them."""
+    now = end.timestamp()
+    scan = history.cached_scan(deployment.id)
+    fresh = scan is not None and scan.fresh(now, SEASON_TTL_S)
+    older = (
+        []
+        if fresh
+        else history.downsampled(
+            session, deployment, start, float(metrics_period_s(deployment.backend))
+        )
+    )
+    recent = observations(session, deployment, start, end)
+    state = replace(_state(session, deployment), season=scan if fresh else None)
+    return Window.of([*older, *recent], now_s=now), state
+
+
 def optimize(session: Session, deployment_id: uuid.UUID, window_end: datetime) -> bool:
     """One decision for one deployment and window; True when it changed the desired count.
 
@@ -105,10 +127,10 @@ def optimize(session: Session, deployment_id: uuid.UUID, window_end: datetime) -
         return False
     window_start = window_end - timedelta(seconds=get_settings().optimizer.window_s)
     policy = policy_for(deployment)
-    window = Window.of(
-        observations(session, deployment, window_start, window_end), now_s=window_end.timestamp()
-    )
-    decision = decide(window, policy, _state(session, deployment))
+    window, state = _window_and_state(session, deployment, window_start, window_end)
+    decision = decide(window, policy, state)
+    if decision.season is not None:
+        history.keep_scan(deployment.id, decision.season)
     wanted = min(
         max(decision.desired_instances, deployment.min_instances), deployment.max_instances
     )

@@ -1,0 +1,119 @@
+"""Repeating patterns: found where they are, never in noise, and acted on before the rise."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from app.optimizer import Observation, Policy, State, Window, decide
+from app.optimizer.seasonal import scan
+
+MINUTE = 60.0
+POLICY = Policy(latency_slo_ms=300.0, min_instances=1, max_instances=60)
+
+
+def _minutes(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.float64) * MINUTE
+
+
+def _pattern_free(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    if kind == "noise":
+        return np.asarray(500 * np.exp(rng.normal(0, 0.3, n)))
+    if kind == "walk":
+        return np.asarray(500 * np.exp(np.cumsum(rng.normal(0, 0.03, n))))
+    if kind == "walk+noise":
+        return np.asarray(500 * np.exp(np.cumsum(rng.normal(0, 0.02, n)) + rng.normal(0, 0.2, n)))
+    return np.asarray(300 + 100 * rng.pareto(1.5, n))  # heavy-tailed bursts, no rhythm
+
+
+@pytest.mark.parametrize("kind", ["noise", "walk", "walk+noise", "heavy"])
+def test_no_pattern_is_found_in_noise_or_random_walks(kind: str) -> None:
+    found = []
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(6 * 60, 3 * 1440))
+        result = scan(_minutes(n), _pattern_free(kind, rng, n), 600.0)
+        if result.pattern is not None:
+            found.append((seed, result.pattern.period_s))
+    assert found == []
+
+
+def _bursts(n: int, period: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = np.arange(n)
+    return np.where(m % period < width, 1200.0, 300.0) * np.exp(rng.normal(0, 0.05, n))
+
+
+@pytest.mark.parametrize(("period", "width"), [(30, 5), (60, 10), (120, 15)])
+def test_a_batch_rhythm_is_found_with_its_period(period: int, width: int) -> None:
+    result = scan(_minutes(1440), _bursts(1440, period, width), 600.0)
+    assert result.pattern is not None
+    assert result.pattern.period_s == period * MINUTE
+    assert result.pattern.strength > 0.5
+
+
+def test_a_daily_cycle_is_found_in_days_of_five_minute_history() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(0.0, 4 * 86400.0, 300.0)
+    load = (200 + 1000 * np.sin(np.pi * (t % 86400) / 86400) ** 2) * np.exp(
+        rng.normal(0, 0.05, t.size)
+    )
+    result = scan(t, load, 600.0)
+    assert result.pattern is not None
+    assert result.pattern.period_s == 86400.0
+
+
+def _feed(load: np.ndarray, per_instance: float = 40.0) -> tuple[Observation, ...]:
+    """Observations of a deployment that always ran enough instances for its load, with a p95
+    growing with the load per instance."""
+    out = []
+    for i, lam in enumerate(load):
+        c = max(1, int(np.ceil(lam / per_instance)))
+        p95 = 40.0 + 2.0 * lam / c
+        out.append(Observation((i + 1) * MINUTE, c, float(lam), p95, p95 / 2))
+    return tuple(out)
+
+
+def test_capacity_is_added_before_a_foreseen_burst_and_the_reason_says_so() -> None:
+    # A day of hourly bursts (minutes 0-9 of each hour); the pass runs at minute 52.
+    n = 23 * 60 + 52
+    observations = _feed(_bursts(n, 60, 10))
+    now = observations[-1].t_s
+    current = observations[-1].instances
+    decision = decide(Window(observations, now), POLICY, State(current_instances=current))
+    assert decision.action == "scale_out"
+    assert decision.desired_instances >= 1200 / 40.0
+    assert decision.reason.startswith("Pattern with period 60 min, strength ")
+    assert "pre-scaling for the rise expected at 00:00 UTC" in decision.reason
+    assert decision.season is not None
+    assert decision.to_dict()["season"]["pattern"]["period_s"] == 3600.0
+
+
+def test_without_a_pattern_a_long_history_changes_nothing() -> None:
+    rng = np.random.default_rng(7)
+    observations = _feed(_pattern_free("walk+noise", rng, 2 * 1440))
+    now = observations[-1].t_s
+    state = State(current_instances=observations[-1].instances)
+    long = decide(Window(observations, now), POLICY, state)
+    short = decide(Window(observations[-180:], now), POLICY, state)
+    assert long.season is not None
+    assert long.season.pattern is None
+    assert (long.desired_instances, long.reason) == (short.desired_instances, short.reason)
+
+
+def test_a_fresh_scan_is_reused_and_a_stale_one_redone() -> None:
+    observations = _feed(_bursts(1440, 60, 10))
+    now = observations[-1].t_s
+    first = decide(Window(observations, now), POLICY, State(current_instances=8))
+    assert first.season is not None
+    state = State(current_instances=8).after(first, now)
+    assert state.season is first.season
+    # Within the hour the short window is enough: the kept scan still foresees the bursts.
+    later = decide(Window(observations[-180:], now + 60.0), POLICY, state)
+    assert later.season is first.season
+    stale = replace(state, season=replace(first.season, computed_s=now - 7200.0))
+    redone = decide(Window(observations, now), POLICY, stale)
+    assert redone.season is not None
+    assert redone.season.computed_s == now
