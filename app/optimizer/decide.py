@@ -355,11 +355,8 @@ def _rows(
     p95, mean, eff, per_inst, feasible = _evaluate(f, ctx, policy, corr, counts)
     price = policy.price_per_instance_hour
     # Python floats once per column (``tolist``) rather than a numpy scalar per cell.
-    columns = (counts, per_inst, p95, mean, eff, feasible)
-    return tuple(
-        Candidate(int(c), u, p, m, e, c * price, ok > 0)
-        for c, u, p, m, e, ok in zip(*(col.tolist() for col in columns), strict=True)
-    )
+    columns = (counts.astype(np.intp), per_inst, p95, mean, eff, counts * price, feasible > 0)
+    return tuple(map(Candidate._make, zip(*(col.tolist() for col in columns), strict=True)))
 
 
 def _evaluate(
@@ -429,8 +426,9 @@ def _model_decision(
     inputs: Inputs,
 ) -> Decision:
     cur = state.current_instances
-    counts = np.asarray([c.instances for c in candidates], dtype=np.float64)
-    p95, _, eff, _, feasible = _evaluate(f, ctx, policy, inputs.residual_correction, counts)
+    # The candidate rows already hold every count's prediction: one transpose, no second pass.
+    table = np.array(candidates, dtype=np.float64).reshape(-1, len(Candidate._fields)).T
+    counts, p95, eff, feasible = table[0], table[2], table[4], table[6]
     in_ms = ctx.in_ms
     band = (1.0 - policy.cost_weight) * TIE_BAND
     noise = _e_noise(f, policy)
