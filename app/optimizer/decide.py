@@ -365,7 +365,6 @@ def _evaluate(
     """Predicted p95, mean, E, per-instance load and feasibility (1/0) for each count."""
     load = max(ctx.forecast, 1e-9)
     p95 = _predict(f, ctx.knee, counts, np.full_like(counts, load)) * corr
-    peak_p95 = _predict(f, ctx.knee, counts, np.full_like(counts, max(ctx.peak, 1e-9))) * corr
     mean = p95 * ctx.mean_ratio if math.isfinite(ctx.mean_ratio) else p95
     eff = efficiency(
         task_rate=np.full_like(counts, ctx.forecast),
@@ -375,12 +374,28 @@ def _evaluate(
         weights=policy.weights,
     )
     per_inst = ctx.forecast / counts
+    feasible = _feasible(f, ctx, policy, corr, counts, p95, ctx.peak)
+    return p95, mean, eff, per_inst, feasible
+
+
+def _feasible(
+    f: Fit,
+    ctx: _Context,
+    policy: Policy,
+    corr: float,
+    counts: FloatArray,
+    p95: FloatArray,
+    peak: float,
+) -> FloatArray:
+    """1/0 per count: the forecast's p95 meets the target, the ``peak`` load's the SLO, and
+    the per-instance loads stay under the guards."""
+    peak_p95 = _predict(f, ctx.knee, counts, np.full_like(counts, max(peak, 1e-9))) * corr
     feasible = (p95 <= ctx.target_ms) & (peak_p95 <= policy.latency_slo_ms)
     if ctx.guard is not None:
-        feasible &= per_inst <= ctx.guard
+        feasible &= ctx.forecast / counts <= ctx.guard
     if ctx.slo_guard is not None:
-        feasible &= ctx.peak / counts <= ctx.slo_guard
-    return p95, mean, eff, per_inst, feasible.astype(np.float64)
+        feasible &= peak / counts <= ctx.slo_guard
+    return feasible.astype(np.float64)
 
 
 def _choose(
@@ -434,9 +449,7 @@ def _model_decision(
     noise = _e_noise(f, policy)
     ideal = _choose(counts, eff, feasible, band, noise)
     cheapest = _choose(counts, eff, feasible, 0.0)
-    _, _, _, _, feasible_in = _evaluate(
-        f, replace(ctx, peak=ctx.peak_in), policy, inputs.residual_correction, counts
-    )
+    feasible_in = _feasible(f, ctx, policy, inputs.residual_correction, counts, p95, ctx.peak_in)
     ideal_in = _choose(counts, eff, feasible * feasible_in * (p95 <= in_ms), band, noise)
     at_cur = float(p95[cur - policy.min_instances])
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms

@@ -320,8 +320,9 @@ def fit_knee(
     det = np.where(ok, det, 1.0)
     b = (sw * swxy - swx * swy) / det
     a = (swy - b * swx) / sw
-    resid = (a[None, :] + b[None, :] * x - y[:, None]) / y[:, None]
-    sse = (resid * resid).sum(axis=0)
+    # Σ w·(a + b·x − y)² from the sums already taken (Σ w·y² = n): no n × G residual table.
+    sse = a * a * sw + b * b * swxx + n + 2.0 * a * b * swx - 2.0 * a * swy - 2.0 * b * swxy
+    sse = np.maximum(sse, 0.0)
     sse = np.where(ok & (b > 0) & (a >= 0), sse, np.inf)
     best = int(np.argmin(sse))
     problems: list[str] = []
