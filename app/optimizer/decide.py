@@ -290,14 +290,15 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
         return 1.0, 1.0
     t = cols.t_s[recent]
     y = np.log(cols.load_rps[recent])
-    tc = t - t.mean()
+    tc = t - float(t.sum()) / t.size
+    y_mean = float(y.sum() / y.size)
     sxx = float(tc @ tc)
     if sxx <= 0:
         return 1.0, 1.0
-    slope = float(tc @ (y - y.mean())) / sxx
+    slope = float(tc @ (y - y_mean)) / sxx
     if slope <= 0:
         return 1.0, 1.0
-    resid = y - y.mean() - slope * tc
+    resid = y - y_mean - slope * tc
     se = math.sqrt(float(resid @ resid) / (n - 2) / sxx)
     rise = math.exp(slope * policy.forecast_horizon_s)
     return rise, rise if slope > GROWTH_T_STAT * se else 1.0
