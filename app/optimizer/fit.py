@@ -169,7 +169,8 @@ def _nonnegative_lstsq(
     rest = y - intercept[0]
     best = (float(rest @ rest), intercept)
     constrained = range(1, len(names))
-    for k in range(len(names) - 1, 0, -1):
+    # Every constrained coefficient free is the solution already found infeasible above.
+    for k in range(len(names) - 2, 0, -1):
         for subset in itertools.combinations(constrained, k):
             cols = [0, *subset]
             sub, _ = _lstsq(x[:, cols], y)
