@@ -244,9 +244,9 @@ def _context(
 
 
 def _target_ms(f: Fit, knee: Knee | None, policy: Policy, load: float) -> tuple[float, float]:
-    """(target, floor): the SLO less the headroom, but at least halfway between the latency's
-    floor (predicted at the most instances allowed) and the SLO. A fixed overhead that no count
-    removes must not send every deployment to its maximum."""
+    """(target, floor): the SLO less the headroom or, when the latency's floor (predicted at the
+    most instances allowed) leaves less room than that, halfway between the floor and the SLO.
+    A fixed overhead that no count removes must not send every deployment to its maximum."""
     target = policy.latency_target_ms
     if not f.trustworthy:
         return target, 0.0
@@ -254,9 +254,8 @@ def _target_ms(f: Fit, knee: Knee | None, policy: Policy, load: float) -> tuple[
     floor = float(_predict(f, knee, top, np.array([max(load, 1e-9)]))[0])
     if not math.isfinite(floor):
         return target, 0.0
-    # Continuous in the floor: a step at floor = target made the target flip between the two
-    # as the floor's estimate wandered across it, and each flip down bought many instances.
-    target = min(max(target, (floor + policy.latency_slo_ms) / 2.0), policy.latency_slo_ms)
+    if floor > target:
+        target = min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms)
     return target, floor
 
 
