@@ -290,14 +290,15 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
         return 1.0, 1.0
     t = cols.t_s[recent]
     y = np.log(cols.load_rps[recent])
-    tc = t - t.mean()
+    tc = t - float(t.sum()) / t.size
+    y_mean = float(y.sum() / y.size)
     sxx = float(tc @ tc)
     if sxx <= 0:
         return 1.0, 1.0
-    slope = float(tc @ (y - y.mean())) / sxx
+    slope = float(tc @ (y - y_mean)) / sxx
     if slope <= 0:
         return 1.0, 1.0
-    resid = y - y.mean() - slope * tc
+    resid = y - y_mean - slope * tc
     se = math.sqrt(float(resid @ resid) / (n - 2) / sxx)
     rise = math.exp(slope * policy.forecast_horizon_s)
     return rise, rise if slope > GROWTH_T_STAT * se else 1.0
@@ -355,11 +356,8 @@ def _rows(
     p95, mean, eff, per_inst, feasible = _evaluate(f, ctx, policy, corr, counts)
     price = policy.price_per_instance_hour
     # Python floats once per column (``tolist``) rather than a numpy scalar per cell.
-    columns = (counts, per_inst, p95, mean, eff, feasible)
-    return tuple(
-        Candidate(int(c), u, p, m, e, c * price, ok > 0)
-        for c, u, p, m, e, ok in zip(*(col.tolist() for col in columns), strict=True)
-    )
+    columns = (counts.astype(np.intp), per_inst, p95, mean, eff, counts * price, feasible > 0)
+    return tuple(map(Candidate._make, zip(*(col.tolist() for col in columns), strict=True)))
 
 
 def _evaluate(
@@ -368,7 +366,6 @@ def _evaluate(
     """Predicted p95, mean, E, per-instance load and feasibility (1/0) for each count."""
     load = max(ctx.forecast, 1e-9)
     p95 = _predict(f, ctx.knee, counts, np.full_like(counts, load)) * corr
-    peak_p95 = _predict(f, ctx.knee, counts, np.full_like(counts, max(ctx.peak, 1e-9))) * corr
     mean = p95 * ctx.mean_ratio if math.isfinite(ctx.mean_ratio) else p95
     eff = efficiency(
         task_rate=np.full_like(counts, ctx.forecast),
@@ -378,12 +375,28 @@ def _evaluate(
         weights=policy.weights,
     )
     per_inst = ctx.forecast / counts
+    feasible = _feasible(f, ctx, policy, corr, counts, p95, ctx.peak)
+    return p95, mean, eff, per_inst, feasible
+
+
+def _feasible(
+    f: Fit,
+    ctx: _Context,
+    policy: Policy,
+    corr: float,
+    counts: FloatArray,
+    p95: FloatArray,
+    peak: float,
+) -> FloatArray:
+    """1/0 per count: the forecast's p95 meets the target, the ``peak`` load's the SLO, and
+    the per-instance loads stay under the guards."""
+    peak_p95 = _predict(f, ctx.knee, counts, np.full_like(counts, max(peak, 1e-9))) * corr
     feasible = (p95 <= ctx.target_ms) & (peak_p95 <= policy.latency_slo_ms)
     if ctx.guard is not None:
-        feasible &= per_inst <= ctx.guard
+        feasible &= ctx.forecast / counts <= ctx.guard
     if ctx.slo_guard is not None:
-        feasible &= ctx.peak / counts <= ctx.slo_guard
-    return p95, mean, eff, per_inst, feasible.astype(np.float64)
+        feasible &= peak / counts <= ctx.slo_guard
+    return feasible.astype(np.float64)
 
 
 def _choose(
@@ -429,16 +442,15 @@ def _model_decision(
     inputs: Inputs,
 ) -> Decision:
     cur = state.current_instances
-    counts = np.asarray([c.instances for c in candidates], dtype=np.float64)
-    p95, _, eff, _, feasible = _evaluate(f, ctx, policy, inputs.residual_correction, counts)
+    # The candidate rows already hold every count's prediction: one transpose, no second pass.
+    table = np.array(candidates, dtype=np.float64).reshape(-1, len(Candidate._fields)).T
+    counts, p95, eff, feasible = table[0], table[2], table[4], table[6]
     in_ms = ctx.in_ms
     band = (1.0 - policy.cost_weight) * TIE_BAND
     noise = _e_noise(f, policy)
     ideal = _choose(counts, eff, feasible, band, noise)
     cheapest = _choose(counts, eff, feasible, 0.0)
-    _, _, _, _, feasible_in = _evaluate(
-        f, replace(ctx, peak=ctx.peak_in), policy, inputs.residual_correction, counts
-    )
+    feasible_in = _feasible(f, ctx, policy, inputs.residual_correction, counts, p95, ctx.peak_in)
     ideal_in = _choose(counts, eff, feasible * feasible_in * (p95 <= in_ms), band, noise)
     at_cur = float(p95[cur - policy.min_instances])
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms

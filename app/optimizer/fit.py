@@ -62,14 +62,14 @@ def fit_arrays(
     keep = np.isfinite(c) & np.isfinite(t) & np.isfinite(lam) & (c >= 1) & (t > 0) & (lam > 0)
     c, t, lam = c[keep], t[keep], lam[keep]
     n = int(c.size)
-    distinct = int(np.unique(c).size)
+    distinct = len(set(c.tolist()))
     if n == 0:
         return _empty_fit(beta)
 
     y = np.log(t)
     log_c = np.log(c)
     log_u = np.log(lam / c)
-    spread = float(np.std(log_u))
+    spread = _std(log_u)
     problems: list[str] = []
     notes: list[str] = []
 
@@ -110,10 +110,10 @@ def fit_arrays(
     problems.extend(sign_problems)
     dof = max(int(y.size) - len(names), 1)
     residual_std = float(math.sqrt(float(resid @ resid) / dof))
-    centred = y - y.mean()
+    centred = y - float(y.sum()) / y.size
     sst = float(centred @ centred)
     r2 = 1.0 - float(resid @ resid) / sst if sst > 1e-12 else float("nan")
-    log_std = float(np.std(y))
+    log_std = math.sqrt(sst / y.size)
 
     values = dict(zip(names, coef.tolist(), strict=True))
     identified = alpha_free or beta_free
@@ -169,7 +169,8 @@ def _nonnegative_lstsq(
     rest = y - intercept[0]
     best = (float(rest @ rest), intercept)
     constrained = range(1, len(names))
-    for k in range(len(names) - 1, 0, -1):
+    # Every constrained coefficient free is the solution already found infeasible above.
+    for k in range(len(names) - 2, 0, -1):
         for subset in itertools.combinations(constrained, k):
             cols = [0, *subset]
             sub, _ = _lstsq(x[:, cols], y)
@@ -194,31 +195,62 @@ def _outliers(resid: FloatArray) -> npt.NDArray[np.bool_]:
 def _lstsq(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Ordinary least squares and the coefficients' standard errors (inf when unidentified).
 
-    By the normal equations (at most three columns, well scaled), which is several times faster
-    than an SVD for a pass's short windows; a singular system falls back to ``lstsq``.
+    By the normal equations (at most three columns, well scaled), inverted by cofactors in plain
+    floats: for a pass's short windows numpy's linear algebra costs more in calls than in
+    arithmetic. A singular system falls back to ``lstsq``.
     """
     n, p = x.shape
-    gram = x.T @ x
-    scale = float(np.prod(np.diag(gram)))
-    # Columns (nearly) collinear: the determinant vanishes against the diagonal's product.
-    singular = n <= p or not scale > 0 or abs(float(np.linalg.det(gram))) <= 1e-10 * scale
-    inv = None if singular else np.linalg.inv(gram)
-    if inv is None or not np.all(np.isfinite(inv)):
+    gram = (x.T @ x).tolist()
+    inv = _inverse(gram) if n > p else None
+    if inv is None:
         solution, _, _, _ = np.linalg.lstsq(x, y, rcond=None)
         return np.asarray(solution, dtype=np.float64), np.full(p, np.inf, dtype=np.float64)
-    coef = np.asarray(inv @ (x.T @ y), dtype=np.float64)
+    xty = (x.T @ y).tolist()
+    coef = np.array([sum(r * v for r, v in zip(row, xty, strict=True)) for row in inv])
     resid = y - x @ coef
     sigma2 = float(resid @ resid) / (n - p)
-    return coef, np.asarray(np.sqrt(np.maximum(np.diag(inv) * sigma2, 0.0)), dtype=np.float64)
+    se = [math.sqrt(max(inv[i][i] * sigma2, 0.0)) for i in range(p)]
+    return coef, np.array(se)
+
+
+def _inverse(m: list[list[float]]) -> list[list[float]] | None:
+    """Inverse of a symmetric 1×1, 2×2 or 3×3 matrix; None when (nearly) singular, i.e. when
+    the determinant vanishes against the diagonal's product (collinear columns)."""
+    p = len(m)
+    scale = math.prod(m[i][i] for i in range(p))
+    if not scale > 0:
+        return None
+    if p == 1:
+        return [[1.0 / m[0][0]]]
+    if p == 2:
+        (a, b), (_, d) = m
+        det = a * d - b * b
+        if abs(det) <= 1e-10 * scale:
+            return None
+        return [[d / det, -b / det], [-b / det, a / det]]
+    (a, b, c), (_, e, f), (_, _, i) = m
+    co = [e * i - f * f, c * f - b * i, b * f - c * e, a * i - c * c, b * c - a * f, a * e - b * b]
+    det = a * co[0] + b * co[1] + c * co[2]
+    if abs(det) <= 1e-10 * scale or not math.isfinite(det):
+        return None
+    v00, v01, v02, v11, v12, v22 = (v / det for v in co)
+    return [[v00, v01, v02], [v01, v11, v12], [v02, v12, v22]]
 
 
 def _confounded(log_c: FloatArray, log_u: FloatArray) -> bool:
     """Whether log C and log(λ/C) are (anti-)collinear in this window."""
-    sc, su = float(np.std(log_c)), float(np.std(log_u))
-    if sc == 0 or su == 0:
+    dc = log_c - float(log_c.sum()) / log_c.size
+    du = log_u - float(log_u.sum()) / log_u.size
+    scc, suu = float(dc @ dc), float(du @ du)
+    if scc <= 0 or suu <= 0:
         return False
-    corr = float(np.mean((log_c - log_c.mean()) * (log_u - log_u.mean()))) / (sc * su)
-    return abs(corr) > MAX_CONFOUNDING
+    return abs(float(dc @ du)) / math.sqrt(scc * suu) > MAX_CONFOUNDING
+
+
+def _std(v: FloatArray) -> float:
+    """Population standard deviation; cheaper than ``np.std`` for short arrays."""
+    d = v - float(v.sum()) / v.size
+    return math.sqrt(float(d @ d) / v.size)
 
 
 def _empty_fit(beta: float | None) -> Fit:
@@ -276,7 +308,7 @@ def fit_knee(
     if n < 3:
         return Knee(0.0, 0.0, math.inf, alpha, n, 0.0, math.nan, False, ("too few points",))
     u_max = float(u.max())
-    spread = float(np.std(np.log(u)))
+    spread = _std(np.log(u))
     mu = u_max * KNEE_GRID  # (G,)
     x = 1.0 / (mu[None, :] - u[:, None])  # (n, G)
     w = 1.0 / (y * y)  # relative errors
@@ -289,8 +321,9 @@ def fit_knee(
     det = np.where(ok, det, 1.0)
     b = (sw * swxy - swx * swy) / det
     a = (swy - b * swx) / sw
-    resid = (a[None, :] + b[None, :] * x - y[:, None]) / y[:, None]
-    sse = (resid * resid).sum(axis=0)
+    # Σ w·(a + b·x − y)² from the sums already taken (Σ w·y² = n): no n × G residual table.
+    sse = a * a * sw + b * b * swxx + n + 2.0 * a * b * swx - 2.0 * a * swy - 2.0 * b * swxy
+    sse = np.maximum(sse, 0.0)
     sse = np.where(ok & (b > 0) & (a >= 0), sse, np.inf)
     best = int(np.argmin(sse))
     problems: list[str] = []

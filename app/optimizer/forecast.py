@@ -77,20 +77,21 @@ def _trend(t_s: FloatArray, load: FloatArray, horizon_s: float) -> float | None:
     n = t.size
     if n < 4:
         return None
-    tc = t - t.mean()
+    tc = t - float(t.sum()) / t.size
+    y_mean = float(y.sum() / y.size)
     sxx = float(tc @ tc)
     if sxx <= 0:
         return None
-    slope = float(tc @ (y - y.mean())) / sxx
+    slope = float(tc @ (y - y_mean)) / sxx
     if slope <= 0:
         return None
-    resid = y - (y.mean() + slope * tc)
+    resid = y - (y_mean + slope * tc)
     sse = float(resid @ resid)
     se = math.sqrt(sse / (n - 2) / sxx)
     if se > 0 and slope / se < TREND_T_STAT:
         return None
-    centred = y - y.mean()
+    centred = y - y_mean
     if 1.0 - sse / float(centred @ centred) < TREND_MIN_R2:
         return None  # a step or a spike, not a ramp: extrapolating it would overshoot
-    level_now = float(y.mean()) + slope * float(tc[-1])
+    level_now = y_mean + slope * float(tc[-1])
     return level_now + slope * horizon_s
