@@ -59,12 +59,13 @@ class InvocationFastPath:
             return
         target, content_type, given_id = request
         rid = context.accept_request_id(given_id)
-        context.request_id.set(rid)  # this request's own task: nothing to reset
+        token = context.request_id.set(rid)
         status = 500
         try:
             status = await self._answer(scope, receive, send, target, content_type, rid)
         finally:
             record("POST", ROUTE, status, time.perf_counter() - started)
+            context.request_id.reset(token)
 
     def _request(
         self, headers: list[tuple[bytes, bytes]], raw_id: str
