@@ -146,8 +146,17 @@ def api(
     workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
 ) -> None:
     """Serve the HTTP API (uvicorn app.main:app)."""
-    _load_settings()
-    uvicorn.run(ASGI_APP, host=host, port=port, workers=workers, proxy_headers=True)
+    settings = _load_settings()
+    # uvicorn's own loggers (its access log: a line per request) follow STRATUS_LOG_LEVEL too.
+    level = settings.log_level.lower()
+    uvicorn.run(
+        ASGI_APP,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level=level if level in LOG_LEVELS else "info",
+    )
 
 
 def _exec_celery(args: list[str]) -> NoReturn:

@@ -88,8 +88,6 @@ def create_app(
     ):
         app.include_router(module.router)
     install_console(app)
-    # Innermost of the middlewares: the body limit and the NUL check apply to it as to all.
-    app.add_middleware(InvocationFastPath, settings=settings)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.api.max_body_bytes,
@@ -97,6 +95,9 @@ def create_app(
     )
     app.add_middleware(RejectUnstorableText)
     app.add_middleware(RequestContext)
+    # Outermost: it answers only requests those three would pass as they are, does what they
+    # do for such a request (request id, metrics), and hands every other one to them.
+    app.add_middleware(InvocationFastPath, settings=settings)
     return app
 
 

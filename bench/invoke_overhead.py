@@ -1,7 +1,8 @@
 """What Stratus adds to a model request: replicas hit directly vs ``POST .../invocations``.
 
 Starts the production shape on this host: a scratch PostgreSQL database, Redis, ``stratus
-api`` (as many workers as cores, unless ``--workers``), a worker and beat; trains the shipped
+api`` (half as many workers as cores unless ``--workers``, since the replicas and this
+client run on the same cores), a worker and beat; trains the shipped
 recommender on the local backend and deploys it with 2 replicas. Then, in one run, for 1
 client and for 8 concurrent keep-alive clients, it measures the replicas hit directly (round
 robin by the bench client) and the same requests through Stratus. The client is a small
@@ -200,7 +201,12 @@ def replica_ports(work_dir: Path, deployment_id: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="API workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 1) // 2),
+        help="API workers (default: half the cores; the replicas and this client take the rest)",
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=8, help="direct/Stratus turns")
     args = parser.parse_args()
@@ -230,8 +236,9 @@ def main() -> None:
 
 def report(args: argparse.Namespace, replicas: int, r: dict[tuple[str, int], Sample]) -> None:
     print(  # noqa: T201
-        f"Invocation overhead: recommender, {replicas} local replicas, "
-        f"{args.workers} API workers, {args.seconds:g} s per cell, {os.cpu_count()} cores"
+        f"Invocation overhead: recommender, {args.seconds:g} s per cell; "
+        f"{args.workers} API workers, {replicas} local replicas and this client share "
+        f"{os.cpu_count()} cores"
     )
     print(f"{'':<18}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'errors':>8}")  # noqa: T201
     for (name, clients), s in sorted(r.items(), key=lambda kv: (kv[0][1], kv[0][0])):

@@ -1,6 +1,7 @@
 """The invocation path's route cache answers as the database would, within its bounds: another
 project's key 404, a viewer 403, a revoked key 401 at once (revoked through this process), a
-removed member 404 once the route's TTL has passed."""
+removed member 404 once the route's TTL has passed; and the request checks (NUL bytes, body
+size) and metrics apply to the requests it answers as to any."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.api.fast_invoke import ROUTE
 from app.domain.access import Role
 from app.domain.api_keys.service import hash_secret
 from app.domain.deployments.route_cache import routes
@@ -84,3 +87,28 @@ def test_a_removed_member_is_refused_once_the_route_expires(api: TestClient, db:
     assert removed.status_code == 204
     time.sleep(TTL_S + 0.1)
     assert _invoke(api, deployment_id, editor) == 404
+
+
+def test_cached_invocations_keep_the_request_checks_and_are_counted(
+    api: TestClient, db: Session, settings: Settings
+) -> None:
+    editor = make_key(db)
+    deployment_id = _deployment(db, (editor, Role.EDITOR))
+    path = f"/v1/deployments/{deployment_id}/invocations"
+    assert _invoke(api, deployment_id, editor) == 409  # the route is now served from memory
+    labels = {"method": "POST", "route": ROUTE, "status": "409"}
+    before = REGISTRY.get_sample_value("stratus_http_requests_total", labels) or 0.0
+    answered = api.post(path, json=BODY, headers=editor.headers | {"X-Request-ID": "req-17.a"})
+    assert answered.status_code == 409
+    assert answered.headers["x-request-id"] == "req-17.a"
+    assert REGISTRY.get_sample_value("stratus_http_requests_total", labels) == before + 1
+
+    nul = api.post(path, json=BODY, headers=editor.headers | {"X-Tag": "a\x00b"})
+    assert (nul.status_code, nul.json()["code"]) == (400, "nul_character")
+    in_query = api.post(f"{path}?x=%00", json=BODY, headers=editor.headers)
+    assert (in_query.status_code, in_query.json()["code"]) == (400, "nul_character")
+    big = b"x" * (settings.api.max_body_bytes + 1)
+    too_big = api.post(path, content=big, headers=editor.headers)
+    assert too_big.status_code == 413
+    chunked = api.post(path, content=iter([big[:1024], big]), headers=editor.headers)
+    assert chunked.status_code == 413
