@@ -107,3 +107,34 @@ def test_another_projects_model_is_not_found(client: TestClient, db: Session, mo
     assert answer.status_code == 404
     listed = client.get(f"/v1/models/{version.id}/evaluations", headers=stranger.headers)
     assert listed.status_code == 404
+
+
+def test_an_evaluations_scraped_points_are_read_like_a_runs(
+    client: TestClient, db: Session, model: Any
+) -> None:
+    from datetime import timedelta
+
+    from app.clock import utcnow
+    from app.domain.metrics import repository as metrics_repo
+    from tests.factories import make_evaluation
+
+    key, viewer, version = model
+    evaluation = make_evaluation(db, version, status="completed")
+    now = utcnow()
+    rows = [("ndcg_at_10", None, now - timedelta(seconds=s), v) for s, v in ((2, 0.28), (1, 0.29))]
+    metrics_repo.add_many(db, version.project_id, "evaluation", evaluation.id, rows)
+    stranger = make_key(db)
+    make_project(db, (stranger, Role.OWNER))
+    db.commit()
+    base = f"/v1/evaluations/{evaluation.id}/metrics"
+    history = client.get(base, headers=viewer.headers)
+    assert history.status_code == 200, history.text
+    assert [p["value"] for p in history.json()["items"]] == [0.28, 0.29]
+    latest = client.get(f"{base}/latest", headers=viewer.headers).json()
+    assert [(p["name"], p["value"]) for p in latest["items"]] == [("ndcg_at_10", 0.29)]
+    series = client.get(f"{base}/series", params={"buckets": 1}, headers=viewer.headers)
+    assert [s["name"] for s in series.json()["items"]] == ["ndcg_at_10"]
+    # Another project's key sees nothing, and clients cannot post an evaluation's points.
+    assert client.get(base, headers=stranger.headers).status_code == 404
+    posted = client.post(base, json={"points": []}, headers=key.headers)
+    assert posted.status_code == 405

@@ -1,12 +1,10 @@
 """Metric points of runs and deployments."""
 
-from __future__ import annotations
-
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -109,107 +107,101 @@ def _ingest(
     return response
 
 
-@router.post(
-    "/v1/runs/{run_id}/metrics",
-    status_code=201,
-    response_model=MetricsAccepted,
-    responses=INGEST_ERRORS,
-    openapi_extra=BATCH_BODY,
+@dataclass(frozen=True)
+class Subject:
+    """What metric points belong to, as the API names it."""
+
+    type: SubjectType
+    param: str  # the path parameter holding its id
+    prefix: str
+    ingest: bool  # whether clients send its points (an evaluation's are scraped from its log)
+
+
+SUBJECTS = (
+    Subject("run", "run_id", "/v1/runs", ingest=True),
+    Subject("deployment", "deployment_id", "/v1/deployments", ingest=True),
+    Subject("evaluation", "evaluation_id", "/v1/evaluations", ingest=False),
 )
-async def ingest_run_metrics(
-    run_id: uuid.UUID, admitted: AdmittedDep, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
-    """Store a batch of up to 10,000 points (all or nothing; once per batch_id)."""
-    return await run_in_threadpool(_ingest, admitted, idempotency_key, "run", run_id)
 
 
-@router.get("/v1/runs/{run_id}/metrics", responses=HISTORY_ERRORS)
-def run_metric_history(
-    run_id: uuid.UUID,
-    session: SessionDep,
-    principal: PrincipalDep,
-    page: PageDep,
-    name: NameFilter = None,
-    since: Since = None,
-    until: Until = None,
-) -> Page[MetricPointRead]:
-    """The run's points, oldest first by timestamp (ties in the order received)."""
-    items, cursor = service.history(session, principal, "run", run_id, page, name, since, until)
-    return Page(items=items, next_cursor=cursor)
+def _add_routes(subject: Subject) -> None:
+    """The metric routes of one subject type: ingest, history, series and latest."""
+    kind = subject.type
+    subject_id_param = Path(alias=subject.param, description=f"The {kind}'s id.")
+    SubjectId = Annotated[uuid.UUID, subject_id_param]  # noqa: N806 - a type alias
+    base = f"{subject.prefix}/{{{subject.param}}}/metrics"
 
+    async def ingest(
+        subject_id: SubjectId, admitted: AdmittedDep, idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
+        """Store a batch of up to 10,000 points (all or nothing; once per batch_id)."""
+        return await run_in_threadpool(_ingest, admitted, idempotency_key, kind, subject_id)
 
-@router.get("/v1/runs/{run_id}/metrics/series", responses=HISTORY_ERRORS)
-def run_metric_series(
-    run_id: uuid.UUID,
-    session: SessionDep,
-    principal: PrincipalDep,
-    name: Names = None,
-    buckets: Buckets = 100,
-    since: Since = None,
-    until: Until = None,
-) -> SeriesSet:
-    """The run's metrics downsampled to time buckets (count, min, max, mean, last)."""
-    return service.series(session, principal, "run", run_id, name, buckets, since, until)
+    def history(
+        subject_id: SubjectId,
+        session: SessionDep,
+        principal: PrincipalDep,
+        page: PageDep,
+        name: NameFilter = None,
+        since: Since = None,
+        until: Until = None,
+    ) -> Page[MetricPointRead]:
+        items, cursor = service.history(
+            session, principal, kind, subject_id, page, name, since, until
+        )
+        return Page(items=items, next_cursor=cursor)
 
+    def series(
+        subject_id: SubjectId,
+        session: SessionDep,
+        principal: PrincipalDep,
+        name: Names = None,
+        buckets: Buckets = 100,
+        since: Since = None,
+        until: Until = None,
+    ) -> SeriesSet:
+        return service.series(session, principal, kind, subject_id, name, buckets, since, until)
 
-@router.get("/v1/runs/{run_id}/metrics/latest", responses=problem_responses(401, 404))
-def run_latest_metrics(
-    run_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
-) -> LatestPoints:
-    """The newest point (by timestamp) of each of the run's metrics."""
-    return service.latest(session, principal, "run", run_id)
+    def latest(subject_id: SubjectId, session: SessionDep, principal: PrincipalDep) -> LatestPoints:
+        return service.latest(session, principal, kind, subject_id)
 
-
-@router.post(
-    "/v1/deployments/{deployment_id}/metrics",
-    status_code=201,
-    response_model=MetricsAccepted,
-    responses=INGEST_ERRORS,
-    openapi_extra=BATCH_BODY,
-)
-async def ingest_deployment_metrics(
-    deployment_id: uuid.UUID, admitted: AdmittedDep, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
-    """Store a batch of up to 10,000 points (all or nothing; once per batch_id)."""
-    return await run_in_threadpool(_ingest, admitted, idempotency_key, "deployment", deployment_id)
-
-
-@router.get("/v1/deployments/{deployment_id}/metrics", responses=HISTORY_ERRORS)
-def deployment_metric_history(
-    deployment_id: uuid.UUID,
-    session: SessionDep,
-    principal: PrincipalDep,
-    page: PageDep,
-    name: NameFilter = None,
-    since: Since = None,
-    until: Until = None,
-) -> Page[MetricPointRead]:
-    """The deployment's points, oldest first by timestamp (ties in the order received)."""
-    items, cursor = service.history(
-        session, principal, "deployment", deployment_id, page, name, since, until
+    if subject.ingest:
+        router.add_api_route(
+            base,
+            ingest,
+            methods=["POST"],
+            name=f"ingest_{kind}_metrics",
+            status_code=201,
+            response_model=MetricsAccepted,
+            responses=INGEST_ERRORS,
+            openapi_extra=BATCH_BODY,
+        )
+    router.add_api_route(
+        base,
+        history,
+        methods=["GET"],
+        name=f"{kind}_metric_history",
+        responses=HISTORY_ERRORS,
+        description=f"The {kind}'s points, oldest first by timestamp (ties in the order received).",
     )
-    return Page(items=items, next_cursor=cursor)
-
-
-@router.get("/v1/deployments/{deployment_id}/metrics/series", responses=HISTORY_ERRORS)
-def deployment_metric_series(
-    deployment_id: uuid.UUID,
-    session: SessionDep,
-    principal: PrincipalDep,
-    name: Names = None,
-    buckets: Buckets = 100,
-    since: Since = None,
-    until: Until = None,
-) -> SeriesSet:
-    """The deployment's metrics downsampled to time buckets (count, min, max, mean, last)."""
-    return service.series(
-        session, principal, "deployment", deployment_id, name, buckets, since, until
+    router.add_api_route(
+        f"{base}/series",
+        series,
+        methods=["GET"],
+        name=f"{kind}_metric_series",
+        responses=HISTORY_ERRORS,
+        description=f"The {kind}'s metrics downsampled to time buckets (count, min, max, mean, "
+        "last).",
+    )
+    router.add_api_route(
+        f"{base}/latest",
+        latest,
+        methods=["GET"],
+        name=f"{kind}_latest_metrics",
+        responses=problem_responses(401, 404),
+        description=f"The newest point (by timestamp) of each of the {kind}'s metrics.",
     )
 
 
-@router.get("/v1/deployments/{deployment_id}/metrics/latest", responses=problem_responses(401, 404))
-def deployment_latest_metrics(
-    deployment_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
-) -> LatestPoints:
-    """The newest point (by timestamp) of each of the deployment's metrics."""
-    return service.latest(session, principal, "deployment", deployment_id)
+for _subject in SUBJECTS:
+    _add_routes(_subject)

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.clock import utcnow
 from app.domain.deployments.models import Deployment
+from app.domain.evaluations.models import Evaluation
 from app.domain.metrics.models import (
     MetricBatchRecord,
     MetricPoint,
@@ -450,14 +451,19 @@ def purge_batches(session: Session, before: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+SUBJECT_TABLES: dict[str, type[TrainingRun] | type[Deployment] | type[Evaluation]] = {
+    "run": TrainingRun,
+    "deployment": Deployment,
+    "evaluation": Evaluation,
+}
+
+
 def subject_access(
     session: Session, subject_type: str, subject_id: uuid.UUID, principal_id: uuid.UUID
 ) -> tuple[uuid.UUID, str | None] | None:
-    """(project id, the principal's role there or None) of a run or deployment, in one query
-    (on PostgreSQL, ingest gets the same from ``open_batch``)."""
-    table: type[TrainingRun] | type[Deployment] = (
-        TrainingRun if subject_type == "run" else Deployment
-    )
+    """(project id, the principal's role there or None) of a run, deployment or evaluation, in
+    one query (on PostgreSQL, ingest gets the same from ``open_batch``)."""
+    table = SUBJECT_TABLES[subject_type]
     row = session.execute(
         select(table.project_id, Membership.role)
         .outerjoin(

@@ -31,7 +31,7 @@ from app.domain.pagination import PageRequest
 from app.domain.quotas import service as quotas
 from app.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 
-SubjectType = Literal["run", "deployment"]
+SubjectType = Literal["run", "deployment", "evaluation"]
 
 
 # The roles that may add points, for the database to check along with the batch's claim.
@@ -47,7 +47,7 @@ def _project_of(
 ) -> uuid.UUID:
     """The subject's project from its (project id, caller's role) row, once the caller is
     allowed ``need`` there; another project's subject is as missing as an unknown one."""
-    what = "Run" if subject_type == "run" else "Deployment"
+    what = subject_type.capitalize()
     missing = NotFound(f"{what} {subject_id} not found.")
     if found is None:
         raise missing

@@ -236,7 +236,7 @@ def _new_names(
 
 def check_metric_names(
     session: Session,
-    subject_type: Literal["run", "deployment"],
+    subject_type: Literal["run", "deployment", "evaluation"],
     subject_id: uuid.UUID,
     names: Collection[str],
 ) -> None:
