@@ -24,14 +24,19 @@ class Offline:
     refused: list[str] = field(default_factory=list)
 
 
-@contextmanager
-def offline_page() -> Iterator[tuple[object, Offline]]:
-    """A Playwright page whose every request off the loopback fails, as with no network."""
+def require_chromium() -> None:
+    """Skip without Debian's chromium; with STRATUS_REQUIRE_SERVICES (CI), fail instead."""
     if shutil.which(CHROMIUM) is None:
         missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
         if os.environ.get("STRATUS_REQUIRE_SERVICES"):
             pytest.fail(missing)
         pytest.skip(missing)
+
+
+@contextmanager
+def offline_page() -> Iterator[tuple[object, Offline]]:
+    """A Playwright page whose every request off the loopback fails, as with no network."""
+    require_chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     seen = Offline()
     with sync_api.sync_playwright() as playwright:

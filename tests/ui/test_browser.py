@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser import CHROMIUM, require_chromium
 from tests.devserver import REPO, checkout_dev
 from tests.test_embedded import Dev
 from tests.ui.scene import Scene, build
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "artifacts" / "screenshots"
 WAIT_MS = 30_000
 
@@ -37,8 +36,7 @@ CANVASES_DRAWN = """
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dev, Scene]]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+    require_chromium()
     workdir = tmp_path_factory.mktemp("console")
     with checkout_dev(workdir) as server:
         key = (server.data_dir / "admin-key").read_text().strip()
