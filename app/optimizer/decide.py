@@ -183,12 +183,25 @@ def what_if(
     return _rows(f, ctx, policy, _residual_correction(f, ctx.knee, cols), counts)
 
 
-def _knee(f: Fit, cols: WindowArrays) -> Knee | None:
+def _vouched(policy: Policy) -> float | None:
+    """Per-instance load a load test vouches for under the SLO: the recipe's target is half it."""
+    target = policy.fallback_target_rps
+    return None if target is None else target / FALLBACK_SAFETY
+
+
+def _knee(f: Fit, cols: WindowArrays, policy: Policy) -> Knee | None:
     """The queueing fit on the unsaturated buckets, when the power law is trusted and it is too."""
     if not f.trustworthy:
         return None
     keep = ~cols.saturated
-    k = fit_knee(cols.instances[keep], cols.load_rps[keep], cols.p95_ms[keep], alpha=f.alpha)
+    good = _vouched(policy)
+    k = fit_knee(
+        cols.instances[keep],
+        cols.load_rps[keep],
+        cols.p95_ms[keep],
+        alpha=f.alpha,
+        vouched=None if good is None else (good, policy.latency_slo_ms),
+    )
     return k if k.trustworthy else None
 
 
@@ -214,7 +227,7 @@ def _context(
     cap = math.exp(z * sigma)
     rise, trend = _growth(cols, policy)
     rise, trend = min(rise, cap), min(trend, cap)
-    knee = _knee(f, cols)
+    knee = _knee(f, cols, policy)
     target_ms, floor_ms = _target_ms(f, knee, policy, forecast)
     # Hysteresis shrinks the target; over a floor that leaves little room, only that room.
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
@@ -236,7 +249,10 @@ def _context(
         rise=ahead,
         periodic=periodic,
         guard=_guard(cols, per_inst, target_ms, policy.explore, floor_ms),
-        slo_guard=_guard(cols, per_inst, policy.latency_slo_ms, policy.explore, floor_ms),
+        slo_guard=_max_or_none(
+            _guard(cols, per_inst, policy.latency_slo_ms, policy.explore, floor_ms),
+            _vouched(policy),
+        ),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
         baseline=Baseline.from_window(cols),
         mean_ratio=float(median(ratios)) if ratios.size else math.nan,
@@ -324,6 +340,10 @@ def _guard(
     missed = per_inst[~met]
     bad_min = float(missed.min()) if missed.size else math.inf
     return min(max(bad_min, ok_max), ok_max * (1.0 + min(explore, room)))
+
+
+def _max_or_none(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray) -> FloatArray:

@@ -290,6 +290,7 @@ def fit_knee(
     value: npt.ArrayLike,
     *,
     alpha: float = 0.0,
+    vouched: tuple[float, float] | None = None,
 ) -> Knee:
     """Fit ``t·C^α = A + B/(μ − λ/C)``: flat at low load, unbounded as λ/C nears capacity μ.
 
@@ -297,7 +298,9 @@ def fit_knee(
     cannot follow: fitted to the flat part, a power law under-predicts the knee. μ is searched on a
     grid of multiples of the highest per-instance load seen; A ≥ 0 and B > 0 by linear least squares
     with relative (≈ log-space) errors for each μ. ``alpha`` (from the power-law fit) takes out the
-    effect of the count itself, so the queue is modelled per instance.
+    effect of the count itself, so the queue is modelled per instance. ``vouched``, a
+    (per-instance load, value) pair known to hold (a load test's limit at the SLO), rules out
+    capacities that would put the value there above it.
     """
     c = np.asarray(instances, dtype=np.float64)
     u = np.asarray(load_rps, dtype=np.float64) / np.maximum(c, 1.0)
@@ -334,6 +337,12 @@ def fit_knee(
     # capacities the data cannot reject (profile likelihood, ≈ 95 %), take the smallest: the most
     # pessimistic latency near saturation that is still consistent with what was observed.
     plausible = sse <= float(sse[best]) * (1.0 + KNEE_CHI2 / max(n - 3, 1))
+    if vouched is not None:
+        u_ok, limit = vouched
+        gap = mu - u_ok
+        at_ok = np.where(gap > 0, a + b / np.where(gap > 0, gap, 1.0), np.inf)
+        if (plausible & (at_ok <= limit)).any():
+            plausible &= at_ok <= limit
     best = int(np.flatnonzero(plausible)[0])
     if best == 0:
         # A wall just past the highest load seen fits as well as anything: the data has not shown
