@@ -270,8 +270,7 @@ def _target_ms(f: Fit, knee: Knee | None, policy: Policy, load: float) -> tuple[
     floor = float(_predict(f, knee, top, np.array([max(load, 1e-9)]))[0])
     if not math.isfinite(floor):
         return target, 0.0
-    if floor > target:
-        target = min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms)
+    target = max(target, min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms))
     return target, floor
 
 
