@@ -248,7 +248,9 @@ def _context(
         knee=knee,
         rise=ahead,
         periodic=periodic,
-        guard=_guard(cols, per_inst, target_ms, policy.explore, floor_ms),
+        guard=_max_or_none(
+            _guard(cols, per_inst, target_ms, policy.explore, floor_ms), _vouched(policy)
+        ),
         slo_guard=_max_or_none(
             _guard(cols, per_inst, policy.latency_slo_ms, policy.explore, floor_ms),
             _vouched(policy),
