@@ -240,7 +240,7 @@ def _context(
         load_now=float(cols.load_rps[-1]),
         forecast=forecast,
         peak=forecast * math.exp(z * sigma) * trend,
-        peak_in=forecast * math.exp(_horizon_z(cols, policy) * sigma) * rise,
+        peak_in=forecast * math.exp(z * sigma) * rise,
         observed_p95=float(cols.p95_ms[-1]),
         recent_p95=float(median(cols.p95_ms[-RECENT_POINTS:])),
         target_ms=target_ms,
@@ -269,7 +269,8 @@ def _target_ms(f: Fit, knee: Knee | None, policy: Policy, load: float) -> tuple[
     if not f.trustworthy:
         return target, 0.0
     top = np.array([float(policy.max_instances)])
-    floor = float(_predict(f, knee, top, np.array([max(load, 1e-9)]))[0])
+    # The power law alone: whether the queueing fit is trusted this pass must not move the floor.
+    floor = float(f.predict(top, np.array([max(load, 1e-9)]))[0])
     if not math.isfinite(floor):
         return target, 0.0
     target = max(target, min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms))
