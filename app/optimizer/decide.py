@@ -228,7 +228,7 @@ def _context(
     rise, trend = _growth(cols, policy)
     rise, trend = min(rise, cap), min(trend, cap)
     knee = _knee(f, cols, policy)
-    target_ms, floor_ms = _target_ms(f, knee, policy, forecast)
+    target_ms, floor_ms = _target_ms(f, policy, forecast, float(per_inst.min()))
     # Hysteresis shrinks the target; over a floor that leaves little room, only that room.
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
     if target_ms > policy.latency_target_ms:
@@ -261,16 +261,20 @@ def _context(
     )
 
 
-def _target_ms(f: Fit, knee: Knee | None, policy: Policy, load: float) -> tuple[float, float]:
-    """(target, floor): the SLO less the headroom or, when the latency's floor (predicted at the
-    most instances allowed) leaves less room than that, halfway between the floor and the SLO.
-    A fixed overhead that no count removes must not send every deployment to its maximum."""
+def _target_ms(f: Fit, policy: Policy, load: float, lowest_seen: float) -> tuple[float, float]:
+    """(target, floor): the SLO less the headroom or, when the latency's floor leaves less room
+    than that, halfway between the floor and the SLO, whichever is higher. A fixed overhead that
+    no count removes must not send every deployment to its maximum.
+
+    The floor is the power law's p95 at the most instances allowed, but at no lower per-instance
+    load than was seen: below that the law extrapolates a fall that an overhead does not make.
+    """
     target = policy.latency_target_ms
     if not f.trustworthy:
         return target, 0.0
-    top = np.array([float(policy.max_instances)])
+    top = min(float(policy.max_instances), max(load, 1e-9) / max(lowest_seen, 1e-9))
     # The power law alone: whether the queueing fit is trusted this pass must not move the floor.
-    floor = float(f.predict(top, np.array([max(load, 1e-9)]))[0])
+    floor = float(f.predict(np.array([max(top, 1.0)]), np.array([max(load, 1e-9)]))[0])
     if not math.isfinite(floor):
         return target, 0.0
     target = max(target, min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms))
