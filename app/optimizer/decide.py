@@ -53,6 +53,8 @@ GROWTH_T_STAT = 3.0
 # Scale-in may shed up to this share of the instances at once (or max_step, if more): a fixed
 # step of two would hold a burst's capacity for an hour after the burst.
 SCALE_IN_SHARE = 0.5
+# The latency's floor is read at this many times the fewest instances that meet the SLO.
+FLOOR_REACH = 4.0
 _NORMAL = NormalDist()
 
 
@@ -228,7 +230,7 @@ def _context(
     rise, trend = _growth(cols, policy)
     rise, trend = min(rise, cap), min(trend, cap)
     knee = _knee(f, cols, policy)
-    target_ms, floor_ms = _target_ms(f, policy, forecast, float(per_inst.min()))
+    target_ms, floor_ms = _target_ms(f, policy, forecast)
     # Hysteresis shrinks the target; over a floor that leaves little room, only that room.
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
     if target_ms > policy.latency_target_ms:
@@ -261,20 +263,25 @@ def _context(
     )
 
 
-def _target_ms(f: Fit, policy: Policy, load: float, lowest_seen: float) -> tuple[float, float]:
+def _target_ms(f: Fit, policy: Policy, load: float) -> tuple[float, float]:
     """(target, floor): the SLO less the headroom or, when the latency's floor leaves less room
     than that, halfway between the floor and the SLO, whichever is higher. A fixed overhead that
     no count removes must not send every deployment to its maximum.
 
-    The floor is the power law's p95 at the most instances allowed, but at no lower per-instance
-    load than was seen: below that the law extrapolates a fall that an overhead does not make.
+    The floor is the power law's p95 at ``FLOOR_REACH`` times the fewest instances that meet the
+    SLO (at most the policy's maximum): what is left when more instances no longer help. Further
+    out the law extrapolates a fall that an overhead does not make, and a spurious count effect
+    would pull the floor, and so the target, down to what only the maximum count reaches.
     """
     target = policy.latency_target_ms
     if not f.trustworthy:
         return target, 0.0
-    top = min(float(policy.max_instances), max(load, 1e-9) / max(lowest_seen, 1e-9))
-    # The power law alone: whether the queueing fit is trusted this pass must not move the floor.
-    floor = float(f.predict(np.array([max(top, 1.0)]), np.array([max(load, 1e-9)]))[0])
+    counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
+    p95 = f.predict(counts, np.full_like(counts, max(load, 1e-9)))
+    meets = np.flatnonzero(p95 <= policy.latency_slo_ms)
+    need = float(counts[meets[0]]) if meets.size else float(policy.max_instances)
+    top = min(float(policy.max_instances), FLOOR_REACH * need)
+    floor = float(f.predict(np.array([top]), np.array([max(load, 1e-9)]))[0])
     if not math.isfinite(floor):
         return target, 0.0
     target = max(target, min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms))
