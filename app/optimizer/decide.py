@@ -264,9 +264,9 @@ def _context(
 
 
 def _target_ms(f: Fit, policy: Policy, load: float) -> tuple[float, float]:
-    """(target, floor): the SLO less the headroom or, when the latency's floor leaves less room
-    than that, halfway between the floor and the SLO, whichever is higher. A fixed overhead that
-    no count removes must not send every deployment to its maximum.
+    """(target, floor): the SLO less the headroom or, when the latency's floor lies above that,
+    halfway between the floor and the SLO. A fixed overhead that no count removes must not send
+    every deployment to its maximum.
 
     The floor is the power law's p95 at ``FLOOR_REACH`` times the fewest instances that meet the
     SLO (at most the policy's maximum): what is left when more instances no longer help. Further
@@ -284,7 +284,8 @@ def _target_ms(f: Fit, policy: Policy, load: float) -> tuple[float, float]:
     floor = float(f.predict(np.array([top]), np.array([max(load, 1e-9)]))[0])
     if not math.isfinite(floor):
         return target, 0.0
-    target = max(target, min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms))
+    if floor > target:
+        target = min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms)
     return target, floor
 
 
