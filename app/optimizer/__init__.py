@@ -27,13 +27,15 @@ and a *peak*: that level raised by ``load_quantile_z`` σ of the load's bucket-t
 (σ widened for the level's own error) and by the load's significant recent rise over the horizon
 (capped at the noise margin, so a step overshoots by at most z·σ). Discounting the current value
 means a bucket that is merely high by chance does not get the noise margin twice, while a jump
-larger than the noise is followed at once. Scale-in must hold at a stricter peak, ``peak_in``: the
-worst bucket of the horizon (z raised so that the worst of horizon/bucket buckets is exceeded as
-rarely as one bucket at z) times the recent rise, significant or not, since undoing a scale-in
-takes a whole start-up delay. Predicted p95 is the more pessimistic of the power law and, when it
+larger than the noise is followed at once. Scale-in must hold at ``peak_in``: the same noise
+margin times the recent rise, significant or not, since undoing a scale-in takes a whole
+start-up delay. Predicted p95 is the more pessimistic of the power law and, when it
 is located, a queueing fit ``t·C^α = A + B/(μ − λ/C)`` (``fit_knee``) whose capacity μ is the
-smallest the data cannot reject (profile likelihood, ≈ 95 %); a wall right past the highest load
-seen is "not located" and leaves the power law and the guards in charge. For every C in
+smallest the data cannot reject (profile likelihood, ≈ 95 %) and, with a
+``fallback_target_rps``, that still meets the SLO at twice it: by AWS's recipe that target is half
+the per-instance load a load test sustained under the SLO, so the load test vouches for that load
+as an observation would. A wall right past the highest load seen is "not located" and leaves the
+power law and the guards in charge. For every C in
 [min, max] it predicts p95 and calls C feasible when the prediction at the forecast is ≤
 SLO·(1 − headroom), the prediction at the peak is ≤ the SLO itself, and the per-instance loads
 stay under the utilisation guards below. It picks the cheapest feasible C; candidates costing at
@@ -67,7 +69,9 @@ least 15 %. With a pattern the level comes from it (no EWMA lag after a burst); 
 a rise of ≥ 15 % within two forecast horizons (plus one bucket), the forecast is raised to the
 pattern's upper band there and the scale-out is taken in one step; scale-in follows the pattern
 down without the step limit. A fixed latency floor (overhead no count removes) that leaves less
-room under the SLO than the headroom moves the target halfway between the floor and the SLO.
+room under the SLO than the headroom moves the target halfway between the floor and the SLO; the
+floor is the power law's p95 at four times the fewest instances that meet the SLO (not at the
+maximum count, where a small spurious count effect would drag it down).
 
 What the model cannot do, and how the decision stays safe
 ----------------------------------------------------------
@@ -78,7 +82,8 @@ the knee sit far above the line (more than 4 robust σ off it, they are left out
 the SLO itself at the peak; (2) utilisation guards: no candidate may carry more per-instance load
 than (1 + explore) × the highest per-instance load observed to meet the target (for the forecast)
 or the SLO (for the peak), with explore shrinking to 0 as the latency seen there nears the limit,
-and none past a load seen to miss it, so the optimizer approaches saturation only as fast as it
+and none past a load seen to miss it (a load-tested load, twice ``fallback_target_rps``, counts
+as seen), so the optimizer approaches saturation only as fast as it
 observes that it is safe; (3) predictions are scaled so they never fall below the latency the
 newest buckets observed. Once a step inwards misses the target, the miss blocks that load until
 it ages out of the window, so at constant load such a probe recurs at most once per window

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from statistics import NormalDist
 
 import numpy as np
 
@@ -44,7 +43,7 @@ PROBE_ELASTICITY = 1.5
 # widened by √(1 + 1/n) to cover it.
 LEVEL_BUCKETS = 14.0
 # Scale-in commits the deployment for the forecast horizon (undoing it takes a start-up delay), so
-# the smaller count must hold through the worst bucket of that horizon and through the load's
+# the smaller count must hold through the noise margin and through the load's
 # recent rise, measured over this span (not only when the rise is significant enough to forecast).
 GROWTH_SPAN_S = 1800.0
 # Scale-out provisions for the rise only when its slope is this many standard errors above zero:
@@ -55,7 +54,6 @@ GROWTH_T_STAT = 3.0
 SCALE_IN_SHARE = 0.5
 # The latency's floor is read at this many times the fewest instances that meet the SLO.
 FLOOR_REACH = 4.0
-_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ class _Context:
     load_now: float
     forecast: float  # expected load to provision for: the latency target must hold here
     peak: float  # forecast raised by z·σ of bucket-to-bucket variation: the SLO must hold here
-    peak_in: float  # what a smaller count must carry: the worst bucket over the horizon
+    peak_in: float  # what a smaller count must carry: the noise margin times any recent rise
     observed_p95: float  # newest observation
     recent_p95: float  # median of the newest few, robust to one noisy bucket
     target_ms: float  # p95 the forecast must meet: the SLO less the headroom
@@ -298,17 +296,6 @@ def _fit(cols: WindowArrays, policy: Policy) -> Fit:
         cols.p95_ms[keep],
         criteria=policy.fit_criteria(),
     )
-
-
-def _horizon_z(cols: WindowArrays, policy: Policy) -> float:
-    """z such that the worst of the horizon's buckets exceeds z·σ as rarely as one bucket z·σ."""
-    z = policy.load_quantile_z
-    if cols.n < 2 or z <= 0:
-        return z
-    step = float(median(np.diff(cols.t_s[-RECENT_POINTS:]))) if cols.n > 2 else 60.0
-    buckets = max(policy.forecast_horizon_s / max(step, 1e-9), 1.0)
-    tail = (1.0 - _NORMAL.cdf(z)) / buckets
-    return max(z, _NORMAL.inv_cdf(1.0 - tail)) if 0.0 < tail < 1.0 else z
 
 
 def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
