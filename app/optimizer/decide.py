@@ -52,6 +52,7 @@ GROWTH_T_STAT = 3.0
 # Scale-in may shed up to this share of the instances at once (or max_step, if more): a fixed
 # step of two would hold a burst's capacity for an hour after the burst.
 SCALE_IN_SHARE = 0.5
+SLO_EXPLORE = 0.0
 # The latency's floor is read at this many times the fewest instances that meet the SLO.
 FLOOR_REACH = 4.0
 
@@ -252,7 +253,7 @@ def _context(
             _guard(cols, per_inst, target_ms, policy.explore, floor_ms), _vouched(policy)
         ),
         slo_guard=_max_or_none(
-            _guard(cols, per_inst, policy.latency_slo_ms, policy.explore, floor_ms),
+            _guard(cols, per_inst, policy.latency_slo_ms, SLO_EXPLORE * policy.explore, floor_ms),
             _vouched(policy),
         ),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
