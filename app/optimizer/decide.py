@@ -93,7 +93,8 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
     f = _fit(cols, policy) if cols.n else None
     ahead = seen_ahead(season, cols, policy, now)
     periodic = season is not None and season.pattern is not None
-    ctx = _context(cols, policy, f, ahead, periodic) if cols.n and f is not None else None
+    burst = season.burst if season is not None and not periodic else 0.0
+    ctx = _context(cols, policy, f, ahead, periodic, burst) if cols.n and f is not None else None
     decision = _decide(window, policy, state, f, ctx)
     note = foresight(ctx.rise) if ctx is not None and ctx.rise is not None else ""
     return replace(decision, reason=note + decision.reason, season=season)
@@ -207,7 +208,12 @@ def _knee(f: Fit, cols: WindowArrays, policy: Policy) -> Knee | None:
 
 
 def _context(
-    cols: WindowArrays, policy: Policy, f: Fit, ahead: Rise | None = None, periodic: bool = False
+    cols: WindowArrays,
+    policy: Policy,
+    f: Fit,
+    ahead: Rise | None = None,
+    periodic: bool = False,
+    burst: float = 0.0,
 ) -> _Context:
     per_inst = cols.load_rps / cols.instances
     met_slo = cols.p95_ms <= policy.latency_slo_ms
@@ -225,6 +231,9 @@ def _context(
     # Capacity ordered now serves only after the start-up delay: provision for the recent rise
     # over that horizon too, capped at the noise margin so that a step (whose slope is not a
     # trend) overshoots by at most z·σ.
+    # Bursts that recur (and that no pattern foresees) are no noise: the peak keeps spare
+    # capacity for their typical height, as a fixed target would.
+    margin = max(z * sigma, burst)
     cap = math.exp(z * sigma)
     rise, trend = _growth(cols, policy)
     rise, trend = min(rise, cap), min(trend, cap)
@@ -240,8 +249,8 @@ def _context(
         cols=cols,
         load_now=float(cols.load_rps[-1]),
         forecast=forecast,
-        peak=forecast * math.exp(z * sigma) * trend,
-        peak_in=forecast * math.exp(z * sigma) * rise,
+        peak=forecast * math.exp(margin) * trend,
+        peak_in=forecast * math.exp(margin) * rise,
         observed_p95=float(cols.p95_ms[-1]),
         recent_p95=float(median(cols.p95_ms[-RECENT_POINTS:])),
         target_ms=target_ms,

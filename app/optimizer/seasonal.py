@@ -44,6 +44,11 @@ MAX_GAP_SHARE = 0.2
 # A pattern whose swing (highest over lowest phase) is smaller than this is left to the
 # short-term forecast: too small to plan capacity around, however regular.
 MIN_AMPLITUDE = 1.15
+# Bursts: a rise this many robust σ (and at least this much, log) over the bucket before, more
+# often than this many times an hour.
+BURST_SIGMAS = 3.0
+BURST_MIN_RISE = 0.1
+BURST_PER_HOUR = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,9 @@ class SeasonScan:
     computed_s: float
     pattern: Pattern | None
     span_s: float  # how much history the scan read
+    # Log spare capacity for bursts that recur (0: none do): the median rise of the history's
+    # bursts over the bucket before, when more than one an hour come.
+    burst: float = 0.0
 
     def fresh(self, now_s: float, ttl_s: float) -> bool:
         """Whether this scan may still be used at ``now_s``."""
@@ -92,6 +100,7 @@ class SeasonScan:
             "computed_s": json_float(self.computed_s, 3),
             "span_s": json_float(self.span_s, 1),
             "pattern": self.pattern.to_dict() if self.pattern is not None else None,
+            "burst": json_float(self.burst, 4),
         }
 
 
@@ -148,6 +157,7 @@ def scan(t_s: FloatArray, load_rps: FloatArray, lookahead_s: float) -> SeasonSca
         return SeasonScan(now, None, 0.0)
     origin, x = grid
     span = x.size * GRID_S
+    burst = _burst(x)
     h = max(1, round(lookahead_s / GRID_S))
     found = [
         (p, *r)
@@ -156,7 +166,7 @@ def scan(t_s: FloatArray, load_rps: FloatArray, lookahead_s: float) -> SeasonSca
         and _amplitude(x, p) >= MIN_AMPLITUDE
     ]
     if not found:
-        return SeasonScan(now, None, span)
+        return SeasonScan(now, None, span, burst)
     # A multiple of the period, or a near neighbour, predicts about as well: among those within
     # 5 % of the best, a calendar period wins, then the shortest.
     top = max(s for _, s, _ in found)
@@ -166,7 +176,8 @@ def scan(t_s: FloatArray, load_rps: FloatArray, lookahead_s: float) -> SeasonSca
     mean, upper = _profile(x, p)
     # Phase 0 is the first bucket of the whole cycles the profile was taken over.
     start = origin + (x.size % p) * GRID_S
-    return SeasonScan(now, Pattern(p * GRID_S, GRID_S, strength, t_stat, start, mean, upper), span)
+    pattern = Pattern(p * GRID_S, GRID_S, strength, t_stat, start, mean, upper)
+    return SeasonScan(now, pattern, span, burst)
 
 
 def _grid(t_s: FloatArray, load: FloatArray) -> tuple[float, FloatArray] | None:
@@ -191,6 +202,33 @@ def _grid(t_s: FloatArray, load: FloatArray) -> tuple[float, FloatArray] | None:
     pos = np.arange(n, dtype=np.float64)
     filled = np.interp(pos, pos[have], logs[have])
     return start, np.asarray(filled, dtype=np.float64)
+
+
+def _burst(x: FloatArray) -> float:
+    """Median rise (log) of the bursts in the grid's log load, when they recur; else 0.
+
+    A burst is a run of buckets each more than ``BURST_SIGMAS`` robust σ of the bucket-to-bucket
+    change above the bucket before the run: capacity sized then would have had to absorb it.
+    Recurring means more than ``BURST_PER_HOUR`` on average: a flash crowd, a step or a daily
+    rise is an event to react to, not a reason to keep spare capacity around the clock.
+    """
+    if x.size < 3:
+        return 0.0
+    diffs = np.diff(x)
+    sigma = 1.4826 * float(median(np.abs(diffs - median(diffs))))
+    threshold = max(BURST_SIGMAS * sigma, BURST_MIN_RISE)
+    base = np.empty_like(x)
+    base[0] = x[0]
+    above = np.zeros(x.size, dtype=bool)
+    for i in range(1, x.size):  # the base holds through a run: a burst's rise is from before it
+        above[i] = x[i] - base[i - 1] > threshold
+        base[i] = base[i - 1] if above[i] else x[i]
+    starts = np.flatnonzero(above & ~np.concatenate(([False], above[:-1])))
+    hours = x.size * GRID_S / 3600.0
+    if starts.size <= BURST_PER_HOUR * hours:
+        return 0.0
+    rises = x - np.concatenate(([x[0]], base[:-1]))
+    return float(median(np.maximum.reduceat(np.where(above, rises, 0.0), starts)))
 
 
 def _periods(x: FloatArray) -> list[int]:
