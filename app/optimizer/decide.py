@@ -52,7 +52,6 @@ GROWTH_T_STAT = 3.0
 # Scale-in may shed up to this share of the instances at once (or max_step, if more): a fixed
 # step of two would hold a burst's capacity for an hour after the burst.
 SCALE_IN_SHARE = 0.5
-SLO_EXPLORE = 0.0
 # The latency's floor is read at this many times the fewest instances that meet the SLO.
 FLOOR_REACH = 4.0
 
@@ -94,7 +93,11 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
     ahead = seen_ahead(season, cols, policy, now)
     periodic = season is not None and season.pattern is not None
     burst = season.burst if season is not None and not periodic else 0.0
-    ctx = _context(cols, policy, f, ahead, periodic, burst) if cols.n and f is not None else None
+    ctx = (
+        _context(cols, policy, f, ahead, periodic, burst, state.latency_target_ms)
+        if cols.n and f is not None
+        else None
+    )
     decision = _decide(window, policy, state, f, ctx)
     note = foresight(ctx.rise) if ctx is not None and ctx.rise is not None else ""
     return replace(decision, reason=note + decision.reason, season=season)
@@ -214,6 +217,7 @@ def _context(
     ahead: Rise | None = None,
     periodic: bool = False,
     burst: float = 0.0,
+    previous_target_ms: float | None = None,
 ) -> _Context:
     per_inst = cols.load_rps / cols.instances
     met_slo = cols.p95_ms <= policy.latency_slo_ms
@@ -238,7 +242,8 @@ def _context(
     rise, trend = _growth(cols, policy)
     rise, trend = min(rise, cap), min(trend, cap)
     knee = _knee(f, cols, policy)
-    target_ms, floor_ms = _target_ms(f, policy, forecast)
+    corr = _residual_correction(f, knee, cols)
+    target_ms, floor_ms = _target_ms(f, knee, corr, policy, forecast, previous_target_ms)
     # Hysteresis shrinks the target; over a floor that leaves little room, only that room.
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
     if target_ms > policy.latency_target_ms:
@@ -262,7 +267,9 @@ def _context(
             _guard(cols, per_inst, target_ms, policy.explore, floor_ms), _vouched(policy)
         ),
         slo_guard=_max_or_none(
-            _guard(cols, per_inst, policy.latency_slo_ms, SLO_EXPLORE * policy.explore, floor_ms),
+            # The SLO must hold at the peak, a rare load: no exploring past the loads seen (or
+            # load-tested) to meet it there, where a pooled queue's wall gives no warning.
+            _guard(cols, per_inst, policy.latency_slo_ms, 0.0, floor_ms),
             _vouched(policy),
         ),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
@@ -271,29 +278,40 @@ def _context(
     )
 
 
-def _target_ms(f: Fit, policy: Policy, load: float) -> tuple[float, float]:
+def _target_ms(
+    f: Fit,
+    knee: Knee | None,
+    corr: float,
+    policy: Policy,
+    load: float,
+    previous: float | None = None,
+) -> tuple[float, float]:
     """(target, floor): the SLO less the headroom or, when the latency's floor lies above that,
     halfway between the floor and the SLO. A fixed overhead that no count removes must not send
-    every deployment to its maximum.
+    every deployment to its maximum. ``previous`` is the last pass's target (hysteresis).
 
-    The floor is the power law's p95 at ``FLOOR_REACH`` times the fewest instances that meet the
-    SLO (at most the policy's maximum): what is left when more instances no longer help. Further
-    out the law extrapolates a fall that an overhead does not make, and a spurious count effect
-    would pull the floor, and so the target, down to what only the maximum count reaches.
+    The floor is the p95 the candidates are judged by (the fits, corrected to the newest buckets)
+    at ``FLOOR_REACH`` times the fewest instances that meet the SLO (at most the policy's
+    maximum): what is left when more instances no longer help. Further out the power law
+    extrapolates a fall that an overhead does not make, and a spurious count effect would pull
+    the floor, and so the target, down to what only the maximum count reaches.
     """
     target = policy.latency_target_ms
     if not f.trustworthy:
         return target, 0.0
     counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
-    p95 = f.predict(counts, np.full_like(counts, max(load, 1e-9)))
+    p95 = _predict(f, knee, counts, np.full_like(counts, max(load, 1e-9))) * corr
     meets = np.flatnonzero(p95 <= policy.latency_slo_ms)
-    need = float(counts[meets[0]]) if meets.size else float(policy.max_instances)
-    top = min(float(policy.max_instances), FLOOR_REACH * need)
-    floor = float(f.predict(np.array([top]), np.array([max(load, 1e-9)]))[0])
+    need = int(meets[0]) if meets.size else counts.size - 1
+    top = min(counts.size - 1, round(FLOOR_REACH * float(counts[need])) - policy.min_instances)
+    floor = float(p95[max(top, need)])
     if not math.isfinite(floor):
         return target, 0.0
-    if floor > target:
-        target = min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms)
+    # Hysteresis between the regimes: once the target was raised over the floor, it stays raised
+    # until the floor falls clearly (the scale-in margin) below the plain target.
+    over = previous is not None and previous > target
+    if floor > target * (1.0 - policy.scale_in_margin if over else 1.0):
+        target = max(target, min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms))
     return target, floor
 
 
@@ -629,9 +647,9 @@ def _probe_allowed(ctx: _Context, policy: Policy, state: State, now: float) -> b
     steeper = (cur / (cur - 1)) ** PROBE_ELASTICITY
     if ctx.recent_p95 * steeper > policy.latency_target_ms * (1.0 - policy.scale_in_margin):
         return False
+    # The target's guard (which explores past the loads seen) bounds a probe; the SLO's guard
+    # (which does not) would forbid ever learning past them.
     if ctx.guard is None or ctx.forecast / (cur - 1) > ctx.guard:
-        return False
-    if ctx.slo_guard is not None and ctx.peak / (cur - 1) > ctx.slo_guard:
         return False
     last = max(state.last_scale_in_s or -math.inf, state.last_scale_out_s or -math.inf)
     since = last if math.isfinite(last) else None

@@ -443,6 +443,9 @@ class State:
     last_decision: Decision | None = None
     # The latest scan for repeating patterns: it only changes hourly, so passes reuse it.
     season: SeasonScan | None = None
+    # The previous pass's latency target: over a fixed floor it has two regimes, and the
+    # previous one holds until the floor clearly leaves it (hysteresis, as for the count).
+    latency_target_ms: float | None = None
 
     def after(self, decision: Decision, now_s: float) -> State:
         """The state once ``decision`` has been applied at ``now_s``."""
@@ -452,6 +455,7 @@ class State:
             last_scale_in_s=now_s if decision.action == "scale_in" else self.last_scale_in_s,
             last_decision=decision,
             season=decision.season or self.season,
+            latency_target_ms=decision.inputs.latency_target_ms,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -460,6 +464,7 @@ class State:
             "current_instances": self.current_instances,
             "last_scale_out_s": json_float(self.last_scale_out_s, 3),
             "last_scale_in_s": json_float(self.last_scale_in_s, 3),
+            "latency_target_ms": json_float(self.latency_target_ms, 3),
             "last_decision": (
                 self.last_decision.to_dict() if self.last_decision is not None else None
             ),

@@ -117,3 +117,47 @@ def test_a_fresh_scan_is_reused_and_a_stale_one_redone() -> None:
     redone = decide(Window(observations, now), POLICY, stale)
     assert redone.season is not None
     assert redone.season.computed_s == now
+
+
+def _burst_train(rng: np.random.Generator, n: int, every: float) -> np.ndarray:
+    """Flat load with bursts at random times (``every`` minutes apart on average), Pareto
+    heights, 3-10 minutes long: no rhythm, but they keep coming."""
+    load = np.ones(n)
+    t = 0
+    while (t := t + int(rng.exponential(every)) + 1) < n:
+        load[t : t + int(rng.integers(3, 11))] += min(float(rng.pareto(1.5)) + 0.2, 6.0)
+    return 300.0 * load * np.exp(rng.normal(0, 0.05, n))
+
+
+def test_recurring_bursts_are_measured_and_single_events_are_not() -> None:
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        bursts = scan(_minutes(1440), _burst_train(rng, 1440, 40.0), 600.0)
+        assert bursts.pattern is None
+        assert 0.2 < bursts.burst < 1.5, seed  # log spare: their typical height over the level
+        rare = scan(_minutes(1440), _burst_train(rng, 1440, 400.0), 600.0)
+        assert rare.burst == 0.0, seed
+    m = np.arange(1440)
+    steps = 300.0 * np.where((m // 180) % 2 == 1, 2.5, 1.0)
+    flash = 300.0 * (1.0 + 4.0 * np.exp(-np.maximum(m - 1000, 0) / 60.0) * (m >= 1000))
+    for load in (steps, flash, _pattern_free("walk+noise", np.random.default_rng(3), 1440)):
+        assert scan(_minutes(1440), load, 600.0).burst == 0.0
+
+
+def test_recurring_bursts_keep_spare_capacity_and_a_quiet_history_does_not() -> None:
+    rng = np.random.default_rng(11)
+    load = _burst_train(rng, 1440, 40.0)
+    quiet = 300.0 * np.exp(rng.normal(0, 0.05, 1440))
+    decisions = []
+    for series in (load, quiet):
+        series = series.copy()
+        series[-30:] = 300.0  # the same quiet half hour right now
+        observations = _feed(series)
+        now = observations[-1].t_s
+        state = State(current_instances=observations[-1].instances)
+        decisions.append(decide(Window(observations, now), POLICY, state))
+    bursty, calm = decisions
+    assert bursty.season is not None and bursty.season.burst > 0.2
+    assert calm.season is not None and calm.season.burst == 0.0
+    assert bursty.inputs.load_peak_rps is not None and calm.inputs.load_peak_rps is not None
+    assert bursty.inputs.load_peak_rps > 1.2 * calm.inputs.load_peak_rps
