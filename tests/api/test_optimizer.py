@@ -75,6 +75,10 @@ def test_a_pass_scales_out_once_per_window_and_explains_why(db: Session) -> None
     # The same window again (a redelivered task, a second scheduler): nothing new.
     assert not service.optimize(db, deployment.id, end)
     assert len(db.scalars(select(OptimizerDecision)).all()) == 1
+    # The next pass starts from the target this one worked to (its hysteresis over a floor).
+    state = service._state(db, deployment)
+    assert state.latency_target_ms == decision.details["inputs"]["latency_target_ms"]
+    assert state.latency_target_ms is not None and state.latency_target_ms >= 160.0
 
 
 def test_no_decision_when_the_optimizer_is_off_or_the_deployment_is_changing(

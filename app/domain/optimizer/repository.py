@@ -80,6 +80,19 @@ def last_applied(session: Session, deployment_id: uuid.UUID, action: str) -> dat
     )
 
 
+def last_target_ms(session: Session, deployment_id: uuid.UUID) -> float | None:
+    """The latency target the deployment's latest decision worked to, if it recorded one."""
+    details = session.scalar(
+        select(OptimizerDecision.details)
+        .where(OptimizerDecision.deployment_id == deployment_id)
+        .order_by(OptimizerDecision.id.desc())
+        .limit(1)
+    )
+    inputs = details.get("inputs") if isinstance(details, dict) else None
+    value = inputs.get("latency_target_ms") if isinstance(inputs, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 def list_for_deployment(
     session: Session, deployment_id: uuid.UUID, page: PageRequest
 ) -> tuple[Sequence[OptimizerDecision], str | None]:

@@ -90,6 +90,7 @@ def _state(session: Session, deployment: Deployment) -> State:
         current_instances=max(1, deployment.current_instances),
         last_scale_out_s=out.timestamp() if out else None,
         last_scale_in_s=into.timestamp() if into else None,
+        latency_target_ms=repository.last_target_ms(session, deployment.id),
     )
 
 
