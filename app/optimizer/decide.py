@@ -8,8 +8,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from app.optimizer.bounds import (
+    FALLBACK_SAFETY,
+    RECENT_POINTS,
+    fit_window,
+    knee_for,
+    latency_target,
+    load_guard,
+    max_or_none,
+    predict,
+    residual_correction,
+    vouched_load,
+)
 from app.optimizer.efficiency import Baseline, efficiency
-from app.optimizer.fit import fit_arrays, fit_knee
 from app.optimizer.forecast import forecast_load, load_sigma
 from app.optimizer.foresight import SEASON_MIN_GAIN, foresight, recent, season_for, seen_ahead
 from app.optimizer.seasonal import Rise
@@ -28,11 +39,6 @@ from app.optimizer.types import (
     median,
 )
 
-# How many of the newest observations anchor predictions to what is happening now.
-RECENT_POINTS = 5
-# The target-tracking fallback aims at this fraction of the highest per-instance load observed to
-# meet the SLO, as AWS's recipe does with a load-tested maximum.
-FALLBACK_SAFETY = 0.5
 # Candidates costing up to (1 - cost_weight) × this fraction more than the cheapest feasible count
 # count as ties, which E then breaks: cost_weight 1 is strictly the cheapest.
 TIE_BAND = 0.1
@@ -52,8 +58,6 @@ GROWTH_T_STAT = 3.0
 # Scale-in may shed up to this share of the instances at once (or max_step, if more): a fixed
 # step of two would hold a burst's capacity for an hour after the burst.
 SCALE_IN_SHARE = 0.5
-# The latency's floor is read at this many times the fewest instances that meet the SLO.
-FLOOR_REACH = 4.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ def decide(window: Window, policy: Policy, state: State) -> Decision:
     now = window.time_s
     season = season_for(window.arrays, policy, state, now)
     cols = recent(window.arrays)
-    f = _fit(cols, policy) if cols.n else None
+    f = fit_window(cols, policy) if cols.n else None
     ahead = seen_ahead(season, cols, policy, now)
     periodic = season is not None and season.pattern is not None
     burst = season.burst if season is not None and not periodic else 0.0
@@ -112,7 +116,7 @@ def _decide(
     if ctx is None or f is None:
         return _no_data(window, policy, state)
 
-    corr = _residual_correction(f, ctx.knee, ctx.cols)
+    corr = residual_correction(f, ctx.knee, ctx.cols)
     candidates = _candidates(f, ctx, policy, corr)
     inputs = _inputs(window, policy, state, ctx, corr)
 
@@ -177,7 +181,7 @@ def what_if(
     cols = recent(window.arrays)
     if cols.n == 0:
         return ()
-    f = _fit(cols, policy)
+    f = fit_window(cols, policy)
     ctx = _context(cols, policy, f)
     if load_rps is not None:  # keep the window's noise: the peak scales with the load
         scale = load_rps / ctx.forecast if ctx.forecast > 0 else 1.0
@@ -185,29 +189,7 @@ def what_if(
             ctx, forecast=load_rps, peak=ctx.peak * scale if ctx.forecast > 0 else load_rps
         )
     counts = np.asarray(sorted({max(int(c), 1) for c in instances}), dtype=np.float64)
-    return _rows(f, ctx, policy, _residual_correction(f, ctx.knee, cols), counts)
-
-
-def _vouched(policy: Policy) -> float | None:
-    """Per-instance load a load test vouches for under the SLO: the recipe's target is half it."""
-    target = policy.fallback_target_rps
-    return None if target is None else target / FALLBACK_SAFETY
-
-
-def _knee(f: Fit, cols: WindowArrays, policy: Policy) -> Knee | None:
-    """The queueing fit on the unsaturated buckets, when the power law is trusted and it is too."""
-    if not f.trustworthy:
-        return None
-    keep = ~cols.saturated
-    good = _vouched(policy)
-    k = fit_knee(
-        cols.instances[keep],
-        cols.load_rps[keep],
-        cols.p95_ms[keep],
-        alpha=f.alpha,
-        vouched=None if good is None else (good, policy.latency_slo_ms),
-    )
-    return k if k.trustworthy else None
+    return _rows(f, ctx, policy, residual_correction(f, ctx.knee, cols), counts)
 
 
 def _context(
@@ -241,9 +223,9 @@ def _context(
     cap = math.exp(z * sigma)
     rise, trend = _growth(cols, policy)
     rise, trend = min(rise, cap), min(trend, cap)
-    knee = _knee(f, cols, policy)
-    corr = _residual_correction(f, knee, cols)
-    target_ms, floor_ms = _target_ms(f, knee, corr, policy, forecast, previous_target_ms)
+    knee = knee_for(f, cols, policy)
+    corr = residual_correction(f, knee, cols)
+    target_ms, floor_ms = latency_target(f, knee, corr, policy, forecast, previous_target_ms)
     # Hysteresis shrinks the target; over a floor that leaves little room, only that room.
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
     if target_ms > policy.latency_target_ms:
@@ -263,66 +245,18 @@ def _context(
         knee=knee,
         rise=ahead,
         periodic=periodic,
-        guard=_max_or_none(
-            _guard(cols, per_inst, target_ms, policy.explore, floor_ms), _vouched(policy)
+        guard=max_or_none(
+            load_guard(cols, per_inst, target_ms, policy.explore, floor_ms), vouched_load(policy)
         ),
-        slo_guard=_max_or_none(
+        slo_guard=max_or_none(
             # The SLO must hold at the peak, a rare load: no exploring past the loads seen (or
             # load-tested) to meet it there, where a pooled queue's wall gives no warning.
-            _guard(cols, per_inst, policy.latency_slo_ms, 0.0, floor_ms),
-            _vouched(policy),
+            load_guard(cols, per_inst, policy.latency_slo_ms, 0.0, floor_ms),
+            vouched_load(policy),
         ),
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
         baseline=Baseline.from_window(cols),
         mean_ratio=float(median(ratios)) if ratios.size else math.nan,
-    )
-
-
-def _target_ms(
-    f: Fit,
-    knee: Knee | None,
-    corr: float,
-    policy: Policy,
-    load: float,
-    previous: float | None = None,
-) -> tuple[float, float]:
-    """(target, floor): the SLO less the headroom or, when the latency's floor lies above that,
-    halfway between the floor and the SLO. A fixed overhead that no count removes must not send
-    every deployment to its maximum. ``previous`` is the last pass's target (hysteresis).
-
-    The floor is the p95 the candidates are judged by (the fits, corrected to the newest buckets)
-    at ``FLOOR_REACH`` times the fewest instances that meet the SLO (at most the policy's
-    maximum): what is left when more instances no longer help. Further out the power law
-    extrapolates a fall that an overhead does not make, and a spurious count effect would pull
-    the floor, and so the target, down to what only the maximum count reaches.
-    """
-    target = policy.latency_target_ms
-    if not f.trustworthy:
-        return target, 0.0
-    counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
-    p95 = _predict(f, knee, counts, np.full_like(counts, max(load, 1e-9))) * corr
-    meets = np.flatnonzero(p95 <= policy.latency_slo_ms)
-    need = int(meets[0]) if meets.size else counts.size - 1
-    top = min(counts.size - 1, round(FLOOR_REACH * float(counts[need])) - policy.min_instances)
-    floor = float(p95[max(top, need)])
-    if not math.isfinite(floor):
-        return target, 0.0
-    # Hysteresis between the regimes: once the target was raised over the floor, it stays raised
-    # until the floor falls clearly (the scale-in margin) below the plain target.
-    over = previous is not None and previous > target
-    if floor > target * (1.0 - policy.scale_in_margin if over else 1.0):
-        target = max(target, min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms))
-    return target, floor
-
-
-def _fit(cols: WindowArrays, policy: Policy) -> Fit:
-    """The power-law fit over the unsaturated buckets of ``cols``."""
-    keep = ~cols.saturated
-    return fit_arrays(
-        cols.instances[keep],
-        cols.load_rps[keep],
-        cols.p95_ms[keep],
-        criteria=policy.fit_criteria(),
     )
 
 
@@ -349,51 +283,6 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
     return rise, rise if slope > GROWTH_T_STAT * se else 1.0
 
 
-def _guard(
-    cols: WindowArrays, per_inst: FloatArray, limit_ms: float, explore: float, floor_ms: float = 0.0
-) -> float | None:
-    """Highest per-instance load to allow: a little past the highest seen to meet ``limit_ms``."""
-    met = cols.p95_ms <= limit_ms
-    if not met.any():
-        return None
-    good = per_inst[met]
-    ok_max = float(good.max())
-    # Explore less the nearer the latency seen at the highest good load is to the limit, counted
-    # above the latency's floor (what no count removes): the queue's knee is where the
-    # log-linear model is most wrong, and only the queueing part of latency grows towards it.
-    near_top = cols.p95_ms[met][good >= 0.95 * ok_max]
-    floor = min(max(floor_ms, 0.0), 0.9 * limit_ms)
-    room = max(1.0 - (median(near_top) - floor) / (limit_ms - floor), 0.0)
-    # A miss above the highest good load stops exploration there; one below it is left to the
-    # fit and the residual correction, so a single odd bucket cannot collapse the guard.
-    missed = per_inst[~met]
-    bad_min = float(missed.min()) if missed.size else math.inf
-    return min(max(bad_min, ok_max), ok_max * (1.0 + min(explore, room)))
-
-
-def _max_or_none(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
-def _predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray) -> FloatArray:
-    """The more pessimistic of the power law and, when trusted, the queueing fit."""
-    p95 = f.predict(counts, load)
-    return p95 if knee is None else np.maximum(p95, knee.predict(counts, load))
-
-
-def _residual_correction(f: Fit, knee: Knee | None, cols: WindowArrays) -> float:
-    """Factor ≥ 1 so that predictions never fall below what the newest buckets observed."""
-    # Saturated buckets measure a growing queue, which the guard and the urgency rule handle;
-    # letting their timeouts scale every prediction would make every count look infeasible.
-    usable = np.flatnonzero(~cols.saturated)[-RECENT_POINTS:]
-    if usable.size == 0:
-        return 1.0
-    model = _predict(f, knee, cols.instances[usable], cols.load_rps[usable])
-    ratio = cols.p95_ms[usable] / model
-    ratio = ratio[np.isfinite(ratio)]
-    return max(1.0, float(median(ratio))) if ratio.size else 1.0
-
-
 def _candidates(f: Fit, ctx: _Context, policy: Policy, corr: float) -> tuple[Candidate, ...]:
     counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
     return _rows(f, ctx, policy, corr, counts)
@@ -414,7 +303,7 @@ def _evaluate(
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """Predicted p95, mean, E, per-instance load and feasibility (1/0) for each count."""
     load = max(ctx.forecast, 1e-9)
-    p95 = _predict(f, ctx.knee, counts, np.full_like(counts, load)) * corr
+    p95 = predict(f, ctx.knee, counts, np.full_like(counts, load)) * corr
     mean = p95 * ctx.mean_ratio if math.isfinite(ctx.mean_ratio) else p95
     eff = efficiency(
         task_rate=np.full_like(counts, ctx.forecast),
@@ -439,7 +328,7 @@ def _feasible(
 ) -> FloatArray:
     """1/0 per count: the forecast's p95 meets the target, the ``peak`` load's the SLO, and
     the per-instance loads stay under the guards."""
-    peak_p95 = _predict(f, ctx.knee, counts, np.full_like(counts, max(peak, 1e-9))) * corr
+    peak_p95 = predict(f, ctx.knee, counts, np.full_like(counts, max(peak, 1e-9))) * corr
     feasible = (p95 <= ctx.target_ms) & (peak_p95 <= policy.latency_slo_ms)
     if ctx.guard is not None:
         feasible &= ctx.forecast / counts <= ctx.guard

@@ -78,7 +78,8 @@ def test_a_pass_scales_out_once_per_window_and_explains_why(db: Session) -> None
     # The next pass starts from the target this one worked to (its hysteresis over a floor).
     state = service._state(db, deployment)
     assert state.latency_target_ms == decision.details["inputs"]["latency_target_ms"]
-    assert state.latency_target_ms is not None and state.latency_target_ms >= 160.0
+    assert state.latency_target_ms is not None
+    assert state.latency_target_ms >= 160.0
 
 
 def test_no_decision_when_the_optimizer_is_off_or_the_deployment_is_changing(

@@ -233,7 +233,8 @@ def test_a_load_tested_limit_bounds_the_queueing_fit() -> None:
     bare = Policy(latency_slo_ms=300.0, max_instances=40)
     tested = Policy(latency_slo_ms=300.0, max_instances=40, fallback_target_rps=34.0)
     plain, vouched = (decide(window, p, State(current_instances=10)) for p in (bare, tested))
-    assert plain.knee is not None and vouched.knee is not None
+    assert plain.knee is not None
+    assert vouched.knee is not None
     # The load test (twice the recipe's 34) vouches for 68 req/s under the SLO (true p95 there:
     # 267 ms): no capacity at which that load would miss it remains plausible.
     assert vouched.knee.capacity_rps > 68.0
@@ -245,7 +246,7 @@ def test_a_load_tested_limit_bounds_the_queueing_fit() -> None:
 
 
 def test_a_target_raised_over_a_latency_floor_stays_raised_until_the_floor_clearly_drops() -> None:
-    from app.optimizer.decide import _target_ms
+    from app.optimizer.bounds import latency_target
     from app.optimizer.fit import fit_arrays
 
     # A fixed overhead: p95 250 ms whatever the count; the SLO 300 ms leaves 50 ms.
@@ -255,14 +256,14 @@ def test_a_target_raised_over_a_latency_floor_stays_raised_until_the_floor_clear
     p95 = 250.0 * (load / c / 100.0) ** 0.02 * np.exp(rng.normal(0, 0.01, c.size))
     f = fit_arrays(c, load, p95, criteria=Policy().fit_criteria())
     policy = Policy(latency_slo_ms=300.0, max_instances=40)
-    target, floor = _target_ms(f, None, 1.0, policy, 400.0)
+    target, floor = latency_target(f, None, 1.0, policy, 400.0)
     assert 240.0 < floor < 260.0
     assert target == (floor + 300.0) / 2.0  # over the floor, not the unreachable 240 ms
     # The floor estimate dips just under the plain target (240 ms): the raised target holds.
     lower = policy.latency_target_ms * 0.95
     dipped = fit_arrays(c, load, p95 * lower / floor, criteria=Policy().fit_criteria())
-    assert _target_ms(dipped, None, 1.0, policy, 400.0)[0] == policy.latency_target_ms
-    held, held_floor = _target_ms(dipped, None, 1.0, policy, 400.0, previous=target)
+    assert latency_target(dipped, None, 1.0, policy, 400.0)[0] == policy.latency_target_ms
+    held, held_floor = latency_target(dipped, None, 1.0, policy, 400.0, previous=target)
     assert held == (held_floor + 300.0) / 2.0 > policy.latency_target_ms
 
 

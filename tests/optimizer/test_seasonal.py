@@ -157,7 +157,10 @@ def test_recurring_bursts_keep_spare_capacity_and_a_quiet_history_does_not() -> 
         state = State(current_instances=observations[-1].instances)
         decisions.append(decide(Window(observations, now), POLICY, state))
     bursty, calm = decisions
-    assert bursty.season is not None and bursty.season.burst > 0.2
-    assert calm.season is not None and calm.season.burst == 0.0
-    assert bursty.inputs.load_peak_rps is not None and calm.inputs.load_peak_rps is not None
+    assert bursty.season is not None
+    assert bursty.season.burst > 0.2
+    assert calm.season is not None
+    assert calm.season.burst == 0.0
+    assert bursty.inputs.load_peak_rps is not None
+    assert calm.inputs.load_peak_rps is not None
     assert bursty.inputs.load_peak_rps > 1.2 * calm.inputs.load_peak_rps

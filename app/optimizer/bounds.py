@@ -1,0 +1,135 @@
+"""What a candidate count is judged by: the predictor (the power law and, when located, the
+queueing fit, corrected to the newest buckets), the latency target over a fixed floor, and the
+per-instance load guards that keep it within what was observed or load-tested."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from app.optimizer.fit import fit_arrays, fit_knee
+from app.optimizer.types import Fit, FloatArray, Knee, Policy, WindowArrays, median
+
+# How many of the newest observations anchor predictions to what is happening now.
+RECENT_POINTS = 5
+# The target-tracking fallback aims at this fraction of the highest per-instance load observed to
+# meet the SLO, as AWS's recipe does with a load-tested maximum.
+FALLBACK_SAFETY = 0.5
+# The latency's floor is read at this many times the fewest instances that meet the SLO.
+FLOOR_REACH = 4.0
+
+
+def fit_window(cols: WindowArrays, policy: Policy) -> Fit:
+    """The power-law fit over the unsaturated buckets of ``cols``."""
+    keep = ~cols.saturated
+    return fit_arrays(
+        cols.instances[keep],
+        cols.load_rps[keep],
+        cols.p95_ms[keep],
+        criteria=policy.fit_criteria(),
+    )
+
+
+def vouched_load(policy: Policy) -> float | None:
+    """Per-instance load a load test vouches for under the SLO: the recipe's target is half it."""
+    target = policy.fallback_target_rps
+    return None if target is None else target / FALLBACK_SAFETY
+
+
+def knee_for(f: Fit, cols: WindowArrays, policy: Policy) -> Knee | None:
+    """The queueing fit on the unsaturated buckets, when the power law is trusted and it is too."""
+    if not f.trustworthy:
+        return None
+    keep = ~cols.saturated
+    good = vouched_load(policy)
+    k = fit_knee(
+        cols.instances[keep],
+        cols.load_rps[keep],
+        cols.p95_ms[keep],
+        alpha=f.alpha,
+        vouched=None if good is None else (good, policy.latency_slo_ms),
+    )
+    return k if k.trustworthy else None
+
+
+def predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray) -> FloatArray:
+    """The more pessimistic of the power law and, when trusted, the queueing fit."""
+    p95 = f.predict(counts, load)
+    return p95 if knee is None else np.maximum(p95, knee.predict(counts, load))
+
+
+def residual_correction(f: Fit, knee: Knee | None, cols: WindowArrays) -> float:
+    """Factor ≥ 1 so that predictions never fall below what the newest buckets observed."""
+    # Saturated buckets measure a growing queue, which the guard and the urgency rule handle;
+    # letting their timeouts scale every prediction would make every count look infeasible.
+    usable = np.flatnonzero(~cols.saturated)[-RECENT_POINTS:]
+    if usable.size == 0:
+        return 1.0
+    model = predict(f, knee, cols.instances[usable], cols.load_rps[usable])
+    ratio = cols.p95_ms[usable] / model
+    ratio = ratio[np.isfinite(ratio)]
+    return max(1.0, float(median(ratio))) if ratio.size else 1.0
+
+
+def latency_target(
+    f: Fit,
+    knee: Knee | None,
+    corr: float,
+    policy: Policy,
+    load: float,
+    previous: float | None = None,
+) -> tuple[float, float]:
+    """(target, floor): the SLO less the headroom or, when the latency's floor lies above that,
+    halfway between the floor and the SLO. A fixed overhead that no count removes must not send
+    every deployment to its maximum. ``previous`` is the last pass's target (hysteresis).
+
+    The floor is the p95 the candidates are judged by (the fits, corrected to the newest buckets)
+    at ``FLOOR_REACH`` times the fewest instances that meet the SLO (at most the policy's
+    maximum): what is left when more instances no longer help. Further out the power law
+    extrapolates a fall that an overhead does not make, and a spurious count effect would pull
+    the floor, and so the target, down to what only the maximum count reaches.
+    """
+    target = policy.latency_target_ms
+    if not f.trustworthy:
+        return target, 0.0
+    counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
+    p95 = predict(f, knee, counts, np.full_like(counts, max(load, 1e-9))) * corr
+    meets = np.flatnonzero(p95 <= policy.latency_slo_ms)
+    need = int(meets[0]) if meets.size else counts.size - 1
+    top = min(counts.size - 1, round(FLOOR_REACH * float(counts[need])) - policy.min_instances)
+    floor = float(p95[max(top, need)])
+    if not math.isfinite(floor):
+        return target, 0.0
+    # Hysteresis between the regimes: once the target was raised over the floor, it stays raised
+    # until the floor falls clearly (the scale-in margin) below the plain target.
+    over = previous is not None and previous > target
+    if floor > target * (1.0 - policy.scale_in_margin if over else 1.0):
+        target = max(target, min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms))
+    return target, floor
+
+
+def load_guard(
+    cols: WindowArrays, per_inst: FloatArray, limit_ms: float, explore: float, floor_ms: float = 0.0
+) -> float | None:
+    """Highest per-instance load to allow: a little past the highest seen to meet ``limit_ms``."""
+    met = cols.p95_ms <= limit_ms
+    if not met.any():
+        return None
+    good = per_inst[met]
+    ok_max = float(good.max())
+    # Explore less the nearer the latency seen at the highest good load is to the limit, counted
+    # above the latency's floor (what no count removes): the queue's knee is where the
+    # log-linear model is most wrong, and only the queueing part of latency grows towards it.
+    near_top = cols.p95_ms[met][good >= 0.95 * ok_max]
+    floor = min(max(floor_ms, 0.0), 0.9 * limit_ms)
+    room = max(1.0 - (median(near_top) - floor) / (limit_ms - floor), 0.0)
+    # A miss above the highest good load stops exploration there; one below it is left to the
+    # fit and the residual correction, so a single odd bucket cannot collapse the guard.
+    missed = per_inst[~met]
+    bad_min = float(missed.min()) if missed.size else math.inf
+    return min(max(bad_min, ok_max), ok_max * (1.0 + min(explore, room)))
+
+
+def max_or_none(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
