@@ -203,26 +203,7 @@ def _context(
 ) -> _Context:
     per_inst = cols.load_rps / cols.instances
     met_slo = cols.p95_ms <= policy.latency_slo_ms
-    z = policy.load_quantile_z
-    sigma = load_sigma(cols.t_s, cols.load_rps)
-    level = ahead.expected_rps if ahead is not None and periodic else None
-    forecast = forecast_load(
-        cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z, level=level
-    )
-    if ahead is not None and ahead.gain >= SEASON_MIN_GAIN and ahead.peak_rps > forecast:
-        forecast = ahead.peak_rps  # capacity must be in service when the pattern's rise comes
-    else:
-        ahead = None
-    sigma *= math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
-    # Capacity ordered now serves only after the start-up delay: provision for the recent rise
-    # over that horizon too, capped at the noise margin so that a step (whose slope is not a
-    # trend) overshoots by at most z·σ.
-    # Bursts that recur (and that no pattern foresees) are no noise: the peak keeps spare
-    # capacity for their typical height, as a fixed target would.
-    margin = max(z * sigma, burst)
-    cap = math.exp(z * sigma)
-    rise, trend = _growth(cols, policy)
-    rise, trend = min(rise, cap), min(trend, cap)
+    forecast, ahead, peak, peak_in = _loads(cols, policy, ahead, periodic, burst)
     knee = knee_for(f, cols, policy)
     corr = residual_correction(f, knee, cols)
     target_ms, floor_ms = latency_target(f, knee, corr, policy, forecast, previous_target_ms)
@@ -236,8 +217,8 @@ def _context(
         cols=cols,
         load_now=float(cols.load_rps[-1]),
         forecast=forecast,
-        peak=forecast * math.exp(margin) * trend,
-        peak_in=forecast * math.exp(margin) * rise,
+        peak=peak,
+        peak_in=peak_in,
         observed_p95=float(cols.p95_ms[-1]),
         recent_p95=float(median(cols.p95_ms[-RECENT_POINTS:])),
         target_ms=target_ms,
@@ -258,6 +239,34 @@ def _context(
         baseline=Baseline.from_window(cols),
         mean_ratio=float(median(ratios)) if ratios.size else math.nan,
     )
+
+
+def _loads(
+    cols: WindowArrays, policy: Policy, ahead: Rise | None, periodic: bool, burst: float
+) -> tuple[float, Rise | None, float, float]:
+    """(forecast, the pattern's rise it was raised for, peak, peak_in): the loads to provision
+    for over the start-up horizon."""
+    z = policy.load_quantile_z
+    sigma = load_sigma(cols.t_s, cols.load_rps)
+    level = ahead.expected_rps if ahead is not None and periodic else None
+    forecast = forecast_load(
+        cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z, level=level
+    )
+    if ahead is not None and ahead.gain >= SEASON_MIN_GAIN and ahead.peak_rps > forecast:
+        forecast = ahead.peak_rps  # capacity must be in service when the pattern's rise comes
+    else:
+        ahead = None
+    sigma *= math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
+    # Bursts that recur (and that no pattern foresees) are no noise: the peak keeps spare
+    # capacity for their typical height, as a fixed target would.
+    margin = max(z * sigma, burst)
+    # Capacity ordered now serves only after the start-up delay: provision for the recent rise
+    # over that horizon too, capped at the noise margin so that a step (whose slope is not a
+    # trend) overshoots by at most z·σ.
+    cap = math.exp(z * sigma)
+    rise, trend = _growth(cols, policy)
+    peak = forecast * math.exp(margin)
+    return forecast, ahead, peak * min(trend, cap), peak * min(rise, cap)
 
 
 def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
