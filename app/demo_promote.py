@@ -79,10 +79,11 @@ def roll_under_load(
         thread.start()
     try:
         time.sleep(1.0)  # traffic first, then the move
+        since = _last_event_id(demo, project_id, deployment_id)
         moved = move_alias(demo, project_id, int(model["version"]))
         if moved.status_code != 200:
             raise DemoFailed(f"moving {ALIAS} answered {moved.status_code}: {moved.text}")
-        _wait_rolled(demo, deployment_id, model["id"], replicas)
+        _wait_rolled(demo, project_id, deployment_id, (model["id"], replicas), since)
         time.sleep(1.0)  # and a little traffic on the new replicas alone
     finally:
         stop.set()
@@ -92,17 +93,37 @@ def roll_under_load(
     return report
 
 
-def _wait_rolled(demo: Demo, deployment_id: str, model_id: str, replicas: int) -> None:
-    """Until the deployment went through ``updating`` for the roll and is back in service
-    at full strength (the old replicas drained)."""
+def _last_event_id(demo: Demo, project_id: str, deployment_id: str) -> int:
+    """The newest event about the deployment (0 if none): the roll's events come after it."""
+    page = demo._call(
+        "GET",
+        f"/v1/projects/{project_id}/events",
+        params={"subject_id": deployment_id, "limit": 1},
+    )
+    return max((int(e["id"]) for e in page["items"]), default=0)
+
+
+def _wait_rolled(
+    demo: Demo, project_id: str, deployment_id: str, target: tuple[str, int], since: int
+) -> None:
+    """Until the deployment went to ``updating`` for the roll (read from its events after
+    ``since``, so a quick roll between two looks is not missed) and is back in service with
+    the model and replica count of ``target`` (the old replicas drained)."""
     from app.demo import DemoFailed
 
+    model_id, replicas = target
     deadline, rolling = time.monotonic() + 180.0, False
     while time.monotonic() < deadline:
+        if not rolling:
+            page = demo._call(
+                "GET",
+                f"/v1/projects/{project_id}/events",
+                params={"subject_id": deployment_id, "type": "deployment.updating"},
+            )
+            rolling = any(int(e["id"]) > since for e in page["items"])
         current = demo._call("GET", f"/v1/deployments/{deployment_id}")
         if current["status"] == "failed":
             raise DemoFailed(f"the deployment failed: {current['status_reason']}")
-        rolling = rolling or current["status"] == "updating"
         if (
             rolling
             and current["model_version_id"] == model_id
