@@ -252,8 +252,11 @@ def _loads(
     forecast = forecast_load(
         cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z, level=level
     )
-    if ahead is not None and ahead.gain >= SEASON_MIN_GAIN and ahead.peak_rps > forecast:
-        forecast = ahead.peak_rps  # capacity must be in service when the pattern's rise comes
+    if ahead is not None and ahead.gain >= SEASON_MIN_GAIN:
+        # Capacity must be in service when the pattern's rise comes. The pattern's level may
+        # already hold it (the look-ahead's first bucket is the rise's): the rise is still the
+        # reason, and the decision says so.
+        forecast = max(forecast, ahead.peak_rps)
     else:
         ahead = None
     sigma *= math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)

@@ -164,3 +164,20 @@ def test_recurring_bursts_keep_spare_capacity_and_a_quiet_history_does_not() -> 
     assert bursty.inputs.load_peak_rps is not None
     assert calm.inputs.load_peak_rps is not None
     assert bursty.inputs.load_peak_rps > 1.2 * calm.inputs.load_peak_rps
+
+
+@pytest.mark.parametrize("offset", range(10))
+def test_the_reason_names_the_pattern_whichever_minute_the_pass_runs(offset: int) -> None:
+    # Hourly ten-minute bursts, the next one five minutes away; the pass may run at any minute,
+    # so the look-ahead's first 5-minute bucket may already be the burst's.
+    end = 86400.0 * 20 + 60.0 * offset
+    observations = []
+    for i in range(3 * 1440, 0, -1):
+        burst = (-i - 5) % 60 < 10
+        load, instances = (15.0, 2) if burst else (5.0, 1)
+        p95 = 20.0 + 12.0 * load / instances
+        observations.append(Observation(end - 60.0 * i, instances, load, p95, p95 / 2))
+    policy = Policy(latency_slo_ms=200.0, max_instances=4)
+    decision = decide(Window(tuple(observations), end), policy, State(current_instances=1))
+    assert decision.action == "scale_out"
+    assert decision.reason.startswith("Pattern with period 60 min, strength "), decision.reason
