@@ -45,10 +45,11 @@ MAX_GAP_SHARE = 0.2
 # short-term forecast: too small to plan capacity around, however regular.
 MIN_AMPLITUDE = 1.15
 # Bursts: a rise this many robust σ (and at least this much, log) over the bucket before, more
-# often than this many times an hour.
+# often than this many times an hour and at least this many times in the history.
 BURST_SIGMAS = 3.0
 BURST_MIN_RISE = 0.1
 BURST_PER_HOUR = 0.5
+BURST_MIN_EVENTS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +210,9 @@ def _burst(x: FloatArray) -> float:
 
     A burst is a run of buckets each more than ``BURST_SIGMAS`` robust σ of the bucket-to-bucket
     change above the bucket before the run: capacity sized then would have had to absorb it.
-    Recurring means more than ``BURST_PER_HOUR`` on average: a flash crowd, a step or a daily
-    rise is an event to react to, not a reason to keep spare capacity around the clock.
+    Recurring means more than ``BURST_PER_HOUR`` on average and ``BURST_MIN_EVENTS`` in all: a
+    flash crowd, a step or a daily rise is an event to react to, not a reason to keep spare
+    capacity around the clock.
     """
     if x.size < 3:
         return 0.0
@@ -225,7 +227,7 @@ def _burst(x: FloatArray) -> float:
         base[i] = base[i - 1] if above[i] else x[i]
     starts = np.flatnonzero(above & ~np.concatenate(([False], above[:-1])))
     hours = x.size * GRID_S / 3600.0
-    if starts.size <= BURST_PER_HOUR * hours:
+    if starts.size < BURST_MIN_EVENTS or starts.size <= BURST_PER_HOUR * hours:
         return 0.0
     rises = x - np.concatenate(([x[0]], base[:-1]))
     return float(median(np.maximum.reduceat(np.where(above, rises, 0.0), starts)))
