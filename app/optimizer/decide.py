@@ -261,7 +261,7 @@ def _loads(
         ahead = None
     sigma *= math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
     # Bursts that recur (and that no pattern foresees) are no noise: the peak keeps spare
-    # capacity for their typical height, as a fixed target would.
+    # capacity for the height three in four of them stay under, as a fixed target would.
     margin = max(z * sigma, burst)
     # Capacity ordered now serves only after the start-up delay: provision for the recent rise
     # over that horizon too, capped at the noise margin so that a step (whose slope is not a

@@ -50,6 +50,8 @@ BURST_SIGMAS = 3.0
 BURST_MIN_RISE = 0.1
 BURST_PER_HOUR = 0.5
 BURST_MIN_EVENTS = 6
+# Spare capacity covers the burst height this share of the bursts stay under.
+BURST_QUANTILE = 0.75
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +89,8 @@ class SeasonScan:
     computed_s: float
     pattern: Pattern | None
     span_s: float  # how much history the scan read
-    # Log spare capacity for bursts that recur (0: none do): the median rise of the history's
-    # bursts over the bucket before, when more than one an hour come.
+    # Log spare capacity for bursts that recur (0: none do): the rise over the bucket before
+    # that three in four of the history's bursts stay under.
     burst: float = 0.0
 
     def fresh(self, now_s: float, ttl_s: float) -> bool:
@@ -206,7 +208,8 @@ def _grid(t_s: FloatArray, load: FloatArray) -> tuple[float, FloatArray] | None:
 
 
 def _burst(x: FloatArray) -> float:
-    """Median rise (log) of the bursts in the grid's log load, when they recur; else 0.
+    """The ``BURST_QUANTILE`` of the bursts' rises (log) in the grid's log load, when they recur;
+    else 0.
 
     A burst is a run of buckets each more than ``BURST_SIGMAS`` robust σ of the bucket-to-bucket
     change above the bucket before the run: capacity sized then would have had to absorb it.
@@ -230,7 +233,8 @@ def _burst(x: FloatArray) -> float:
     if starts.size < BURST_MIN_EVENTS or starts.size <= BURST_PER_HOUR * hours:
         return 0.0
     rises = x - np.concatenate(([x[0]], base[:-1]))
-    return float(median(np.maximum.reduceat(np.where(above, rises, 0.0), starts)))
+    peaks = np.maximum.reduceat(np.where(above, rises, 0.0), starts)
+    return float(np.quantile(peaks, BURST_QUANTILE))
 
 
 def _periods(x: FloatArray) -> list[int]:
