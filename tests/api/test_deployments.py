@@ -15,6 +15,7 @@ from app.domain.audit.models import AuditEvent
 from app.domain.deployments import service
 from app.domain.deployments.models import Deployment
 from app.domain.deployments.states import ALLOWED, DeploymentStatus
+from app.domain.optimizer import service as optimizer_service
 from app.domain.outbox.models import OutboxMessage
 from app.errors import Conflict
 from tests.factories import make_deployment, make_key, make_model_version, make_project
@@ -72,6 +73,7 @@ def test_create_writes_row_outbox_and_audit_together(
         "scale_in_cooldown_s": 300,
         "scale_out_cooldown_s": 60,
         "max_step": 2,
+        "fallback_target_rps": None,
     }
     assert _outbox(db) == [("deployment.create", {"deployment_id": body["id"]})]
     events = db.scalars(select(AuditEvent).where(AuditEvent.object_id == body["id"])).all()
@@ -201,6 +203,43 @@ def test_patch_policy_only_on_in_service_needs_no_resize(
     assert r.json()["status"] == "in_service"
     assert r.json()["scaling_policy"]["cost_weight"] == 0.8
     assert _outbox(db) == []
+
+
+def test_a_load_tested_target_reaches_the_optimizer(
+    client: TestClient, db: Session, setup: Any
+) -> None:
+    editor, _, project, model = setup
+    deployment = make_deployment(db, project, model)
+    _in_service(db, deployment)
+    body = {"scaling_policy": {"fallback_target_rps": 33.5}}
+    r = client.patch(f"/v1/deployments/{deployment.id}", json=body, headers=editor.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["scaling_policy"]["fallback_target_rps"] == 33.5
+    db.expire_all()
+    stored = db.get(Deployment, deployment.id)
+    assert stored is not None
+    assert optimizer_service.policy_for(stored).fallback_target_rps == 33.5
+    # Another field's patch keeps it; a non-positive target is refused and changes nothing.
+    r = client.patch(
+        f"/v1/deployments/{deployment.id}",
+        json={"scaling_policy": {"cost_weight": 0.7}},
+        headers=editor.headers,
+    )
+    assert r.json()["scaling_policy"]["fallback_target_rps"] == 33.5
+    for bad in (0, -1, "fast"):
+        r = client.patch(
+            f"/v1/deployments/{deployment.id}",
+            json={"scaling_policy": {"fallback_target_rps": bad}},
+            headers=editor.headers,
+        )
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+    assert (
+        client.get(f"/v1/deployments/{deployment.id}", headers=editor.headers).json()[
+            "scaling_policy"
+        ]["fallback_target_rps"]
+        == 33.5
+    )
 
 
 @pytest.mark.parametrize(

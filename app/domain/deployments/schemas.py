@@ -21,6 +21,7 @@ CostWeight = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Cooldown = Annotated[int, Field(ge=0, le=86_400)]
 MaxStep = Annotated[int, Field(ge=1, le=MAX_INSTANCES)]
 Instances = Annotated[int, Field(ge=1, le=MAX_INSTANCES)]
+TargetRps = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
 
 
 def bounds_problem(min_instances: int, desired: int, max_instances: int) -> str | None:
@@ -68,6 +69,15 @@ class ScalingPolicy(WriteModel):
         default=60, description="Seconds after a change before the optimizer may scale out."
     )
     max_step: MaxStep = Field(default=2, description="Most instances added or removed per pass")
+    fallback_target_rps: TargetRps | None = Field(
+        default=None,
+        description=(
+            "Requests/s per instance for target tracking while the latency model is not yet "
+            "trusted. Set it as AWS's recipe does, to half the per-instance load a load test "
+            "sustained under the SLO: the optimizer then also counts twice it as a load known "
+            "to meet the SLO. Without it the fallback derives a target from observations."
+        ),
+    )
 
 
 class ScalingPolicyPatch(WriteModel):
@@ -98,6 +108,10 @@ class ScalingPolicyPatch(WriteModel):
     )
     max_step: MaxStep | None = Field(
         default=None, description="Most instances added or removed per pass; omit to keep."
+    )
+    fallback_target_rps: TargetRps | None = Field(
+        default=None,
+        description="Target-tracking requests/s per instance (half a load test's); omit to keep.",
     )
 
 
