@@ -80,15 +80,19 @@ near saturation, so the fit underestimates latency beyond the loads it has seen,
 the knee sit far above the line (more than 4 robust σ off it, they are left out of the fit; over
 20 % of them and the fit is not trusted). Guards: (1) headroom below the SLO at the forecast and
 the SLO itself at the peak; (2) utilisation guards: no candidate may carry more per-instance load
-than (1 + explore) × the highest per-instance load observed to meet the target (for the forecast)
-or the SLO (for the peak), with explore shrinking to 0 as the latency seen there nears the limit,
-and none past a load seen to miss it (a load-tested load, twice ``fallback_target_rps``, counts
-as seen), so the optimizer approaches saturation only as fast as it
-observes that it is safe; (3) predictions are scaled so they never fall below the latency the
+than (1 + explore) × the highest per-instance load observed to meet the target at the forecast,
+with explore shrinking to 0 as the latency seen there nears the limit, nor more than the highest
+observed to meet the SLO at the peak (no exploring there: a pooled queue's wall gives no latency
+warning), and none past a load seen to miss it (a load-tested load, twice
+``fallback_target_rps``, counts as seen), so the optimizer approaches saturation only as fast as
+it observes that it is safe; (3) predictions are scaled so they never fall below the latency the
 newest buckets observed. Once a step inwards misses the target, the miss blocks that load until
 it ages out of the window, so at constant load such a probe recurs at most once per window
 length. Load spikes faster than instance start-up can only be absorbed by spare capacity, which
-a cheaper policy by design has less of.
+a cheaper policy by design has less of. Bursts that recur without a rhythm (found by the hourly
+scan: more than one every two hours and at least six, each a rise well over the bucket-to-bucket
+noise) get that spare capacity: the peak's margin is the height three bursts in four stay under,
+when larger than z·σ.
 
 Driving it (a simulator, a notebook, or the periodic pass)
 ----------------------------------------------------------
