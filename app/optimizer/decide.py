@@ -74,6 +74,7 @@ class _Context:
     target_ms: float  # p95 the forecast must meet: the SLO less the headroom
     in_ms: float  # p95 a smaller count must meet to scale in (hysteresis)
     knee: Knee | None  # queueing fit, when trusted
+    corr: float  # residual correction: predictions never below what the newest buckets saw
     rise: Rise | None  # a repeating pattern's rise the forecast was raised for
     periodic: bool  # a significant repeating pattern: its swings are not noise to damp
     guard: float | None  # highest per-instance forecast load allowed for a candidate
@@ -116,7 +117,7 @@ def _decide(
     if ctx is None or f is None:
         return _no_data(window, policy, state)
 
-    corr = residual_correction(f, ctx.knee, ctx.cols)
+    corr = ctx.corr
     candidates = _candidates(f, ctx, policy, corr)
     inputs = _inputs(window, policy, state, ctx, corr)
 
@@ -189,7 +190,7 @@ def what_if(
             ctx, forecast=load_rps, peak=ctx.peak * scale if ctx.forecast > 0 else load_rps
         )
     counts = np.asarray(sorted({max(int(c), 1) for c in instances}), dtype=np.float64)
-    return _rows(f, ctx, policy, residual_correction(f, ctx.knee, cols), counts)
+    return _rows(f, ctx, policy, ctx.corr, counts)
 
 
 def _context(
@@ -224,6 +225,7 @@ def _context(
         target_ms=target_ms,
         in_ms=in_ms,
         knee=knee,
+        corr=corr,
         rise=ahead,
         periodic=periodic,
         guard=max_or_none(
