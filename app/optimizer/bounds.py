@@ -79,10 +79,13 @@ def latency_target(
     policy: Policy,
     load: float,
     previous: float | None = None,
+    seen_low: float = 0.0,
 ) -> tuple[float, float]:
     """(target, floor): the SLO less the headroom or, when the latency's floor lies above that,
     halfway between the floor and the SLO. A fixed overhead that no count removes must not send
-    every deployment to its maximum. ``previous`` is the last pass's target (hysteresis).
+    every deployment to its maximum. ``previous`` is the last pass's target (hysteresis), and
+    ``seen_low`` the lowest p95 the window shows (robustly): a raised target keeps a floor of
+    at least that, since the fits' floor wanders with their shape while the overhead stays.
 
     The floor is the p95 the candidates are judged by (the fits, corrected to the newest buckets)
     at ``FLOOR_REACH`` times the fewest instances that meet the SLO (at most the policy's
@@ -93,6 +96,7 @@ def latency_target(
     target = policy.latency_target_ms
     if not f.trustworthy:
         return target, 0.0
+    over = previous is not None and target < previous <= policy.latency_slo_ms
     counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
     p95 = predict(f, knee, counts, np.full_like(counts, max(load, 1e-9))) * corr
     meets = np.flatnonzero(p95 <= policy.latency_slo_ms)
@@ -101,9 +105,12 @@ def latency_target(
     floor = float(p95[max(top, need)])
     if not math.isfinite(floor):
         return target, 0.0
+    if over:
+        # The fits' floor wanders with their fitted shape; a raised target only falls back
+        # once the latency seen also has: no bucket-level evidence below it, no fall.
+        floor = max(floor, seen_low)
     # Hysteresis between the regimes: once the target was raised over the floor, it stays raised
     # until the floor falls clearly (the scale-in margin) below the plain target.
-    over = previous is not None and previous > target
     if floor > target * (1.0 - policy.scale_in_margin if over else 1.0):
         target = max(target, min((floor + policy.latency_slo_ms) / 2.0, policy.latency_slo_ms))
     return target, floor

@@ -58,6 +58,8 @@ GROWTH_T_STAT = 3.0
 # Scale-in may shed up to this share of the instances at once (or max_step, if more): a fixed
 # step of two would hold a burst's capacity for an hour after the burst.
 SCALE_IN_SHARE = 0.5
+# The lowest latency the window shows, robust to a few lucky buckets: this quantile of its p95s.
+SEEN_LOW_QUANTILE = 0.1
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,11 @@ def _context(
     forecast, ahead, peak, peak_in = _loads(cols, policy, ahead, periodic, burst)
     knee = knee_for(f, cols, policy)
     corr = residual_correction(f, knee, cols)
-    target_ms, floor_ms = latency_target(f, knee, corr, policy, forecast, previous_target_ms)
+    seen = cols.p95_ms[np.isfinite(cols.p95_ms) & ~cols.saturated]
+    seen_low = float(np.quantile(seen, SEEN_LOW_QUANTILE)) if seen.size else 0.0
+    target_ms, floor_ms = latency_target(
+        f, knee, corr, policy, forecast, previous_target_ms, seen_low
+    )
     # Hysteresis shrinks the target; over a floor that leaves little room, only that room.
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
     if target_ms > policy.latency_target_ms:
@@ -270,6 +276,8 @@ def _loads(
     # trend) overshoots by at most z·σ.
     cap = math.exp(z * sigma)
     rise, trend = _growth(cols, policy)
+    if level is not None:
+        trend = 1.0  # the pattern's look-ahead already holds the rise
     peak = forecast * math.exp(margin)
     return forecast, ahead, peak * min(trend, cap), peak * min(rise, cap)
 

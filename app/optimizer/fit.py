@@ -300,7 +300,8 @@ def fit_knee(
     with relative (≈ log-space) errors for each μ. ``alpha`` (from the power-law fit) takes out the
     effect of the count itself, so the queue is modelled per instance. ``vouched``, a
     (per-instance load, value) pair known to hold (a load test's limit at the SLO), rules out
-    capacities that would put the value there above it.
+    capacities that would put the value there above it, unless buckets missed that value at or
+    below that load (``_vouched``).
     """
     c = np.asarray(instances, dtype=np.float64)
     u = np.asarray(load_rps, dtype=np.float64) / np.maximum(c, 1.0)
@@ -338,11 +339,7 @@ def fit_knee(
     # pessimistic latency near saturation that is still consistent with what was observed.
     plausible = sse <= float(sse[best]) * (1.0 + KNEE_CHI2 / max(n - 3, 1))
     if vouched is not None:
-        u_ok, limit = vouched
-        gap = mu - u_ok
-        at_ok = np.where(gap > 0, a + b / np.where(gap > 0, gap, 1.0), np.inf)
-        if (plausible & (at_ok <= limit)).any():
-            plausible &= at_ok <= limit
+        plausible = _vouched(plausible, sse, mu, a, b, vouched, (u, y), n)
     best = int(np.flatnonzero(plausible)[0])
     if best == 0:
         # A wall just past the highest load seen fits as well as anything: the data has not shown
@@ -365,3 +362,33 @@ def fit_knee(
         not problems,
         tuple(problems),
     )
+
+
+def _vouched(
+    plausible: npt.NDArray[np.bool_],
+    sse: FloatArray,
+    mu: FloatArray,
+    a: FloatArray,
+    b: FloatArray,
+    vouched: tuple[float, float],
+    points: tuple[FloatArray, FloatArray],
+    n: int,
+) -> npt.NDArray[np.bool_]:
+    """The capacities left once a load test's (load, value) is taken as an observation.
+
+    The queue's shape is an approximation (M/M/1 for what may be M/M/c): fitted to the flat part
+    of a many-worker queue, the smallest plausible wall can fall below a load a load test showed
+    to meet the SLO. Unless the buckets themselves missed the value at or below that load, the
+    load test wins: among the capacities that keep it, those the data fit about as well as the
+    best of them.
+    """
+    u_ok, limit = vouched
+    gap = mu - u_ok
+    meets = (gap > 0) & (a + b / np.where(gap > 0, gap, 1.0) <= limit) & np.isfinite(sse)
+    if (plausible & meets).any():
+        return np.asarray(plausible & meets)
+    u, y = points
+    if not meets.any() or bool(np.any((u <= u_ok) & (y > limit))):
+        return plausible  # the data contradict the load test
+    best = float(sse[meets].min())
+    return np.asarray(meets & (sse <= best * (1.0 + KNEE_CHI2 / max(n - 3, 1))))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
+import pytest
 
 from app.optimizer import Observation, Policy, State, Window, decide, what_if
 from tests.optimizer.synthetic import power_law, varied_window
@@ -267,6 +269,27 @@ def test_a_target_raised_over_a_latency_floor_stays_raised_until_the_floor_clear
     assert held == (held_floor + 300.0) / 2.0 > policy.latency_target_ms
 
 
+def test_a_raised_target_falls_only_once_the_latency_seen_has() -> None:
+    from app.optimizer.bounds import latency_target
+    from app.optimizer.fit import fit_arrays
+
+    c = np.array([2.0, 4.0, 6.0, 8.0, 10.0, 12.0] * 3)
+    load = np.array([400.0] * 18)
+    rng = np.random.default_rng(2)
+    policy = Policy(latency_slo_ms=300.0, max_instances=40)
+    # A refit whose shape puts the floor at 200 ms, far under the plain 240 ms target.
+    p95 = 200.0 * (load / c / 100.0) ** 0.02 * np.exp(rng.normal(0, 0.01, c.size))
+    low = fit_arrays(c, load, p95, criteria=policy.fit_criteria())
+    raised = 275.0
+    # The buckets still show nothing under 250 ms: the overhead is there, the target stays.
+    kept, floor = latency_target(low, None, 1.0, policy, 400.0, previous=raised, seen_low=250.0)
+    assert kept == (250.0 + 300.0) / 2.0
+    assert floor == 250.0
+    # Once the latency seen falls too, so does the target.
+    back = latency_target(low, None, 1.0, policy, 400.0, previous=raised, seen_low=190.0)
+    assert back[0] == policy.latency_target_ms
+
+
 def test_a_dearer_count_needs_an_e_gain_above_the_fits_noise() -> None:
     from app.optimizer.decide import _choose
 
@@ -277,3 +300,30 @@ def test_a_dearer_count_needs_an_e_gain_above_the_fits_noise() -> None:
     assert _choose(counts, eff, mask, band=0.5, noise=0.03) == 3  # gain within noise: cheapest
     assert _choose(counts, eff, mask, band=0.5, noise=0.005) == 4
     assert _choose(counts, eff, mask, band=0.0, noise=0.0) == 3
+
+
+def test_a_foreseen_rise_is_provisioned_once_not_again_for_its_slope() -> None:
+    from app.optimizer.decide import LEVEL_BUCKETS, _loads
+    from app.optimizer.forecast import load_sigma
+    from app.optimizer.seasonal import Rise
+
+    # A steady 1 %/min climb: on its own, the slope raises the peak over the start-up horizon.
+    noise = np.exp(np.random.default_rng(4).normal(0.0, 0.02, 60))
+    obs = [
+        Observation(60.0 * i, 4, 100.0 * math.exp(0.01 * i) * float(noise[i]), 100.0, 50.0)
+        for i in range(60)
+    ]
+    cols = Window(tuple(obs), obs[-1].t_s).arrays
+    policy = Policy(latency_slo_ms=300.0)
+    forecast, _, peak, _ = _loads(cols, policy, None, False, 0.0)
+    sigma = load_sigma(cols.t_s, cols.load_rps) * math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
+    margin = math.exp(policy.load_quantile_z * sigma)
+    assert peak / forecast > margin * 1.04  # the noise margin, then ~5 % for the slope
+    # A pattern that foresees the climb already put its level over the look-ahead into the
+    # forecast: the peak is that forecast with the noise margin, the slope is not added again.
+    level = 100.0 * math.exp(0.01 * 75)
+    ahead = Rise(level * 1.05, obs[-1].t_s + 600.0, 1.2, 3600.0, 0.5, level)
+    seen, kept, seen_peak, _ = _loads(cols, policy, ahead, True, 0.0)
+    assert kept is ahead
+    assert seen == ahead.peak_rps
+    assert seen_peak / seen == pytest.approx(margin)

@@ -134,3 +134,37 @@ def test_knee_fit_on_flat_latencies_is_not_located() -> None:
     t = 150.0 * np.exp(rng.normal(0, 0.03, 100))
     k = fit_knee(c, u * c, t)
     assert not k.trustworthy
+
+
+def _many_worker_p95(u: float, workers: int = 4, service_ms: float = 50.0) -> float:
+    """p95 of an M/M/c queue's sojourn, roughly: flat until waits start, then a steep wall
+    (steeper than the single-server shape the knee fit assumes)."""
+    mu = 1000.0 / service_ms
+    a = u / mu
+    rho = a / workers
+    erlang_b = 1.0
+    for k in range(1, workers + 1):
+        erlang_b = a * erlang_b / (k + a * erlang_b)
+    waits = erlang_b / (1.0 - rho * (1.0 - erlang_b))
+    wait_ms = math.log(waits / 0.05) / (workers * mu - u) * 1000.0 if waits > 0.05 else 0.0
+    return 30.0 + 3.0 * service_ms + wait_ms
+
+
+def test_a_load_test_outweighs_a_wall_the_queue_shape_guessed_too_low() -> None:
+    # A four-worker queue run at a third to two thirds of its load-tested limit: the one-server
+    # shape, fitted to its flat part, cannot reject a wall below that limit.
+    rng = np.random.default_rng(3)
+    u = rng.uniform(20.0, 40.0, 180)
+    c = rng.integers(2, 12, 180).astype(np.float64)
+    p95 = np.array([_many_worker_p95(x) for x in u]) * np.exp(rng.normal(0.0, 0.05, u.size))
+    limit = max(x for x in np.linspace(1.0, 79.0, 2000) if _many_worker_p95(x) <= 300.0)
+    guessed = fit_knee(c, u * c, p95)
+    assert guessed.capacity_rps < limit
+    # Taken as an observation, the load test moves the wall past it: its load meets the SLO.
+    tested = fit_knee(c, u * c, p95, vouched=(limit, 300.0))
+    assert tested.capacity_rps > limit
+    assert tested.predict(np.array([1.0]), np.array([limit]))[0] <= 300.0
+    # Buckets that missed the SLO below the load-tested limit contradict it: the data win.
+    missed = np.where(u > 38.0, 320.0, p95)
+    doubted = fit_knee(c, u * c, missed, vouched=(limit, 300.0))
+    assert doubted.capacity_rps < limit
