@@ -22,7 +22,9 @@ dimensionless and equals 1 at the baseline (see ``efficiency``).
 The decision
 ------------
 ``decide(window, policy, state)`` forecasts the load level (max of the current value discounted by
-z·σ, an EWMA and a statistically significant, ramp-shaped linear trend over the start-up horizon)
+z·σ, an EWMA, moved to now along a significant steady fall so a decay is not followed with the
+average's lag, and a statistically significant, ramp-shaped linear trend over the start-up
+horizon)
 and a *peak*: that level raised by ``load_quantile_z`` σ of the load's bucket-to-bucket variation
 (σ widened for the level's own error) and by the load's significant recent rise over the horizon
 (capped at the noise margin, so a step overshoots by at most z·σ). Discounting the current value
@@ -46,7 +48,8 @@ would hide. Scale-out
 is immediate up to ``max_step`` per pass after the scale-out cooldown, and takes the full step
 when the SLO is already missed; scale-in waits for the scale-in cooldown (counted from any
 scaling), moves at most ``max_step``, and needs the smaller count to meet a target shrunk by
-``scale_in_margin`` (hysteresis), so constant load does not flap.
+``scale_in_margin`` (hysteresis), so constant load does not flap; on a steady fall the plain
+target will do, since the next move is down anyway.
 
 When the fit is not trustworthy the decision falls back to target tracking on invocations per
 instance (like SageMaker's default policy) with ``policy.fallback_target_rps`` or, failing that,
@@ -66,12 +69,15 @@ week) replays the forecast the decision would make, with the pattern learnt only
 cycles; it is significant when it removes ≥ 20 % of the squared error of the level-only forecast
 and that gain stands ≥ 4 standard errors above zero over independent blocks, and its swing is at
 least 15 %. With a pattern the level comes from it (no EWMA lag after a burst); when it foresees
-a rise of ≥ 15 % within two forecast horizons (plus one bucket), the forecast is raised to the
-pattern's upper band there and the scale-out is taken in one step; scale-in follows the pattern
+a rise of ≥ 15 % within one forecast horizon (plus the bucket after it), the forecast is raised
+to the pattern's upper band there (and the recent slope is not added on top) and the scale-out is
+taken in one step; scale-in follows the pattern
 down without the step limit. A fixed latency floor (overhead no count removes) that leaves less
 room under the SLO than the headroom moves the target halfway between the floor and the SLO; the
 floor is the power law's p95 at four times the fewest instances that meet the SLO (not at the
-maximum count, where a small spurious count effect would drag it down).
+maximum count, where a small spurious count effect would drag it down). A raised target falls back
+only when the latency the window shows (its p95s' 10th percentile) has fallen too: the fits'
+floor wanders with their fitted shape, the overhead does not.
 
 What the model cannot do, and how the decision stays safe
 ----------------------------------------------------------
@@ -82,8 +88,11 @@ the knee sit far above the line (more than 4 robust σ off it, they are left out
 the SLO itself at the peak; (2) utilisation guards: no candidate may carry more per-instance load
 than (1 + explore) × the highest per-instance load observed to meet the target at the forecast,
 with explore shrinking to 0 as the latency seen there nears the limit, nor more than the highest
-observed to meet the SLO at the peak (no exploring there: a pooled queue's wall gives no latency
-warning), and none past a load seen to miss it (a load-tested load, twice
+observed to meet the SLO at the peak (no blind exploring there: a pooled queue's wall gives no
+latency warning; only a located queueing fit, whose wall is the nearest the data allow, extends
+it, up to where the fit predicts the SLO and at most ``explore`` further, for scaling out and not
+for scaling in, so a count does not flap as the fit comes and goes), and none past a load seen to
+miss it (a load-tested load, twice
 ``fallback_target_rps``, counts as seen), so the optimizer approaches saturation only as fast as
 it observes that it is safe; (3) predictions are scaled so they never fall below the latency the
 newest buckets observed. Once a step inwards misses the target, the miss blocks that load until

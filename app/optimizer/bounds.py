@@ -138,5 +138,24 @@ def load_guard(
     return min(max(bad_min, ok_max), ok_max * (1.0 + min(explore, room)))
 
 
+def slo_guards(
+    cols: WindowArrays, per_inst: FloatArray, knee: Knee | None, policy: Policy, floor_ms: float
+) -> tuple[float | None, float | None]:
+    """(plain, extended): the highest per-instance load the peak may put on an instance, where
+    the SLO must hold.
+
+    The peak is a rare load, so no blind exploring past the loads seen (or load-tested) to meet
+    the SLO (plain): a pooled queue's wall gives no latency warning. A located queueing fit is
+    the exception: its wall is the nearest the data allow, so up to where it predicts the SLO
+    (and at most ``policy.explore`` past the loads seen) the data vouch for the load (extended).
+    """
+    seen = load_guard(cols, per_inst, policy.latency_slo_ms, 0.0, floor_ms)
+    guard = max_or_none(seen, vouched_load(policy))
+    if knee is None or guard is None or policy.latency_slo_ms <= knee.a:
+        return guard, guard
+    at_slo = knee.capacity_rps - knee.b / (policy.latency_slo_ms - knee.a)  # one instance
+    return guard, max(guard, min(at_slo, guard * (1.0 + policy.explore)))
+
+
 def max_or_none(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else max(a, b)

@@ -18,10 +18,11 @@ from app.optimizer.bounds import (
     max_or_none,
     predict,
     residual_correction,
+    slo_guards,
     vouched_load,
 )
 from app.optimizer.efficiency import Baseline, efficiency
-from app.optimizer.forecast import forecast_load, load_sigma
+from app.optimizer.forecast import falling, forecast_load, load_sigma
 from app.optimizer.foresight import SEASON_MIN_GAIN, foresight, recent, season_for, seen_ahead
 from app.optimizer.seasonal import Rise
 from app.optimizer.types import (
@@ -81,6 +82,7 @@ class _Context:
     periodic: bool  # a significant repeating pattern: its swings are not noise to damp
     guard: float | None  # highest per-instance forecast load allowed for a candidate
     slo_guard: float | None  # highest per-instance peak load allowed for a candidate
+    slo_guard_in: float | None  # the same without the queueing fit's extension, for scale-in
     slo_ok_max: float | None  # highest per-instance load observed to meet the SLO itself
     baseline: Baseline
     mean_ratio: float  # mean / p95 in the window, to predict t̄ from a predicted p95
@@ -214,10 +216,15 @@ def _context(
     target_ms, floor_ms = latency_target(
         f, knee, corr, policy, forecast, previous_target_ms, seen_low
     )
-    # Hysteresis shrinks the target; over a floor that leaves little room, only that room.
+    # Hysteresis shrinks the target; over a floor that leaves little room, only that room. It
+    # keeps a count from flapping under a steady load: on a steady fall the next move is down
+    # anyway, and holding the margin would only keep the decay's capacity.
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
     if target_ms > policy.latency_target_ms:
         in_ms = target_ms - policy.scale_in_margin * (target_ms - floor_ms)
+    if falling(cols.t_s, cols.load_rps):
+        in_ms = target_ms
+    guards = slo_guards(cols, per_inst, knee, policy, floor_ms)
     ratios = cols.mean_ms / cols.p95_ms
     ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
     return _Context(
@@ -237,12 +244,8 @@ def _context(
         guard=max_or_none(
             load_guard(cols, per_inst, target_ms, policy.explore, floor_ms), vouched_load(policy)
         ),
-        slo_guard=max_or_none(
-            # The SLO must hold at the peak, a rare load: no exploring past the loads seen (or
-            # load-tested) to meet it there, where a pooled queue's wall gives no warning.
-            load_guard(cols, per_inst, policy.latency_slo_ms, 0.0, floor_ms),
-            vouched_load(policy),
-        ),
+        slo_guard=guards[1],
+        slo_guard_in=guards[0],
         slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
         baseline=Baseline.from_window(cols),
         mean_ratio=float(median(ratios)) if ratios.size else math.nan,
@@ -335,7 +338,7 @@ def _evaluate(
         weights=policy.weights,
     )
     per_inst = ctx.forecast / counts
-    feasible = _feasible(f, ctx, policy, corr, counts, p95, ctx.peak)
+    feasible = _feasible(f, ctx, policy, corr, counts, p95, ctx.peak, ctx.slo_guard)
     return p95, mean, eff, per_inst, feasible
 
 
@@ -347,6 +350,7 @@ def _feasible(
     counts: FloatArray,
     p95: FloatArray,
     peak: float,
+    slo_guard: float | None,
 ) -> FloatArray:
     """1/0 per count: the forecast's p95 meets the target, the ``peak`` load's the SLO, and
     the per-instance loads stay under the guards."""
@@ -354,8 +358,8 @@ def _feasible(
     feasible = (p95 <= ctx.target_ms) & (peak_p95 <= policy.latency_slo_ms)
     if ctx.guard is not None:
         feasible &= ctx.forecast / counts <= ctx.guard
-    if ctx.slo_guard is not None:
-        feasible &= peak / counts <= ctx.slo_guard
+    if slo_guard is not None:
+        feasible &= peak / counts <= slo_guard
     return feasible.astype(np.float64)
 
 
@@ -410,7 +414,11 @@ def _model_decision(
     noise = _e_noise(f, policy)
     ideal = _choose(counts, eff, feasible, band, noise)
     cheapest = _choose(counts, eff, feasible, 0.0)
-    feasible_in = _feasible(f, ctx, policy, inputs.residual_correction, counts, p95, ctx.peak_in)
+    # Scale-in keeps to the loads seen or load-tested: the queueing fit's extension comes and
+    # goes with the window, and a count must not flap with it.
+    feasible_in = _feasible(
+        f, ctx, policy, inputs.residual_correction, counts, p95, ctx.peak_in, ctx.slo_guard_in
+    )
     ideal_in = _choose(counts, eff, feasible * feasible_in * (p95 <= in_ms), band, noise)
     at_cur = float(p95[cur - policy.min_instances])
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms

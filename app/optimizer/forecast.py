@@ -20,6 +20,12 @@ TREND_T_STAT = 2.0
 # A straight line must explain most of the recent variation; a step inside the span fits a line
 # with R² of at most about 0.75, a steady ramp well above 0.9.
 TREND_MIN_R2 = 0.85
+# A fall moves the EWMA to now only when its slope over this span stands this many standard
+# errors below zero and a line explains it (R² as for a rise): noise or a step down does not.
+FALL_SPAN_S = 1800.0
+FALL_T_STAT = 3.0
+FALL_MIN_R2 = 0.5
+FALL_FLOOR_POINTS = 3
 
 
 def forecast_load(
@@ -31,7 +37,8 @@ def forecast_load(
     z: float = 0.0,
     level: float | None = None,
 ) -> float:
-    """max(current·e^(−zσ), EWMA, significant linear trend ``horizon_s`` ahead); 0 with no data.
+    """max(current·e^(−zσ), EWMA (moved to now along a steady fall), significant linear trend
+    ``horizon_s`` ahead); 0 with no data.
 
     The result is the *level* to provision for; callers add z·σ of bucket noise on top for the
     peak. The newest bucket counts discounted by that same z·σ, so a jump larger than the noise
@@ -53,9 +60,45 @@ def forecast_load(
 
 
 def _ewma(t_s: FloatArray, load: FloatArray) -> float:
-    """Exponentially time-decayed mean (weights halve every ``EWMA_HALFLIFE_S`` of age)."""
-    weights = np.exp2(-(t_s[-1] - t_s) / EWMA_HALFLIFE_S)
-    return float(weights @ load) / float(weights.sum())
+    """Exponentially time-decayed mean (weights halve every ``EWMA_HALFLIFE_S`` of age), moved
+    to now along a significant fall: on a decay the plain mean lags above the load by the slope
+    times its weights' mean age, and would hold capacity the load has already left."""
+    age = t_s[-1] - t_s
+    weights = np.exp2(-age / EWMA_HALFLIFE_S)
+    total = float(weights.sum())
+    mean = float(weights @ load) / total
+    slope = _fall(t_s, load)
+    if slope is None:
+        return mean
+    # Never under what the newest buckets carry: a fall that has stopped is not extrapolated.
+    return max(mean + slope * float(weights @ age) / total, median(load[-FALL_FLOOR_POINTS:]))
+
+
+def falling(t_s: FloatArray, load: FloatArray) -> bool:
+    """Whether the load is in a significant, steady fall (see ``_fall``)."""
+    return load.size > 0 and _fall(t_s, load) is not None
+
+
+def _fall(t_s: FloatArray, load: FloatArray) -> float | None:
+    """The slope (req/s per s) of a fall over ``FALL_SPAN_S`` that stands ``FALL_T_STAT``
+    standard errors below zero, else None."""
+    recent = t_s >= t_s[-1] - FALL_SPAN_S
+    t, y = t_s[recent], load[recent]
+    if t.size < 6:
+        return None
+    tc = t - float(t.mean())
+    sxx = float(tc @ tc)
+    if sxx <= 0:
+        return None
+    yc = y - float(y.mean())
+    slope = float(tc @ yc) / sxx
+    if slope >= 0:
+        return None
+    resid = yc - slope * tc
+    sse = float(resid @ resid)
+    se = math.sqrt(sse / (t.size - 2) / sxx)
+    ramp = 1.0 - sse / float(yc @ yc) >= FALL_MIN_R2
+    return slope if slope < -FALL_T_STAT * se and ramp else None
 
 
 def load_sigma(t_s: FloatArray, load: FloatArray) -> float:

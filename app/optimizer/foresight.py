@@ -13,9 +13,10 @@ from app.optimizer.types import Policy, State, WindowArrays
 RECENT_SPAN_S = 3 * 3600.0
 # A pattern only changes hourly: a scan is reused for this long.
 SEASON_TTL_S = 3600.0
-# The pattern looks this many forecast horizons ahead, since a start-up can outlast one horizon;
-# it pre-scales only for a rise of its mean by this factor or more over the current phase.
-SEASON_LOOKAHEAD = 2.0
+# The pattern looks this many forecast horizons ahead (plus the bucket after: a start-up that
+# outlasts the horizon is still covered); it pre-scales only for a rise of its mean by this
+# factor or more over the current phase.
+SEASON_LOOKAHEAD = 1.0
 SEASON_MIN_GAIN = 1.15
 
 

@@ -327,3 +327,23 @@ def test_a_foreseen_rise_is_provisioned_once_not_again_for_its_slope() -> None:
     assert kept is ahead
     assert seen == ahead.peak_rps
     assert seen_peak / seen == pytest.approx(margin)
+
+
+def test_a_located_queue_wall_extends_the_slo_guard_for_scaling_out_only() -> None:
+    from app.optimizer.bounds import slo_guards
+    from app.optimizer.types import Knee
+
+    obs = [Observation(60.0 * i, 10, 500.0 + 10.0 * (i % 5), 150.0, 80.0) for i in range(30)]
+    cols = Window(tuple(obs), obs[-1].t_s).arrays
+    per_inst = cols.load_rps / cols.instances
+    policy = Policy(latency_slo_ms=300.0)
+    seen = float(per_inst.max())  # 54 req/s met the SLO
+    assert slo_guards(cols, per_inst, None, policy, 0.0) == (seen, seen)
+    # A wall at 60 req/s with 150 ms of floor: the fit puts the SLO at 59 req/s.
+    knee = Knee(150.0, 150.0, 60.0, 0.0, 30, 0.1, 0.05, True)
+    plain, extended = slo_guards(cols, per_inst, knee, policy, 0.0)
+    assert plain == seen
+    assert extended == pytest.approx(59.0)
+    # A wall far out is believed only up to ``explore`` past the loads seen.
+    far = Knee(150.0, 150.0, 200.0, 0.0, 30, 0.1, 0.05, True)
+    assert slo_guards(cols, per_inst, far, policy, 0.0)[1] == pytest.approx(seen * 1.25)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.optimizer import Baseline, Weights, efficiency, forecast_load
-from app.optimizer.forecast import load_sigma
+from app.optimizer.forecast import falling, load_sigma
 
 BASE = Baseline(task_rate=100.0, data_rate=None, mean_ms=50.0, p95_ms=120.0)
 
@@ -75,3 +75,20 @@ def test_forecast_discounts_a_noisy_current_bucket_but_follows_a_jump() -> None:
     assert forecast_load(t, high_by_chance, 300.0) == pytest.approx(130.0)
     jump = np.append(np.full(29, 100.0), 300.0)
     assert forecast_load(t, jump, 300.0, sigma=0.1, z=3.0) >= 300.0 * np.exp(-0.3) - 1e-9
+
+
+def test_forecast_follows_a_steady_decay_without_the_ewma_lag() -> None:
+    # A crowd leaving: −1.5 %/min for half an hour, 3 % noise. The EWMA's buckets are ~7 min
+    # old on average, so it lags ~10 % above the load; the level moved to now does not.
+    t = np.arange(40) * 60.0
+    level = 1000.0 * np.exp(-0.015 * np.arange(40))
+    decay = level * np.exp(np.random.default_rng(3).normal(0, 0.03, 40))
+    weights = np.exp2(-(t[-1] - t) / 300.0)
+    assert float(weights @ decay / weights.sum()) > 1.08 * level[-1]
+    assert forecast_load(t, decay, 300.0) == pytest.approx(level[-1], rel=0.05)
+    assert falling(t, decay)
+    # A step down is followed, but nothing is extrapolated below the newest buckets.
+    step = np.where(np.arange(40) < 30, 1000.0, 400.0)
+    assert forecast_load(t, step, 300.0) == pytest.approx(400.0)
+    flat = 500.0 * np.exp(np.random.default_rng(4).normal(0, 0.05, 40))
+    assert not falling(t, flat)
