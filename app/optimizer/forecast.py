@@ -10,7 +10,9 @@ from app.optimizer.types import FloatArray, median
 
 EWMA_HALFLIFE_S = 300.0
 TREND_SPAN_S = 600.0
-SIGMA_SPAN_S = 3600.0
+# σ is read over the fit's whole recent window: a median of absolute deviations needs many
+# differences (over one hour its own spread was ~15 % of σ, and every pass paid it as margin).
+SIGMA_SPAN_S = 10800.0
 # Past this, bucket-to-bucket variation says the feed is broken or the traffic is pure bursts;
 # either way the headroom it buys (e^(zσ)) must stay bounded.
 MAX_SIGMA = 0.3
