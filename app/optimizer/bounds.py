@@ -18,6 +18,8 @@ RECENT_POINTS = 5
 FALLBACK_SAFETY = 0.5
 # The latency's floor is read at this many times the fewest instances that meet the SLO.
 FLOOR_REACH = 4.0
+# The SLO's guard explores past the loads seen at this share of the target guard's pace.
+SLO_EXPLORE_SHARE = 0.4
 
 
 def fit_window(cols: WindowArrays, policy: Policy) -> Fit:
@@ -144,17 +146,26 @@ def slo_guards(
     """(plain, extended): the highest per-instance load the peak may put on an instance, where
     the SLO must hold.
 
-    The peak is a rare load, so no blind exploring past the loads seen (or load-tested) to meet
-    the SLO (plain): a pooled queue's wall gives no latency warning. A located queueing fit is
-    the exception: its wall is the nearest the data allow, so up to where it predicts the SLO
-    (and at most ``policy.explore`` past the loads seen) the data vouch for the load (extended).
+    The peak is a rare load, and a pooled queue's wall gives little latency warning: the plain
+    guard does not go past the loads seen (or load-tested) to meet the SLO. Scaling out may use
+    the extended one, which does, a little: by ``SLO_EXPLORE_SHARE`` of the target guard's
+    exploration (shrunk alike by how near the SLO the latency at the highest good loads is, and
+    stopped by a miss above them), or, with a located queueing fit (whose wall is the nearest
+    the data allow), up to where that fit predicts the SLO, at most ``policy.explore`` past them.
+    Scale-in keeps to the plain guard, so a count does not flap as the extension comes and goes.
     """
     seen = load_guard(cols, per_inst, policy.latency_slo_ms, 0.0, floor_ms)
     guard = max_or_none(seen, vouched_load(policy))
-    if knee is None or guard is None or policy.latency_slo_ms <= knee.a:
-        return guard, guard
-    at_slo = knee.capacity_rps - knee.b / (policy.latency_slo_ms - knee.a)  # one instance
-    return guard, max(guard, min(at_slo, guard * (1.0 + policy.explore)))
+    if guard is None:
+        return None, None
+    slow = load_guard(
+        cols, per_inst, policy.latency_slo_ms, SLO_EXPLORE_SHARE * policy.explore, floor_ms
+    )
+    extended = max_or_none(guard, slow) or guard
+    if knee is not None and policy.latency_slo_ms > knee.a:
+        at_slo = knee.capacity_rps - knee.b / (policy.latency_slo_ms - knee.a)  # one instance
+        extended = max(extended, min(at_slo, guard * (1.0 + policy.explore)))
+    return guard, extended
 
 
 def max_or_none(a: float | None, b: float | None) -> float | None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app.optimizer import Observation, Policy, State, Window, decide, what_if
+from app.optimizer.types import FloatArray, WindowArrays
 from tests.optimizer.synthetic import power_law, varied_window
 
 POLICY = Policy(latency_slo_ms=300.0, min_instances=1, max_instances=40)
@@ -329,21 +330,30 @@ def test_a_foreseen_rise_is_provisioned_once_not_again_for_its_slope() -> None:
     assert seen_peak / seen == pytest.approx(margin)
 
 
-def test_a_located_queue_wall_extends_the_slo_guard_for_scaling_out_only() -> None:
-    from app.optimizer.bounds import slo_guards
+def test_the_slo_guard_explores_slowly_and_for_scaling_out_only() -> None:
+    from app.optimizer.bounds import SLO_EXPLORE_SHARE, slo_guards
     from app.optimizer.types import Knee
 
-    obs = [Observation(60.0 * i, 10, 500.0 + 10.0 * (i % 5), 150.0, 80.0) for i in range(30)]
-    cols = Window(tuple(obs), obs[-1].t_s).arrays
-    per_inst = cols.load_rps / cols.instances
+    def cols_at(p95: float) -> tuple[WindowArrays, FloatArray]:
+        obs = [Observation(60.0 * i, 10, 500.0 + 10.0 * (i % 5), p95, 80.0) for i in range(30)]
+        cols = Window(tuple(obs), obs[-1].t_s).arrays
+        return cols, cols.load_rps / cols.instances
+
     policy = Policy(latency_slo_ms=300.0)
-    seen = float(per_inst.max())  # 54 req/s met the SLO
-    assert slo_guards(cols, per_inst, None, policy, 0.0) == (seen, seen)
-    # A wall at 60 req/s with 150 ms of floor: the fit puts the SLO at 59 req/s.
-    knee = Knee(150.0, 150.0, 60.0, 0.0, 30, 0.1, 0.05, True)
-    plain, extended = slo_guards(cols, per_inst, knee, policy, 0.0)
+    seen = 54.0  # the highest per-instance load that met the SLO
+    # Latency far under the SLO at the highest loads: scaling out may go a little past them
+    # (a share of the target guard's pace); scaling in may not.
+    far = cols_at(150.0)
+    plain, extended = slo_guards(*far, None, policy, 0.0)
     assert plain == seen
-    assert extended == pytest.approx(59.0)
-    # A wall far out is believed only up to ``explore`` past the loads seen.
-    far = Knee(150.0, 150.0, 200.0, 0.0, 30, 0.1, 0.05, True)
-    assert slo_guards(cols, per_inst, far, policy, 0.0)[1] == pytest.approx(seen * 1.25)
+    assert extended == pytest.approx(seen * (1.0 + SLO_EXPLORE_SHARE * policy.explore))
+    # Latency at the highest loads already near the SLO: next to no room.
+    near = cols_at(297.0)
+    assert slo_guards(*near, None, policy, 0.0)[1] == pytest.approx(seen * 1.01)
+    # A located queue wall at 70 req/s puts the SLO at 69: believed up to ``explore`` past.
+    knee = Knee(150.0, 150.0, 70.0, 0.0, 30, 0.1, 0.05, True)
+    plain, extended = slo_guards(*far, knee, policy, 0.0)
+    assert plain == seen
+    assert extended == pytest.approx(seen * (1.0 + policy.explore))
+    near_wall = Knee(150.0, 150.0, 58.0, 0.0, 30, 0.1, 0.05, True)
+    assert slo_guards(*far, near_wall, policy, 0.0)[1] == pytest.approx(seen * 1.1)
