@@ -143,16 +143,16 @@ def load_guard(
 def slo_guards(
     cols: WindowArrays, per_inst: FloatArray, knee: Knee | None, policy: Policy, floor_ms: float
 ) -> tuple[float | None, float | None]:
-    """(plain, extended): the highest per-instance load the peak may put on an instance, where
-    the SLO must hold.
+    """(scale-in, scale-out): the highest per-instance load the peak may put on an instance,
+    where the SLO must hold.
 
-    The peak is a rare load, and a pooled queue's wall gives little latency warning: the plain
-    guard does not go past the loads seen (or load-tested) to meet the SLO. Scaling out may use
-    the extended one, which does, a little: by ``SLO_EXPLORE_SHARE`` of the target guard's
-    exploration (shrunk alike by how near the SLO the latency at the highest good loads is, and
-    stopped by a miss above them), or, with a located queueing fit (whose wall is the nearest
-    the data allow), up to where that fit predicts the SLO, at most ``policy.explore`` past them.
-    Scale-in keeps to the plain guard, so a count does not flap as the extension comes and goes.
+    The peak is a rare load, and a pooled queue's wall gives little latency warning: past the
+    loads seen (or load-tested) to meet the SLO, the guard explores at ``SLO_EXPLORE_SHARE`` of
+    the target guard's pace (shrunk alike by how near the SLO the latency at the highest good
+    loads is, and stopped by a miss above them). Scaling out may go further with a located
+    queueing fit (whose wall is the nearest the data allow): up to where it predicts the SLO, at
+    most ``policy.explore`` past those loads. Scale-in does not, so a count does not flap as the
+    fit comes and goes with the window.
     """
     seen = load_guard(cols, per_inst, policy.latency_slo_ms, 0.0, floor_ms)
     guard = max_or_none(seen, vouched_load(policy))
@@ -161,11 +161,12 @@ def slo_guards(
     slow = load_guard(
         cols, per_inst, policy.latency_slo_ms, SLO_EXPLORE_SHARE * policy.explore, floor_ms
     )
-    extended = max_or_none(guard, slow) or guard
+    explored = max_or_none(guard, slow) or guard
+    extended = explored
     if knee is not None and policy.latency_slo_ms > knee.a:
         at_slo = knee.capacity_rps - knee.b / (policy.latency_slo_ms - knee.a)  # one instance
         extended = max(extended, min(at_slo, guard * (1.0 + policy.explore)))
-    return guard, extended
+    return explored, extended
 
 
 def max_or_none(a: float | None, b: float | None) -> float | None:

@@ -414,8 +414,8 @@ def _model_decision(
     noise = _e_noise(f, policy)
     ideal = _choose(counts, eff, feasible, band, noise)
     cheapest = _choose(counts, eff, feasible, 0.0)
-    # Scale-in keeps to the loads seen or load-tested: the queueing fit's extension comes and
-    # goes with the window, and a count must not flap with it.
+    # Scale-in leaves out the queueing fit's extension of the SLO guard: the fit comes and goes
+    # with the window, and a count must not flap with it.
     feasible_in = _feasible(
         f, ctx, policy, inputs.residual_correction, counts, p95, ctx.peak_in, ctx.slo_guard_in
     )
