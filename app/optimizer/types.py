@@ -106,28 +106,35 @@ class Window:
     @cached_property
     def arrays(self) -> WindowArrays:
         """Usable rows only: a positive instance count, finite non-negative load, positive p95."""
-        rows = [
-            o
-            for o in self.observations
-            if o.instances >= 1
-            and math.isfinite(o.load_rps)
-            and o.load_rps >= 0
-            and math.isfinite(o.p95_ms)
-            and o.p95_ms > 0
-        ]
         nan = float("nan")
-
-        def col(values: list[float]) -> FloatArray:
-            return np.asarray(values, dtype=np.float64)
-
+        # One pass over the observations into a table (None as NaN), then columns and the mask
+        # in numpy: a pass builds this for every deployment.
+        table = np.array(
+            [
+                (
+                    o.t_s,
+                    o.instances,
+                    o.load_rps,
+                    o.p95_ms,
+                    nan if o.mean_ms is None else o.mean_ms,
+                    nan if o.bytes_per_s is None else o.bytes_per_s,
+                    o.errors,
+                )
+                for o in self.observations
+            ],
+            dtype=np.float64,
+        ).reshape(-1, 7)
+        t, inst, load, p95, mean, rate, errors = table.T
+        with np.errstate(invalid="ignore"):
+            keep = (inst >= 1) & np.isfinite(load) & (load >= 0) & np.isfinite(p95) & (p95 > 0)
         return WindowArrays(
-            t_s=col([o.t_s for o in rows]),
-            instances=col([float(o.instances) for o in rows]),
-            load_rps=col([o.load_rps for o in rows]),
-            p95_ms=col([o.p95_ms for o in rows]),
-            mean_ms=col([o.mean_ms if o.mean_ms is not None else nan for o in rows]),
-            bytes_per_s=col([o.bytes_per_s if o.bytes_per_s is not None else nan for o in rows]),
-            errors=col([o.errors for o in rows]),
+            t_s=t[keep],
+            instances=inst[keep],
+            load_rps=load[keep],
+            p95_ms=p95[keep],
+            mean_ms=mean[keep],
+            bytes_per_s=rate[keep],
+            errors=errors[keep],
         )
 
     def summary(self) -> dict[str, Any]:
