@@ -88,11 +88,13 @@ the knee sit far above the line (more than 4 robust σ off it, they are left out
 the SLO itself at the peak; (2) utilisation guards: no candidate may carry more per-instance load
 than (1 + explore) × the highest per-instance load observed to meet the target at the forecast,
 with explore shrinking to 0 as the latency seen there nears the limit, nor more than the highest
-observed to meet the SLO at the peak (a pooled queue's wall gives little latency warning, so
-that guard explores at only 0.4 times that pace; scaling out may go further with a located
-queueing fit, whose wall is the nearest the data allow, up to where it predicts the SLO and at
-most ``explore`` past the loads seen; scaling in does not, so a count does not flap as the fit
-comes and goes), and none past a load seen to miss it (a load-tested load, twice
+observed to meet the SLO at the peak at as many instances or fewer (pooling never weakens an
+instance, but a pooled queue's wall is nearer at fewer instances and gives little latency
+warning, so that guard explores at only 0.4 times that pace, and only while the latency at the
+highest loads seen is still flat; scaling out may go further with a located queueing fit, whose
+wall is the nearest the data allow, up to where it predicts the SLO and at most ``explore`` past
+the loads seen; scaling in does not, so a count does not flap as the fit comes and goes), and
+none past a load seen to miss it (a load-tested load, twice
 ``fallback_target_rps``, counts as seen), so the optimizer approaches saturation only as fast as
 it observes that it is safe; (3) predictions are scaled so they never fall below the latency the
 newest buckets observed. Once a step inwards misses the target, the miss blocks that load until

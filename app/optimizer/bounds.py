@@ -5,11 +5,15 @@ per-instance load guards that keep it within what was observed or load-tested.""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from app.optimizer.fit import fit_arrays, fit_knee
 from app.optimizer.types import Fit, FloatArray, Knee, Policy, WindowArrays, median
+
+BoolArray = npt.NDArray[np.bool_]
 
 # How many of the newest observations anchor predictions to what is happening now.
 RECENT_POINTS = 5
@@ -20,6 +24,9 @@ FALLBACK_SAFETY = 0.5
 FLOOR_REACH = 4.0
 # The SLO's guard explores past the loads seen at this share of the target guard's pace.
 SLO_EXPLORE_SHARE = 0.4
+# ... and only while the latency at the highest loads seen has used less than this share of the
+# room between its floor and the SLO.
+SLO_EXPLORE_ROOM = 0.9
 
 
 def fit_window(cols: WindowArrays, policy: Policy) -> Fit:
@@ -125,14 +132,11 @@ def load_guard(
     met = cols.p95_ms <= limit_ms
     if not met.any():
         return None
-    good = per_inst[met]
-    ok_max = float(good.max())
+    ok_max = float(per_inst[met].max())
     # Explore less the nearer the latency seen at the highest good load is to the limit, counted
     # above the latency's floor (what no count removes): the queue's knee is where the
     # log-linear model is most wrong, and only the queueing part of latency grows towards it.
-    near_top = cols.p95_ms[met][good >= 0.95 * ok_max]
-    floor = min(max(floor_ms, 0.0), 0.9 * limit_ms)
-    room = max(1.0 - (median(near_top) - floor) / (limit_ms - floor), 0.0)
+    room = _room(cols, per_inst, met, limit_ms, floor_ms)
     # A miss above the highest good load stops exploration there; one below it is left to the
     # fit and the residual correction, so a single odd bucket cannot collapse the guard.
     missed = per_inst[~met]
@@ -140,33 +144,86 @@ def load_guard(
     return min(max(bad_min, ok_max), ok_max * (1.0 + min(explore, room)))
 
 
+@dataclass(frozen=True)
+class CountGuard:
+    """Highest per-instance load allowed, by instance count: a step over the counts seen.
+
+    Pooling never makes an instance weaker, so a load seen to meet the SLO at some count vouches
+    for that load at any larger count, not at a smaller one (a pooled queue's wall is nearer at
+    fewer instances). Counts below the smallest seen have only the load test, if any, or else
+    the loads seen at the smallest count, unexplored.
+    """
+
+    counts: FloatArray  # ascending distinct counts
+    loads: FloatArray  # the guard at each (non-decreasing)
+    below: float  # the guard for counts under the smallest seen
+
+    def at(self, counts: FloatArray) -> FloatArray:
+        """The guard for each candidate count."""
+        i = np.searchsorted(self.counts, counts, side="right") - 1
+        return np.where(i >= 0, self.loads[np.maximum(i, 0)], self.below)
+
+    def raised(self, floor: float) -> CountGuard:
+        """This guard, never under ``floor``."""
+        return CountGuard(self.counts, np.maximum(self.loads, floor), max(self.below, floor))
+
+
 def slo_guards(
     cols: WindowArrays, per_inst: FloatArray, knee: Knee | None, policy: Policy, floor_ms: float
-) -> tuple[float | None, float | None]:
-    """(scale-in, scale-out): the highest per-instance load the peak may put on an instance,
-    where the SLO must hold.
+) -> tuple[CountGuard | None, CountGuard | None]:
+    """(scale-in, scale-out): the highest per-instance load the peak may put on an instance of
+    each count, where the SLO must hold.
 
     The peak is a rare load, and a pooled queue's wall gives little latency warning: past the
-    loads seen (or load-tested) to meet the SLO, the guard explores at ``SLO_EXPLORE_SHARE`` of
-    the target guard's pace (shrunk alike by how near the SLO the latency at the highest good
-    loads is, and stopped by a miss above them). Scaling out may go further with a located
-    queueing fit (whose wall is the nearest the data allow): up to where it predicts the SLO, at
-    most ``policy.explore`` past those loads. Scale-in does not, so a count does not flap as the
-    fit comes and goes with the window.
+    loads seen (at as many instances or fewer) or load-tested to meet the SLO, the guard explores
+    at ``SLO_EXPLORE_SHARE`` of the target guard's pace (shrunk alike by how near the SLO the
+    latency at the highest good loads is, and stopped by a miss above them). Scaling out may go
+    further with a located queueing fit (whose wall is the nearest the data allow): up to where
+    it predicts the SLO, at most ``policy.explore`` past those loads. Scale-in does not, so a
+    count does not flap as the fit comes and goes with the window.
     """
-    seen = load_guard(cols, per_inst, policy.latency_slo_ms, 0.0, floor_ms)
-    guard = max_or_none(seen, vouched_load(policy))
-    if guard is None:
-        return None, None
-    slow = load_guard(
-        cols, per_inst, policy.latency_slo_ms, SLO_EXPLORE_SHARE * policy.explore, floor_ms
-    )
-    explored = max_or_none(guard, slow) or guard
-    extended = explored
-    if knee is not None and policy.latency_slo_ms > knee.a:
-        at_slo = knee.capacity_rps - knee.b / (policy.latency_slo_ms - knee.a)  # one instance
-        extended = max(extended, min(at_slo, guard * (1.0 + policy.explore)))
-    return explored, extended
+    vouched = vouched_load(policy)
+    limit = policy.latency_slo_ms
+    met = cols.p95_ms <= limit
+    if not met.any():
+        if vouched is None:
+            return None, None
+        flat = CountGuard(np.ones(1), np.full(1, vouched), vouched)
+        return flat, flat
+    counts, ok_max = _cumulative_max(cols.instances[met], per_inst[met])
+    room = _room(cols, per_inst, met, limit, floor_ms)
+    missed = per_inst[~met]
+    bad_min = float(missed.min()) if missed.size else math.inf
+    # Only while the latency at the highest loads is still flat (the queue has not begun to
+    # rise): a pooled wall comes within a few per cent of where it lifts.
+    explore = SLO_EXPLORE_SHARE * policy.explore if room >= SLO_EXPLORE_ROOM else 0.0
+    loads = np.minimum(np.maximum(bad_min, ok_max), ok_max * (1.0 + explore))
+    below = vouched if vouched is not None else float(ok_max[0])
+    explored = CountGuard(counts, np.maximum(loads, vouched or 0.0), below)
+    if knee is None or limit <= knee.a:
+        return explored, explored
+    guard = max(float(ok_max[-1]), vouched or 0.0)
+    at_slo = knee.capacity_rps - knee.b / (limit - knee.a)  # one instance
+    return explored, explored.raised(min(at_slo, guard * (1.0 + policy.explore)))
+
+
+def _cumulative_max(instances: FloatArray, loads: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(distinct counts ascending, the highest load seen at that count or fewer)."""
+    order = np.argsort(instances, kind="stable")
+    c, u = instances[order], loads[order]
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    return c[starts], np.maximum.accumulate(np.maximum.reduceat(u, starts))
+
+
+def _room(
+    cols: WindowArrays, per_inst: FloatArray, met: BoolArray, limit_ms: float, floor_ms: float
+) -> float:
+    """How far (0..1) the latency seen at the highest loads that met ``limit_ms`` lies below it,
+    counted above the latency's floor: exploration shrinks to nothing as it nears the limit."""
+    good = per_inst[met]
+    near_top = cols.p95_ms[met][good >= 0.95 * float(good.max())]
+    floor = min(max(floor_ms, 0.0), 0.9 * limit_ms)
+    return max(1.0 - (median(near_top) - floor) / (limit_ms - floor), 0.0)
 
 
 def max_or_none(a: float | None, b: float | None) -> float | None:

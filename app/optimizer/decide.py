@@ -11,6 +11,7 @@ import numpy as np
 from app.optimizer.bounds import (
     FALLBACK_SAFETY,
     RECENT_POINTS,
+    CountGuard,
     fit_window,
     knee_for,
     latency_target,
@@ -81,8 +82,8 @@ class _Context:
     rise: Rise | None  # a repeating pattern's rise the forecast was raised for
     periodic: bool  # a significant repeating pattern: its swings are not noise to damp
     guard: float | None  # highest per-instance forecast load allowed for a candidate
-    slo_guard: float | None  # highest per-instance peak load allowed for a candidate
-    slo_guard_in: float | None  # the same without the queueing fit's extension, for scale-in
+    slo_guard: CountGuard | None  # highest per-instance peak load allowed, by count
+    slo_guard_in: CountGuard | None  # the same without the queueing fit's extension, for scale-in
     slo_ok_max: float | None  # highest per-instance load observed to meet the SLO itself
     baseline: Baseline
     mean_ratio: float  # mean / p95 in the window, to predict t̄ from a predicted p95
@@ -351,7 +352,7 @@ def _feasible(
     counts: FloatArray,
     p95: FloatArray,
     peak: float,
-    slo_guard: float | None,
+    slo_guard: CountGuard | None,
 ) -> FloatArray:
     """1/0 per count: the forecast's p95 meets the target, the ``peak`` load's the SLO, and
     the per-instance loads stay under the guards."""
@@ -360,7 +361,7 @@ def _feasible(
     if ctx.guard is not None:
         feasible &= ctx.forecast / counts <= ctx.guard
     if slo_guard is not None:
-        feasible &= peak / counts <= slo_guard
+        feasible &= peak / counts <= slo_guard.at(counts)
     return feasible.astype(np.float64)
 
 

@@ -330,30 +330,47 @@ def test_a_foreseen_rise_is_provisioned_once_not_again_for_its_slope() -> None:
     assert seen_peak / seen == pytest.approx(margin)
 
 
-def test_the_slo_guard_explores_slowly_and_a_queue_walls_extension_only_scales_out() -> None:
+def test_the_slo_guard_explores_only_while_latency_is_flat_and_vouches_per_count() -> None:
     from app.optimizer.bounds import SLO_EXPLORE_SHARE, slo_guards
     from app.optimizer.types import Knee
 
     def cols_at(p95: float) -> tuple[WindowArrays, FloatArray]:
-        obs = [Observation(60.0 * i, 10, 500.0 + 10.0 * (i % 5), p95, 80.0) for i in range(30)]
+        # Up to 44 req/s per instance seen at 4 instances, up to 54 at 10.
+        obs = [
+            Observation(60.0 * i, c, c * (base + i % 5), p95, 80.0)
+            for i in range(40)
+            for c, base in [(4, 40.0) if i % 2 else (10, 50.0)]
+        ]
         cols = Window(tuple(obs), obs[-1].t_s).arrays
         return cols, cols.load_rps / cols.instances
 
     policy = Policy(latency_slo_ms=300.0)
-    seen = 54.0  # the highest per-instance load that met the SLO
-    # Latency far under the SLO at the highest loads: the guard goes a little past them (a share
-    # of the target guard's pace), for scaling in and out alike.
-    far = cols_at(150.0)
-    slow = seen * (1.0 + SLO_EXPLORE_SHARE * policy.explore)
-    assert slo_guards(*far, None, policy, 0.0) == pytest.approx((slow, slow))
-    # Latency at the highest loads already near the SLO: next to no room.
-    near = cols_at(297.0)
-    assert slo_guards(*near, None, policy, 0.0)[1] == pytest.approx(seen * 1.01)
-    # A located queue wall at 70 req/s puts the SLO at 69: believed up to ``explore`` past, and
-    # only for scaling out (the fit comes and goes with the window; a count must not flap).
+    counts = np.array([3.0, 4.0, 9.0, 10.0, 20.0])
+    step = 1.0 + SLO_EXPLORE_SHARE * policy.explore
+    # Latency flat at its 145 ms floor at the highest loads: a little past them, per count (a
+    # load seen at 10 instances vouches for nothing at 9, where a pooled wall is nearer); under
+    # the fewest instances seen, only the loads seen there.
+    flat = cols_at(150.0)
+    scale_in, scale_out = slo_guards(*flat, None, policy, 145.0)
+    assert scale_in is not None
+    assert scale_out is not None
+    expected = [44.0, 44.0 * step, 44.0 * step, 54.0 * step, 54.0 * step]
+    assert scale_in.at(counts) == pytest.approx(expected)
+    assert scale_out.at(counts) == pytest.approx(expected)
+    # Latency already lifting off its floor: the queue's wall may be near, no exploring.
+    rising = slo_guards(*cols_at(250.0), None, policy, 145.0)[0]
+    assert rising is not None
+    assert rising.at(counts) == pytest.approx([44.0, 44.0, 44.0, 54.0, 54.0])
+    # A load test vouches for its load at every count.
+    tested = Policy(latency_slo_ms=300.0, fallback_target_rps=30.0)
+    vouched = slo_guards(*cols_at(250.0), None, tested, 145.0)[0]
+    assert vouched is not None
+    assert vouched.at(counts) == pytest.approx([60.0, 60.0, 60.0, 60.0, 60.0])
+    # A located queue wall at 70 req/s (SLO at 69) extends scaling out, up to ``explore`` past
+    # the loads seen, and only scaling out: the fit comes and goes with the window.
     knee = Knee(150.0, 150.0, 70.0, 0.0, 30, 0.1, 0.05, True)
-    scale_in, scale_out = slo_guards(*far, knee, policy, 0.0)
-    assert scale_in == pytest.approx(slow)
-    assert scale_out == pytest.approx(seen * (1.0 + policy.explore))
-    near_wall = Knee(150.0, 150.0, 58.0, 0.0, 30, 0.1, 0.05, True)
-    assert slo_guards(*far, near_wall, policy, 0.0)[1] == pytest.approx(slow)
+    scale_in, scale_out = slo_guards(*cols_at(250.0), knee, policy, 145.0)
+    assert scale_in is not None
+    assert scale_out is not None
+    assert scale_in.at(counts) == pytest.approx([44.0, 44.0, 44.0, 54.0, 54.0])
+    assert scale_out.at(counts) == pytest.approx([54.0 * (1.0 + policy.explore)] * 5)
