@@ -24,7 +24,7 @@ The decision
 ``decide(window, policy, state)`` forecasts the load level (max of the current value discounted by
 z·σ, an EWMA, moved to now along a significant steady fall so a decay is not followed with the
 average's lag, and a statistically significant, ramp-shaped linear trend over the start-up
-horizon)
+horizon, while its newest buckets still climb: a surge that levelled off is not extrapolated)
 and a *peak*: that level raised by ``load_quantile_z`` σ of the load's bucket-to-bucket variation
 (σ widened for the level's own error) and by the load's significant recent rise over the horizon
 (capped at the noise margin, so a step overshoots by at most z·σ). Discounting the current value

@@ -22,6 +22,9 @@ TREND_T_STAT = 2.0
 # A straight line must explain most of the recent variation; a step inside the span fits a line
 # with R² of at most about 0.75, a steady ramp well above 0.9.
 TREND_MIN_R2 = 0.85
+# ... and only while the newest few buckets still climb at this share of its slope or more.
+TREND_END_POINTS = 4
+TREND_END_SHARE = 0.5
 # A fall moves the EWMA to now only when its slope over this span stands this many standard
 # errors below zero and a line explains it (R² as for a rise): noise or a step down does not.
 FALL_SPAN_S = 1800.0
@@ -116,6 +119,13 @@ def load_sigma(t_s: FloatArray, load: FloatArray) -> float:
     return min(1.4826 * mad / math.sqrt(2.0), MAX_SIGMA)
 
 
+def _slope(t: FloatArray, y: FloatArray) -> float:
+    """Least-squares slope of ``y`` over ``t`` (0 with fewer than two distinct times)."""
+    tc = t - float(t.mean())
+    sxx = float(tc @ tc)
+    return float(tc @ (y - float(y.mean()))) / sxx if sxx > 0 else 0.0
+
+
 def _trend(t_s: FloatArray, load: FloatArray, horizon_s: float) -> float | None:
     recent = t_s >= t_s[-1] - TREND_SPAN_S
     t, y = t_s[recent], load[recent]
@@ -138,5 +148,7 @@ def _trend(t_s: FloatArray, load: FloatArray, horizon_s: float) -> float | None:
     centred = y - y_mean
     if 1.0 - sse / float(centred @ centred) < TREND_MIN_R2:
         return None  # a step or a spike, not a ramp: extrapolating it would overshoot
+    if _slope(t[-TREND_END_POINTS:], y[-TREND_END_POINTS:]) < TREND_END_SHARE * slope:
+        return None  # the newest buckets no longer climb with it: a surge that levelled off
     level_now = y_mean + slope * float(tc[-1])
     return level_now + slope * horizon_s

@@ -92,3 +92,14 @@ def test_forecast_follows_a_steady_decay_without_the_ewma_lag() -> None:
     assert forecast_load(t, step, 300.0) == pytest.approx(400.0)
     flat = 500.0 * np.exp(np.random.default_rng(4).normal(0, 0.05, 40))
     assert not falling(t, flat)
+
+
+def test_a_surge_that_levelled_off_is_not_extrapolated() -> None:
+    # A crowd: flat, three minutes of climbing, then level. The line through the ten minutes
+    # climbs steeply with a high R²; the newest buckets no longer do.
+    t = np.arange(10) * 60.0
+    surge = np.array([4.0, 4.0, 4.4, 4.4, 9.9, 13.1, 18.5, 18.5, 21.2, 17.2]) * 100.0
+    assert forecast_load(t, surge, 300.0) <= surge.max()
+    # A ramp whose newest buckets still climb is followed ahead.
+    ramp = 400.0 + 150.0 * np.arange(10)
+    assert forecast_load(t, ramp, 300.0) == pytest.approx(ramp[-1] + 150.0 * 5, rel=0.01)
