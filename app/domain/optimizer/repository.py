@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -66,31 +68,42 @@ def exists(session: Session, deployment_id: uuid.UUID, window_end: datetime) -> 
     )
 
 
-def last_applied(session: Session, deployment_id: uuid.UUID, action: str) -> datetime | None:
-    """When the optimizer last applied an action of this kind to the deployment."""
-    return session.scalar(
-        select(OptimizerDecision.window_end)
-        .where(
-            OptimizerDecision.deployment_id == deployment_id,
+@dataclass(frozen=True, slots=True)
+class PassHistory:
+    """What a pass needs from a deployment's earlier decisions."""
+
+    last_scale_out: datetime | None  # when the optimizer last applied a scale-out
+    last_scale_in: datetime | None  # ... and a scale-in
+    latency_target_ms: float | None  # the target the latest decision worked to, if recorded
+
+
+def pass_history(session: Session, deployment_id: uuid.UUID) -> PassHistory:
+    """The deployment's last applied scale-out and scale-in and its latest target, in one
+    round trip (three scalar subqueries, each an index walk from the newest decision)."""
+
+    def newest(column: Any, *where: Any) -> Any:
+        return (
+            select(column)
+            .where(OptimizerDecision.deployment_id == deployment_id, *where)
+            .order_by(OptimizerDecision.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    def applied(action: str) -> Any:
+        return newest(
+            OptimizerDecision.window_end,
             OptimizerDecision.action == action,
             OptimizerDecision.applied.is_(True),
         )
-        .order_by(OptimizerDecision.id.desc())
-        .limit(1)
-    )
 
-
-def last_target_ms(session: Session, deployment_id: uuid.UUID) -> float | None:
-    """The latency target the deployment's latest decision worked to, if it recorded one."""
-    details = session.scalar(
-        select(OptimizerDecision.details)
-        .where(OptimizerDecision.deployment_id == deployment_id)
-        .order_by(OptimizerDecision.id.desc())
-        .limit(1)
-    )
+    out, into, details = session.execute(
+        select(applied("scale_out"), applied("scale_in"), newest(OptimizerDecision.details))
+    ).one()
     inputs = details.get("inputs") if isinstance(details, dict) else None
     value = inputs.get("latency_target_ms") if isinstance(inputs, dict) else None
-    return float(value) if isinstance(value, int | float) else None
+    target = float(value) if isinstance(value, int | float) else None
+    return PassHistory(out, into, target)
 
 
 def list_for_deployment(

@@ -84,13 +84,13 @@ def observations(
 
 
 def _state(session: Session, deployment: Deployment) -> State:
-    out = repository.last_applied(session, deployment.id, "scale_out")
-    into = repository.last_applied(session, deployment.id, "scale_in")
+    history = repository.pass_history(session, deployment.id)
+    out, into = history.last_scale_out, history.last_scale_in
     return State(
         current_instances=max(1, deployment.current_instances),
         last_scale_out_s=out.timestamp() if out else None,
         last_scale_in_s=into.timestamp() if into else None,
-        latency_target_ms=repository.last_target_ms(session, deployment.id),
+        latency_target_ms=history.latency_target_ms,
     )
 
 
