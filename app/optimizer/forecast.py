@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,7 +27,8 @@ TREND_MIN_R2 = 0.85
 TREND_END_POINTS = 4
 TREND_END_SHARE = 0.5
 # A fall moves the EWMA to now only when its slope over this span stands this many standard
-# errors below zero and a line explains it (R² as for a rise): noise or a step down does not.
+# errors below zero and a line explains at least this much of it: noise does not. A step down
+# may (a line explains up to 3/4 of one), but the level never goes under the newest buckets.
 FALL_SPAN_S = 1800.0
 FALL_T_STAT = 3.0
 FALL_MIN_R2 = 0.5
@@ -86,24 +88,12 @@ def falling(t_s: FloatArray, load: FloatArray) -> bool:
 
 def _fall(t_s: FloatArray, load: FloatArray) -> float | None:
     """The slope (req/s per s) of a fall over ``FALL_SPAN_S`` that stands ``FALL_T_STAT``
-    standard errors below zero, else None."""
+    standard errors below zero and that a line explains (R² ≥ ``FALL_MIN_R2``), else None."""
     recent = t_s >= t_s[-1] - FALL_SPAN_S
-    t, y = t_s[recent], load[recent]
-    if t.size < 6:
+    line = _line(t_s[recent], load[recent]) if int(recent.sum()) >= 6 else None
+    if line is None or not line.slope < -FALL_T_STAT * line.se or line.r2 < FALL_MIN_R2:
         return None
-    tc = t - float(t.mean())
-    sxx = float(tc @ tc)
-    if sxx <= 0:
-        return None
-    yc = y - float(y.mean())
-    slope = float(tc @ yc) / sxx
-    if slope >= 0:
-        return None
-    resid = yc - slope * tc
-    sse = float(resid @ resid)
-    se = math.sqrt(sse / (t.size - 2) / sxx)
-    ramp = 1.0 - sse / float(yc @ yc) >= FALL_MIN_R2
-    return slope if slope < -FALL_T_STAT * se and ramp else None
+    return line.slope
 
 
 def load_sigma(t_s: FloatArray, load: FloatArray) -> float:
@@ -119,36 +109,49 @@ def load_sigma(t_s: FloatArray, load: FloatArray) -> float:
     return min(1.4826 * mad / math.sqrt(2.0), MAX_SIGMA)
 
 
-def _slope(t: FloatArray, y: FloatArray) -> float:
-    """Least-squares slope of ``y`` over ``t`` (0 with fewer than two distinct times)."""
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """A least-squares straight line through recent buckets."""
+
+    slope: float  # req/s per s
+    se: float  # its standard error
+    r2: float  # share of the variation it explains
+    level_now: float  # its value at the newest bucket
+
+
+def _line(t: FloatArray, y: FloatArray) -> _Line | None:
+    """The least-squares line of ``y`` over ``t``; None with fewer than three distinct times."""
+    n = t.size
     tc = t - float(t.mean())
     sxx = float(tc @ tc)
-    return float(tc @ (y - float(y.mean()))) / sxx if sxx > 0 else 0.0
+    if n < 3 or sxx <= 0:
+        return None
+    y_mean = float(y.mean())
+    yc = y - y_mean
+    slope = float(tc @ yc) / sxx
+    resid = yc - slope * tc
+    sse = float(resid @ resid)
+    syy = float(yc @ yc)
+    return _Line(
+        slope=slope,
+        se=math.sqrt(sse / (n - 2) / sxx),
+        r2=1.0 - sse / syy if syy > 0 else 0.0,
+        level_now=y_mean + slope * float(tc[-1]),
+    )
 
 
 def _trend(t_s: FloatArray, load: FloatArray, horizon_s: float) -> float | None:
+    """The level ``horizon_s`` ahead along a significant, ramp-shaped rise, else None."""
     recent = t_s >= t_s[-1] - TREND_SPAN_S
     t, y = t_s[recent], load[recent]
-    n = t.size
-    if n < 4:
+    line = _line(t, y) if t.size >= 4 else None
+    if line is None or line.slope <= 0:
         return None
-    tc = t - float(t.sum()) / t.size
-    y_mean = float(y.sum() / y.size)
-    sxx = float(tc @ tc)
-    if sxx <= 0:
+    if line.se > 0 and line.slope / line.se < TREND_T_STAT:
         return None
-    slope = float(tc @ (y - y_mean)) / sxx
-    if slope <= 0:
-        return None
-    resid = y - (y_mean + slope * tc)
-    sse = float(resid @ resid)
-    se = math.sqrt(sse / (n - 2) / sxx)
-    if se > 0 and slope / se < TREND_T_STAT:
-        return None
-    centred = y - y_mean
-    if 1.0 - sse / float(centred @ centred) < TREND_MIN_R2:
+    if line.r2 < TREND_MIN_R2:
         return None  # a step or a spike, not a ramp: extrapolating it would overshoot
-    if _slope(t[-TREND_END_POINTS:], y[-TREND_END_POINTS:]) < TREND_END_SHARE * slope:
+    newest = _line(t[-TREND_END_POINTS:], y[-TREND_END_POINTS:])
+    if newest is None or newest.slope < TREND_END_SHARE * line.slope:
         return None  # the newest buckets no longer climb with it: a surge that levelled off
-    level_now = y_mean + slope * float(tc[-1])
-    return level_now + slope * horizon_s
+    return line.level_now + line.slope * horizon_s
