@@ -374,3 +374,31 @@ def test_the_slo_guard_explores_only_while_latency_is_flat_and_vouches_per_count
     assert scale_out is not None
     assert scale_in.at(counts) == pytest.approx([44.0, 44.0, 44.0, 54.0, 54.0])
     assert scale_out.at(counts) == pytest.approx([54.0 * (1.0 + policy.explore)] * 5)
+
+
+def test_scale_in_needs_no_hysteresis_margin_on_a_steady_fall() -> None:
+    from app.optimizer.decide import _Context, _context
+    from app.optimizer.fit import fit_arrays
+    from app.optimizer.foresight import recent
+
+    policy = Policy(latency_slo_ms=300.0, max_instances=40)
+    rng = np.random.default_rng(5)
+    minutes = np.arange(90)
+
+    def ctx_for(load: FloatArray) -> _Context:
+        c = rng.integers(4, 12, minutes.size).astype(float)
+        p95 = power_law(50.0, 0.1, 0.5, c, load) * np.exp(rng.normal(0, 0.02, load.size))
+        obs = tuple(
+            Observation(60.0 * i, int(ci), float(li), float(pi), float(pi) / 2)
+            for i, ci, li, pi in zip(minutes, c, load, p95, strict=True)
+        )
+        cols = recent(Window(obs).arrays)
+        f = fit_arrays(cols.instances, cols.load_rps, cols.p95_ms, criteria=policy.fit_criteria())
+        return _context(cols, policy, f)
+
+    steady = ctx_for(400.0 * np.exp(rng.normal(0, 0.03, minutes.size)))
+    assert steady.in_ms == pytest.approx(steady.target_ms * (1.0 - policy.scale_in_margin))
+    # A crowd leaving at 1 %/min: the next move is down anyway, the plain target will do.
+    leaving = 800.0 * np.exp(-0.01 * minutes) * np.exp(rng.normal(0, 0.03, minutes.size))
+    decay = ctx_for(leaving)
+    assert decay.in_ms == decay.target_ms
