@@ -9,7 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.test_embedded import STARTUP_DEADLINE_S, Dev, _free_port, _stratus, _wait_for
+from tests.test_embedded import (
+    STARTUP_DEADLINE_S,
+    Dev,
+    _free_port,
+    _stratus,
+    _wait_for,
+    stop_local_replicas,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,3 +44,4 @@ def checkout_dev(workdir: Path) -> Iterator[Dev]:
         yield server
     finally:
         server.stop()
+        stop_local_replicas(server.data_dir)

@@ -31,6 +31,32 @@ pytestmark = [
 STARTUP_DEADLINE_S = 60.0
 
 
+def stop_local_replicas(data_dir: Path) -> int:
+    """SIGTERM the local backend's endpoint controllers, then their replicas, running from
+    ``data_dir``; how many processes there were.
+
+    Endpoints outlive the server by design (a new controller adopts their replicas), so a test
+    that is done with a data directory stops them itself rather than leave them to the next.
+    """
+    needle = str(data_dir / "local").encode()
+    stopped = 0
+    for module in (b"app.backends.local.controller", b"app.backends.local.serving"):
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if module in cmdline and needle in cmdline:
+                try:
+                    os.kill(int(proc.name), signal.SIGTERM)
+                    stopped += 1
+                except ProcessLookupError:
+                    pass
+    return stopped
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -154,6 +180,7 @@ def start_dev(tmp_path: Path) -> Iterator[Callable[[Path], Dev]]:
         if dev.popen.poll() is None:
             dev.popen.kill()
             dev.popen.wait()
+        stop_local_replicas(dev.data_dir)
 
 
 def _finished(dev: Dev, run_url: str, headers: dict[str, str]) -> dict[str, Any] | None:
