@@ -176,8 +176,9 @@ def slo_guards(
 
     The peak is a rare load, and a pooled queue's wall gives little latency warning: past the
     loads seen (at as many instances or fewer) or load-tested to meet the SLO, the guard explores
-    at ``SLO_EXPLORE_SHARE`` of the target guard's pace (shrunk alike by how near the SLO the
-    latency at the highest good loads is, and stopped by a miss above them). Scaling out may go
+    at ``SLO_EXPLORE_SHARE`` of the target guard's pace, only while the latency at the highest
+    good loads is still flat (``SLO_EXPLORE_ROOM`` of the room left), and no further than a miss
+    above them. Scaling out may go
     further with a located queueing fit (whose wall is the nearest the data allow): up to where
     it predicts the SLO, at most ``policy.explore`` past those loads. Scale-in does not, so a
     count does not flap as the fit comes and goes with the window.
