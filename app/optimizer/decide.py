@@ -23,7 +23,14 @@ from app.optimizer.bounds import (
     vouched_load,
 )
 from app.optimizer.efficiency import Baseline, efficiency
-from app.optimizer.forecast import falling, forecast_load, load_sigma
+from app.optimizer.forecast import (
+    AUTO,
+    Auto,
+    fall_slope,
+    fit_line,
+    forecast_load,
+    load_sigma,
+)
 from app.optimizer.foresight import SEASON_MIN_GAIN, foresight, recent, season_for, seen_ahead
 from app.optimizer.seasonal import Rise
 from app.optimizer.types import (
@@ -209,7 +216,8 @@ def _context(
 ) -> _Context:
     per_inst = cols.load_rps / cols.instances
     met_slo = cols.p95_ms <= policy.latency_slo_ms
-    forecast, ahead, peak, peak_in = _loads(cols, policy, ahead, periodic, burst)
+    fall = fall_slope(cols.t_s, cols.load_rps)
+    forecast, ahead, peak, peak_in = _loads(cols, policy, ahead, periodic, burst, fall)
     knee = knee_for(f, cols, policy)
     corr = residual_correction(f, knee, cols)
     seen = cols.p95_ms[np.isfinite(cols.p95_ms) & ~cols.saturated]
@@ -224,7 +232,7 @@ def _context(
     in_ms = target_ms * (1.0 - policy.scale_in_margin)
     if target_ms > policy.latency_target_ms:
         in_ms = target_ms - policy.scale_in_margin * (target_ms - floor_ms)
-    if falling(cols.t_s, cols.load_rps):
+    if fall is not None:
         in_ms = target_ms
     guards = slo_guards(cols, per_inst, knee, policy, floor_ms)
     ratios = cols.mean_ms / cols.p95_ms
@@ -255,15 +263,27 @@ def _context(
 
 
 def _loads(
-    cols: WindowArrays, policy: Policy, ahead: Rise | None, periodic: bool, burst: float
+    cols: WindowArrays,
+    policy: Policy,
+    ahead: Rise | None,
+    periodic: bool,
+    burst: float,
+    fall: float | None | Auto = AUTO,
 ) -> tuple[float, Rise | None, float, float]:
     """(forecast, the pattern's rise it was raised for, peak, peak_in): the loads to provision
-    for over the start-up horizon."""
+    for over the start-up horizon. ``fall``: the slope of a steady fall (``fall_slope``), when
+    already measured."""
     z = policy.load_quantile_z
     sigma = load_sigma(cols.t_s, cols.load_rps)
     level = ahead.expected_rps if ahead is not None and periodic else None
     forecast = forecast_load(
-        cols.t_s, cols.load_rps, policy.forecast_horizon_s, sigma=sigma, z=z, level=level
+        cols.t_s,
+        cols.load_rps,
+        policy.forecast_horizon_s,
+        sigma=sigma,
+        z=z,
+        level=level,
+        fall=fall,
     )
     if ahead is not None and ahead.gain >= SEASON_MIN_GAIN:
         # Capacity must be in service when the pattern's rise comes. The pattern's level may
@@ -291,23 +311,13 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
     """Factors ≥ 1: the rise of log load over the horizon at its recent least-squares slope, and
     the same counting only a slope significantly (``GROWTH_T_STAT`` standard errors) above 0."""
     recent = (cols.t_s >= cols.t_s[-1] - GROWTH_SPAN_S) & (cols.load_rps > 0)
-    n = int(recent.sum())
-    if n < 4:
+    if int(recent.sum()) < 4:
         return 1.0, 1.0
-    t = cols.t_s[recent]
-    y = np.log(cols.load_rps[recent])
-    tc = t - float(t.sum()) / t.size
-    y_mean = float(y.sum() / y.size)
-    sxx = float(tc @ tc)
-    if sxx <= 0:
+    line = fit_line(cols.t_s[recent], np.log(cols.load_rps[recent]))
+    if line is None or line.slope <= 0:
         return 1.0, 1.0
-    slope = float(tc @ (y - y_mean)) / sxx
-    if slope <= 0:
-        return 1.0, 1.0
-    resid = y - y_mean - slope * tc
-    se = math.sqrt(float(resid @ resid) / (n - 2) / sxx)
-    rise = math.exp(slope * policy.forecast_horizon_s)
-    return rise, rise if slope > GROWTH_T_STAT * se else 1.0
+    rise = math.exp(line.slope * policy.forecast_horizon_s)
+    return rise, rise if line.slope > GROWTH_T_STAT * line.se else 1.0
 
 
 def _candidates(f: Fit, ctx: _Context, policy: Policy, corr: float) -> tuple[Candidate, ...]:

@@ -35,6 +35,13 @@ FALL_MIN_R2 = 0.5
 FALL_FLOOR_POINTS = 3
 
 
+class Auto:
+    """``forecast_load``'s default for ``fall``: measure it from the buckets given."""
+
+
+AUTO = Auto()
+
+
 def forecast_load(
     t_s: FloatArray,
     load_rps: FloatArray,
@@ -43,6 +50,7 @@ def forecast_load(
     sigma: float = 0.0,
     z: float = 0.0,
     level: float | None = None,
+    fall: float | None | Auto = AUTO,
 ) -> float:
     """max(current·e^(−zσ), EWMA (moved to now along a steady fall), significant linear trend
     ``horizon_s`` ahead); 0 with no data.
@@ -59,22 +67,23 @@ def forecast_load(
     if load_rps.size == 0:
         return 0.0
     now = float(load_rps[-1]) * math.exp(-z * sigma)
-    candidates = [now, _ewma(t_s, load_rps) if level is None else level]
+    if isinstance(fall, Auto):
+        fall = fall_slope(t_s, load_rps) if level is None else None
+    candidates = [now, _ewma(t_s, load_rps, fall) if level is None else level]
     trend = _trend(t_s, load_rps, horizon_s)
     if trend is not None:
         candidates.append(trend)
     return max(candidates)
 
 
-def _ewma(t_s: FloatArray, load: FloatArray) -> float:
+def _ewma(t_s: FloatArray, load: FloatArray, slope: float | None) -> float:
     """Exponentially time-decayed mean (weights halve every ``EWMA_HALFLIFE_S`` of age), moved
-    to now along a significant fall: on a decay the plain mean lags above the load by the slope
-    times its weights' mean age, and would hold capacity the load has already left."""
+    to now along a significant fall's ``slope``: on a decay the plain mean lags above the load by
+    the slope times its weights' mean age, and would hold capacity the load has already left."""
     age = t_s[-1] - t_s
     weights = np.exp2(-age / EWMA_HALFLIFE_S)
     total = float(weights.sum())
     mean = float(weights @ load) / total
-    slope = _fall(t_s, load)
     if slope is None:
         return mean
     # Never under what the newest buckets carry: a fall that has stopped is not extrapolated.
@@ -82,15 +91,17 @@ def _ewma(t_s: FloatArray, load: FloatArray) -> float:
 
 
 def falling(t_s: FloatArray, load: FloatArray) -> bool:
-    """Whether the load is in a significant, steady fall (see ``_fall``)."""
-    return load.size > 0 and _fall(t_s, load) is not None
+    """Whether the load is in a significant, steady fall (see ``fall_slope``)."""
+    return fall_slope(t_s, load) is not None
 
 
-def _fall(t_s: FloatArray, load: FloatArray) -> float | None:
+def fall_slope(t_s: FloatArray, load: FloatArray) -> float | None:
     """The slope (req/s per s) of a fall over ``FALL_SPAN_S`` that stands ``FALL_T_STAT``
     standard errors below zero and that a line explains (R² ≥ ``FALL_MIN_R2``), else None."""
+    if load.size == 0:
+        return None
     recent = t_s >= t_s[-1] - FALL_SPAN_S
-    line = _line(t_s[recent], load[recent]) if int(recent.sum()) >= 6 else None
+    line = fit_line(t_s[recent], load[recent]) if int(recent.sum()) >= 6 else None
     if line is None or not line.slope < -FALL_T_STAT * line.se or line.r2 < FALL_MIN_R2:
         return None
     return line.slope
@@ -110,7 +121,7 @@ def load_sigma(t_s: FloatArray, load: FloatArray) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class _Line:
+class Line:
     """A least-squares straight line through recent buckets."""
 
     slope: float  # req/s per s
@@ -119,7 +130,7 @@ class _Line:
     level_now: float  # its value at the newest bucket
 
 
-def _line(t: FloatArray, y: FloatArray) -> _Line | None:
+def fit_line(t: FloatArray, y: FloatArray) -> Line | None:
     """The least-squares line of ``y`` over ``t``; None with fewer than three distinct times."""
     n = t.size
     tc = t - float(t.mean())
@@ -132,7 +143,7 @@ def _line(t: FloatArray, y: FloatArray) -> _Line | None:
     resid = yc - slope * tc
     sse = float(resid @ resid)
     syy = float(yc @ yc)
-    return _Line(
+    return Line(
         slope=slope,
         se=math.sqrt(sse / (n - 2) / sxx),
         r2=1.0 - sse / syy if syy > 0 else 0.0,
@@ -144,14 +155,14 @@ def _trend(t_s: FloatArray, load: FloatArray, horizon_s: float) -> float | None:
     """The level ``horizon_s`` ahead along a significant, ramp-shaped rise, else None."""
     recent = t_s >= t_s[-1] - TREND_SPAN_S
     t, y = t_s[recent], load[recent]
-    line = _line(t, y) if t.size >= 4 else None
+    line = fit_line(t, y) if t.size >= 4 else None
     if line is None or line.slope <= 0:
         return None
     if line.se > 0 and line.slope / line.se < TREND_T_STAT:
         return None
     if line.r2 < TREND_MIN_R2:
         return None  # a step or a spike, not a ramp: extrapolating it would overshoot
-    newest = _line(t[-TREND_END_POINTS:], y[-TREND_END_POINTS:])
+    newest = fit_line(t[-TREND_END_POINTS:], y[-TREND_END_POINTS:])
     if newest is None or newest.slope < TREND_END_SHARE * line.slope:
         return None  # the newest buckets no longer climb with it: a surge that levelled off
     return line.level_now + line.slope * horizon_s
