@@ -191,15 +191,23 @@ def test_patch_while_creating_stores_the_latest_desired_only(
     assert _outbox(db) == []
 
 
-def test_patch_policy_only_on_in_service_needs_no_resize(
-    client: TestClient, db: Session, setup: Any
-) -> None:
+def _patch_policy_in_service(
+    client: TestClient, db: Session, setup: Any, policy: dict[str, Any]
+) -> tuple[Deployment, Any]:
+    """A new in-service deployment, and the 200 answer to PATCHing ``policy`` into it."""
     editor, _, project, model = setup
     deployment = make_deployment(db, project, model)
     _in_service(db, deployment)
-    body = {"scaling_policy": {"cost_weight": 0.8}}
+    body = {"scaling_policy": policy}
     r = client.patch(f"/v1/deployments/{deployment.id}", json=body, headers=editor.headers)
     assert r.status_code == 200, r.text
+    return deployment, r
+
+
+def test_patch_policy_only_on_in_service_needs_no_resize(
+    client: TestClient, db: Session, setup: Any
+) -> None:
+    deployment, r = _patch_policy_in_service(client, db, setup, {"cost_weight": 0.8})
     assert r.json()["status"] == "in_service"
     assert r.json()["scaling_policy"]["cost_weight"] == 0.8
     assert _outbox(db) == []
@@ -208,12 +216,8 @@ def test_patch_policy_only_on_in_service_needs_no_resize(
 def test_a_load_tested_target_reaches_the_optimizer(
     client: TestClient, db: Session, setup: Any
 ) -> None:
-    editor, _, project, model = setup
-    deployment = make_deployment(db, project, model)
-    _in_service(db, deployment)
-    body = {"scaling_policy": {"fallback_target_rps": 33.5}}
-    r = client.patch(f"/v1/deployments/{deployment.id}", json=body, headers=editor.headers)
-    assert r.status_code == 200, r.text
+    editor = setup[0]
+    deployment, r = _patch_policy_in_service(client, db, setup, {"fallback_target_rps": 33.5})
     assert r.json()["scaling_policy"]["fallback_target_rps"] == 33.5
     db.expire_all()
     stored = db.get(Deployment, deployment.id)
