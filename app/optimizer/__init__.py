@@ -25,13 +25,15 @@ The decision
 z·σ, an EWMA, moved to now along a significant steady fall so a decay is not followed with the
 average's lag, and a statistically significant, ramp-shaped linear trend over the start-up
 horizon, while its newest buckets still climb: a surge that levelled off is not extrapolated)
-and a *peak*: that level raised by ``load_quantile_z`` σ of the load's bucket-to-bucket variation
-(σ widened for the level's own error) and by the load's significant recent rise over the horizon
-(capped at the noise margin, so a step overshoots by at most z·σ). Discounting the current value
-means a bucket that is merely high by chance does not get the noise margin twice, while a jump
-larger than the noise is followed at once. Scale-in must hold at ``peak_in``: the same noise
-margin times the recent rise, significant or not, since undoing a scale-in takes a whole
-start-up delay. Predicted p95 is the more pessimistic of the power law and, when it
+and a *peak*: that level raised by ``load_quantile_z`` less ``SCALE_OUT_Z_GAP`` (0.5) σ of the
+load's bucket-to-bucket variation (σ widened for the level's own error) and by the load's
+significant recent rise over the horizon (capped at the noise margin, so a step overshoots by at
+most z·σ). Discounting the current value means a bucket that is merely high by chance does not
+get the noise margin twice, while a jump larger than the noise is followed at once. Scale-in must
+hold at ``peak_in``: the full z σ noise margin times the recent rise, significant or not, since
+undoing a scale-in takes a whole start-up delay. The gap between the two margins is hysteresis in
+load, in proportion to its noise: a count that lands between them stays either way.
+Predicted p95 is the more pessimistic of the power law and, when it
 is located, a queueing fit ``t·C^α = A + B/(μ − λ/C)`` (``fit_knee``) whose capacity μ is the
 smallest the data cannot reject (profile likelihood, ≈ 95 %) and, with a
 ``fallback_target_rps``, that still meets the SLO at twice it: by AWS's recipe that target is half

@@ -67,8 +67,16 @@ GROWTH_T_STAT = 3.0
 # Scale-in may shed up to this share of the instances at once (or max_step, if more): a fixed
 # step of two would hold a burst's capacity for an hour after the burst.
 SCALE_IN_SHARE = 0.5
+# Hysteresis in load, in proportion to its noise: a count is added when the peak at
+# ``load_quantile_z`` less this many σ would break the SLO, and given back only when the smaller
+# count holds the peak at the full z. Both ends stay in the noise's far tail (2.5σ and 3σ by
+# default), and a count that lands between them stays: on noisy load the count no longer
+# follows every draw of the noise estimate with a whole instance.
+SCALE_OUT_Z_GAP = 0.5
 # The lowest latency the window shows, robust to a few lucky buckets: this quantile of its p95s.
 SEEN_LOW_QUANTILE = 0.1
+# Relative tolerance of the load guards' comparisons (floating-point rounding, not a margin).
+GUARD_RTOL = 1.0 + 1e-9
 
 
 @dataclass(frozen=True)
@@ -295,7 +303,7 @@ def _loads(
     sigma *= math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
     # Bursts that recur (and that no pattern foresees) are no noise: the peak keeps spare
     # capacity for the height three in four of them stay under, as a fixed target would.
-    margin = max(z * sigma, burst)
+    margin = max(z * sigma, burst)  # for scale-in; scale-out at ``SCALE_OUT_Z_GAP`` σ less
     # Capacity ordered now serves only after the start-up delay: provision for the recent rise
     # over that horizon too, capped at the noise margin so that a step (whose slope is not a
     # trend) overshoots by at most z·σ.
@@ -303,8 +311,9 @@ def _loads(
     rise, trend = _growth(cols, policy)
     if level is not None:
         trend = 1.0  # the pattern's look-ahead already holds the rise
-    peak = forecast * math.exp(margin)
-    return forecast, ahead, peak * min(trend, cap), peak * min(rise, cap)
+    peak = forecast * math.exp(max((z - SCALE_OUT_Z_GAP) * sigma, burst))
+    peak_in = forecast * math.exp(margin)
+    return forecast, ahead, peak * min(trend, cap), peak_in * min(rise, cap)
 
 
 def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
@@ -368,10 +377,12 @@ def _feasible(
     the per-instance loads stay under the guards."""
     peak_p95 = predict(f, ctx.knee, counts, np.full_like(counts, max(peak, 1e-9))) * corr
     feasible = (p95 <= ctx.target_ms) & (peak_p95 <= policy.latency_slo_ms)
+    # A guard is often a load seen at that very count: rounding in the forecast's mean must
+    # not make the count it was seen at infeasible.
     if ctx.guard is not None:
-        feasible &= ctx.forecast / counts <= ctx.guard
+        feasible &= ctx.forecast / counts <= ctx.guard * GUARD_RTOL
     if slo_guard is not None:
-        feasible &= peak / counts <= slo_guard.at(counts)
+        feasible &= peak / counts <= slo_guard.at(counts) * GUARD_RTOL
     return feasible.astype(np.float64)
 
 

@@ -304,7 +304,7 @@ def test_a_dearer_count_needs_an_e_gain_above_the_fits_noise() -> None:
 
 
 def test_a_foreseen_rise_is_provisioned_once_not_again_for_its_slope() -> None:
-    from app.optimizer.decide import LEVEL_BUCKETS, _loads
+    from app.optimizer.decide import LEVEL_BUCKETS, SCALE_OUT_Z_GAP, _loads
     from app.optimizer.forecast import load_sigma
     from app.optimizer.seasonal import Rise
 
@@ -318,7 +318,7 @@ def test_a_foreseen_rise_is_provisioned_once_not_again_for_its_slope() -> None:
     policy = Policy(latency_slo_ms=300.0)
     forecast, _, peak, _ = _loads(cols, policy, None, False, 0.0)
     sigma = load_sigma(cols.t_s, cols.load_rps) * math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
-    margin = math.exp(policy.load_quantile_z * sigma)
+    margin = math.exp((policy.load_quantile_z - SCALE_OUT_Z_GAP) * sigma)
     assert peak / forecast > margin * 1.04  # the noise margin, then ~5 % for the slope
     # A pattern that foresees the climb already put its level over the look-ahead into the
     # forecast: the peak is that forecast with the noise margin, the slope is not added again.
@@ -402,3 +402,41 @@ def test_scale_in_needs_no_hysteresis_margin_on_a_steady_fall() -> None:
     leaving = 800.0 * np.exp(-0.01 * minutes) * np.exp(rng.normal(0, 0.03, minutes.size))
     decay = ctx_for(leaving)
     assert decay.in_ms == decay.target_ms
+
+
+
+def test_noisy_load_between_the_out_and_in_margins_holds_its_count_either_way() -> None:
+    """Hysteresis in load: a count is added when the peak at z − gap σ would pass a guard, and
+    given back only when the smaller count holds the peak at the full z σ."""
+    from app.optimizer.decide import LEVEL_BUCKETS, SCALE_OUT_Z_GAP, _loads
+    from app.optimizer.forecast import load_sigma
+    from app.optimizer.foresight import recent
+
+    # Latency is flat far under the SLO, and a miss just past the load-tested limit (twice the
+    # fallback target: 100 req/s per instance) keeps the SLO guard from exploring past it.
+    policy = Policy(latency_slo_ms=300.0, max_instances=40, fallback_target_rps=50.0)
+    rng = np.random.default_rng(11)
+    t = 60.0 * np.arange(120)
+    load = 590.0 * np.exp(rng.normal(0.0, 0.1, t.size))
+    counts = np.where(np.arange(t.size) % 2 == 0, 8, 9)
+    obs = (
+        Observation(-60.0, 1, 101.0, 400.0, 200.0, 5.0),
+        *(
+            Observation(float(ti), int(ci), float(li), 100.0 + 0.01 * li / ci, 50.0)
+            for ti, ci, li in zip(t, counts, load, strict=True)
+        ),
+    )
+    window = Window(obs, float(t[-1]))
+
+    cols = recent(window.arrays)
+    forecast, _, peak, peak_in = _loads(cols, policy, None, False, 0.0)
+    wide = load_sigma(cols.t_s, cols.load_rps) * math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
+    assert peak_in / peak == pytest.approx(math.exp(SCALE_OUT_Z_GAP * wide))
+    assert peak / 8 <= 100.0 < peak_in / 8  # the load straddles the two margins at 8
+
+    def decided(current: int) -> int:
+        return decide(window, policy, State(current_instances=current)).desired_instances
+
+    assert decided(8) == 8  # the scale-out peak fits: no instance for the noise's far tail
+    assert decided(9) == 9  # the scale-in peak does not fit 8: the ninth stays
+    assert decided(6) > 6  # short of even the scale-out peak: add
