@@ -404,7 +404,6 @@ def test_scale_in_needs_no_hysteresis_margin_on_a_steady_fall() -> None:
     assert decay.in_ms == decay.target_ms
 
 
-
 def test_noisy_load_between_the_out_and_in_margins_holds_its_count_either_way() -> None:
     """Hysteresis in load: a count is added when the peak at z − gap σ would pass a guard, and
     given back only when the smaller count holds the peak at the full z σ."""
