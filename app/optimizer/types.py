@@ -282,6 +282,7 @@ class Policy:
     forecast_horizon_s: float = 300.0
     # The SLO itself (not the target with headroom) must hold at the forecast raised by this many
     # σ of the load's bucket-to-bucket variation: an SLO judged per bucket must survive noise.
+    # Scale-in needs the full z; scale-out comes at ``decide.SCALE_OUT_Z_GAP`` σ less.
     load_quantile_z: float = 3.0
     # Scale-in must also clear the latency target shrunk by this fraction (hysteresis).
     scale_in_margin: float = 0.1
