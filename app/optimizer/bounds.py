@@ -27,6 +27,10 @@ SLO_EXPLORE_SHARE = 0.4
 # ... and only while the latency at the highest loads seen has used less than this share of the
 # room between its floor and the SLO.
 SLO_EXPLORE_ROOM = 0.9
+# The load test vouches for a lone instance. Once the loads seen reach this share of it with the
+# latency still flat, the service is not behaving like a lone instance (whose p95 is at the SLO
+# there by definition): it pools, and the guard explores past the load test as past a seen load.
+VOUCHED_NEAR = 0.9
 
 
 def fit_window(cols: WindowArrays, policy: Policy) -> Fit:
@@ -178,7 +182,8 @@ def slo_guards(
     loads seen (at as many instances or fewer) or load-tested to meet the SLO, the guard explores
     at ``SLO_EXPLORE_SHARE`` of the target guard's pace, only while the latency at the highest
     good loads is still flat (``SLO_EXPLORE_ROOM`` of the room left), and no further than a miss
-    above them. Scaling out may go
+    above them; once the loads seen come near the load test (``VOUCHED_NEAR``) with the latency
+    still flat, past the load test's load too. Scaling out may go
     further with a located queueing fit (whose wall is the nearest the data allow): up to where
     it predicts the SLO, at most ``policy.explore`` past those loads. Scale-in does not, so a
     count does not flap as the fit comes and goes with the window.
@@ -198,7 +203,10 @@ def slo_guards(
     # Only while the latency at the highest loads is still flat (the queue has not begun to
     # rise): a pooled wall comes within a few per cent of where it lifts.
     explore = SLO_EXPLORE_SHARE * policy.explore if room >= SLO_EXPLORE_ROOM else 0.0
-    loads = np.minimum(np.maximum(bad_min, ok_max), ok_max * (1.0 + explore))
+    base = ok_max
+    if explore > 0 and vouched is not None and float(ok_max[-1]) >= VOUCHED_NEAR * vouched:
+        base = np.maximum(ok_max, vouched)  # flat near the load test: it vouches like a seen load
+    loads = np.minimum(np.maximum(bad_min, base), base * (1.0 + explore))
     below = vouched if vouched is not None else float(ok_max[0])
     explored = CountGuard(counts, np.maximum(loads, vouched or 0.0), below)
     if knee is None or limit <= knee.a:

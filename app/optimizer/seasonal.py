@@ -52,6 +52,9 @@ BURST_PER_HOUR = 0.5
 BURST_MIN_EVENTS = 6
 # Spare capacity covers the burst height this share of the bursts stay under.
 BURST_QUANTILE = 0.75
+# A spike inside a bucket: the phase's second-busiest minute this far above its bucket's mean or
+# more (noise of a few per cent lifts it less; it already has its margin in the peak's z·σ).
+SPIKE_MIN = 1.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +114,12 @@ class SeasonScan:
 class Rise:
     """What the pattern foresees over the look-ahead: its highest point and when it comes."""
 
-    peak_rps: float  # the upper band's load there, from the current level
+    peak_rps: float  # the upper band's load there, from the current level (a spike's minutes)
     at_s: float  # start of the bucket the peak falls in
     gain: float  # the pattern's mean there over its mean now (1 = no rise)
     period_s: float
     strength: float
-    expected_rps: (
-        float  # the pattern's mean load over the look-ahead's first bucket, from the level
-    )
+    expected_rps: float  # the pattern's highest mean load over the look-ahead (a spike's)
 
 
 def rise(
@@ -147,9 +148,34 @@ def rise(
     )
     gain = math.exp(top - here)
     peak = math.exp(level + float(pattern.upper[phases[i]]))
+    spike = within_bucket(pattern, t_s, load_rps, int(phases[i]))
+    peak *= spike
     # What the pattern expects over the look-ahead, slow ramps included.
-    expected = math.exp(level + top)
+    expected = math.exp(level + top) * spike
     return Rise(peak, start, gain, pattern.period_s, pattern.strength, expected)
+
+
+def within_bucket(pattern: Pattern, t_s: FloatArray, load_rps: FloatArray, phase: int) -> float:
+    """Factor from a phase's bucket mean to the load its busiest minutes carry: ≥ ``SPIKE_MIN``,
+    or 1 when no spike hides in the bucket.
+
+    The profile holds bucket means (the long history comes downsampled), and a batch shorter
+    than a bucket hides in one: capacity for the mean would meet it a third short. The window's
+    own cycles, at full resolution, show how far the phase's second-busiest minute (one minute
+    is noise, two make a spike) lay above its bucket's mean; the median over those cycles.
+    """
+    at = pattern.phase(t_s) == phase
+    if int(at.sum()) < 3:
+        return 1.0
+    cycle = np.floor((t_s[at] - pattern.origin_s) / pattern.step_s)
+    loads = load_rps[at]
+    ratios = [
+        float(group[-2]) * group.size / total
+        for c in np.unique(cycle)
+        if (group := np.sort(loads[cycle == c])).size >= 3 and (total := float(group.sum())) > 0
+    ]
+    factor = median(ratios) if ratios else 1.0
+    return factor if factor >= SPIKE_MIN else 1.0
 
 
 def scan(t_s: FloatArray, load_rps: FloatArray, lookahead_s: float) -> SeasonScan:

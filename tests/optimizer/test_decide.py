@@ -376,6 +376,34 @@ def test_the_slo_guard_explores_only_while_latency_is_flat_and_vouches_per_count
     assert scale_out.at(counts) == pytest.approx([54.0 * (1.0 + policy.explore)] * 5)
 
 
+def test_flat_latency_near_the_load_test_lets_the_slo_guard_explore_past_it() -> None:
+    from app.optimizer.bounds import SLO_EXPLORE_SHARE, VOUCHED_NEAR, slo_guards
+
+    def cols_at(per_instance: float, p95: float) -> tuple[WindowArrays, FloatArray]:
+        obs = [Observation(60.0 * i, 8, 8 * per_instance, p95, 80.0) for i in range(40)]
+        cols = Window(tuple(obs), obs[-1].t_s).arrays
+        return cols, cols.load_rps / cols.instances
+
+    tested = Policy(latency_slo_ms=300.0, fallback_target_rps=30.0)  # vouches for 60 req/s
+    step = 1.0 + SLO_EXPLORE_SHARE * tested.explore
+    counts = np.array([8.0, 12.0])
+    # 57 req/s per instance (95 % of the load test) at a flat 150 ms: a lone instance would be at
+    # its SLO there, so the service pools; the load test counts as seen and is explored past.
+    pooled = slo_guards(*cols_at(57.0, 150.0), None, tested, 145.0)[0]
+    assert pooled is not None
+    assert pooled.at(counts) == pytest.approx([60.0 * step] * 2)
+    # The same loads with the latency near the SLO, as a lone instance's would be: no further
+    # than the load test.
+    lone = slo_guards(*cols_at(57.0, 280.0), None, tested, 145.0)[0]
+    assert lone is not None
+    assert lone.at(counts) == pytest.approx([60.0] * 2)
+    # Flat, but far under the load test: nothing says how the service behaves near it.
+    below = 0.8 * VOUCHED_NEAR * 60.0
+    far = slo_guards(*cols_at(below, 150.0), None, tested, 145.0)[0]
+    assert far is not None
+    assert far.at(counts) == pytest.approx([60.0] * 2)
+
+
 def test_scale_in_needs_no_hysteresis_margin_on_a_steady_fall() -> None:
     from app.optimizer.decide import _Context, _context
     from app.optimizer.fit import fit_arrays

@@ -186,3 +186,41 @@ def test_the_reason_names_the_pattern_whichever_minute_the_pass_runs(offset: int
     decision = decide(Window(tuple(observations), end), policy, State(current_instances=1))
     assert decision.action == "scale_out"
     assert decision.reason.startswith("Pattern with period 60 min, strength "), decision.reason
+
+
+def _downsampled(t: np.ndarray, load: np.ndarray, recent_s: float) -> tuple[np.ndarray, ...]:
+    """The history as a pass gets it: 5-minute means, then the newest ``recent_s`` per minute."""
+    old = t < t[-1] - recent_s
+    buckets = np.floor(t[old] / 300.0)
+    keys = np.unique(buckets)
+    means = np.array([load[old][buckets == k].mean() for k in keys])
+    return (
+        np.concatenate([(keys + 0.5) * 300.0, t[~old]]),
+        np.concatenate([means, load[~old]]),
+        t[~old],
+        load[~old],
+    )
+
+
+def test_a_batch_shorter_than_a_bucket_is_foreseen_at_its_minutes_not_the_buckets_mean() -> None:
+    from app.optimizer.seasonal import rise, within_bucket
+
+    rng = np.random.default_rng(4)
+    n = 3 * 1440 + 40  # the pass runs 5 minutes before a batch
+    m = np.arange(n)
+    # Every 45 minutes a 3-minute batch at 4× the load: a 5-minute bucket's mean is 2.2×.
+    load = np.where(m % 45 < 3, 1200.0, 300.0) * np.exp(rng.normal(0, 0.03, n))
+    t_all, load_all, t, recent = _downsampled((m + 1) * MINUTE, load, 3 * 3600.0)
+    found = scan(t_all, load_all, 600.0)
+    assert found.pattern is not None
+    assert found.pattern.period_s == 45 * MINUTE
+    ahead = rise(found.pattern, t, recent, float(t[-1]), 600.0)
+    assert ahead.gain > 2.0
+    assert ahead.peak_rps > 1100.0  # the batch's minutes; the bucket's mean is ≈ 660
+    assert ahead.expected_rps > 1100.0
+    # A smooth pattern hides nothing at its top: no factor for the noise of the minutes.
+    smooth = 300.0 * (2.0 + np.sin(2 * np.pi * m / 45.0)) * np.exp(rng.normal(0, 0.03, n))
+    t_all, load_all, t, recent = _downsampled((m + 1) * MINUTE, smooth, 3 * 3600.0)
+    pattern = scan(t_all, load_all, 600.0).pattern
+    assert pattern is not None
+    assert within_bucket(pattern, t, recent, int(np.argmax(pattern.mean))) == 1.0
