@@ -119,7 +119,7 @@ class Rise:
     gain: float  # the pattern's mean there over its mean now (1 = no rise)
     period_s: float
     strength: float
-    expected_rps: float  # the pattern's highest mean load over the look-ahead (a spike's)
+    expected_rps: float  # the pattern's highest mean load until the look-ahead's end (a spike's)
 
 
 def rise(
@@ -150,8 +150,11 @@ def rise(
     peak = math.exp(level + float(pattern.upper[phases[i]]))
     spike = within_bucket(pattern, t_s, load_rps, int(phases[i]))
     peak *= spike
-    # What the pattern expects over the look-ahead, slow ramps included.
-    expected = math.exp(level + top) * spike
+    # What the pattern expects until capacity ordered now serves, slow ramps included: the
+    # bucket after the look-ahead is for a rise's start only, and would lead a smooth ramp by
+    # a whole bucket.
+    near = float(pattern.mean[phases[ahead <= now_s + max(lookahead_s, 60.0)]].max())
+    expected = math.exp(level + near) * spike
     return Rise(peak, start, gain, pattern.period_s, pattern.strength, expected)
 
 

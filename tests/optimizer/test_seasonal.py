@@ -224,3 +224,23 @@ def test_a_batch_shorter_than_a_bucket_is_foreseen_at_its_minutes_not_the_bucket
     pattern = scan(t_all, load_all, 600.0).pattern
     assert pattern is not None
     assert within_bucket(pattern, t, recent, int(np.argmax(pattern.mean))) == 1.0
+
+
+@pytest.mark.parametrize("end", range(35, 45))
+def test_a_smooth_ramp_is_expected_at_the_look_ahead_not_a_bucket_beyond(end: int) -> None:
+    from app.optimizer.seasonal import rise
+
+    rng = np.random.default_rng(end)
+    n = 3 * 1440 + end  # the pattern is rising at the pass
+    m = np.arange(n)
+    wave = 300.0 * (2.0 + np.sin(2 * np.pi * m / 45.0))
+    t_all, load_all, t, recent = _downsampled(
+        (m + 1) * MINUTE, wave * np.exp(rng.normal(0, 0.03, n)), 3 * 3600.0
+    )
+    pattern = scan(t_all, load_all, 300.0).pattern
+    assert pattern is not None
+    ahead = rise(pattern, t, recent, float(t[-1]), 300.0)
+    at_horizon, a_bucket_later = (
+        300.0 * (2.0 + np.sin(2 * np.pi * (n - 1 + k) / 45.0)) for k in (5, 10)
+    )
+    assert 0.8 * at_horizon < ahead.expected_rps < (at_horizon + a_bucket_later) / 2
