@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -113,23 +114,23 @@ class Window:
     def arrays(self) -> WindowArrays:
         """Usable rows only: a positive instance count, finite non-negative load, positive p95."""
         nan = float("nan")
-        # One pass over the observations into a table (None as NaN), then columns and the mask
-        # in numpy: a pass builds this for every deployment.
-        table = np.array(
-            [
-                (
-                    o.t_s,
-                    o.instances,
-                    o.load_rps,
-                    o.p95_ms,
-                    nan if o.mean_ms is None else o.mean_ms,
-                    nan if o.bytes_per_s is None else o.bytes_per_s,
-                    o.errors,
-                )
-                for o in self.observations
-            ],
-            dtype=np.float64,
-        ).reshape(-1, 7)
+        # One pass over the observations into a flat table (None as NaN), then columns and the
+        # mask in numpy: a pass builds this for every deployment, and ``fromiter`` over the
+        # chained rows skips the nested list ``np.array`` would have to inspect.
+        rows = [
+            (
+                o.t_s,
+                o.instances,
+                o.load_rps,
+                o.p95_ms,
+                nan if o.mean_ms is None else o.mean_ms,
+                nan if o.bytes_per_s is None else o.bytes_per_s,
+                o.errors,
+            )
+            for o in self.observations
+        ]
+        flat = itertools.chain.from_iterable(rows)
+        table = np.fromiter(flat, dtype=np.float64, count=7 * len(rows)).reshape(-1, 7)
         t, inst, load, p95, mean, rate, errors = table.T
         with np.errstate(invalid="ignore"):
             keep = (inst >= 1) & np.isfinite(load) & (load >= 0) & np.isfinite(p95) & (p95 > 0)
