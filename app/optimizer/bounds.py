@@ -68,6 +68,19 @@ def predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray) -> 
     return p95 if knee is None else np.maximum(p95, knee.predict(counts, load))
 
 
+def predicted(
+    f: Fit, knee: Knee | None, corr: float, counts: FloatArray, load: float
+) -> FloatArray:
+    """The p95 each count is judged by at a total ``load``: the predictor, corrected by
+    ``corr`` to the newest buckets."""
+    return predict(f, knee, counts, np.full_like(counts, max(load, 1e-9))) * corr
+
+
+def policy_counts(policy: Policy) -> FloatArray:
+    """Every instance count the policy allows, ascending."""
+    return np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
+
+
 def residual_correction(f: Fit, knee: Knee | None, cols: WindowArrays) -> float:
     """Factor ≥ 1 so that predictions never fall below what the newest buckets observed."""
     # Saturated buckets measure a growing queue, which the guard and the urgency rule handle;
@@ -89,6 +102,7 @@ def latency_target(
     load: float,
     previous: float | None = None,
     seen_low: float = 0.0,
+    p95: FloatArray | None = None,
 ) -> tuple[float, float]:
     """(target, floor): the SLO less the headroom or, when the latency's floor lies above that,
     halfway between the floor and the SLO. A fixed overhead that no count removes must not send
@@ -100,14 +114,17 @@ def latency_target(
     at ``FLOOR_REACH`` times the fewest instances that meet the SLO (at most the policy's
     maximum): what is left when more instances no longer help. Further out the power law
     extrapolates a fall that an overhead does not make, and a spurious count effect would pull
-    the floor, and so the target, down to what only the maximum count reaches.
+    the floor, and so the target, down to what only the maximum count reaches. ``p95``: those
+    predictions at ``load`` for ``policy_counts``, when already made (a pass judges its
+    candidates by the same).
     """
     target = policy.latency_target_ms
     if not f.trustworthy:
         return target, 0.0
     over = previous is not None and target < previous <= policy.latency_slo_ms
-    counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
-    p95 = predict(f, knee, counts, np.full_like(counts, max(load, 1e-9))) * corr
+    counts = policy_counts(policy)
+    if p95 is None:
+        p95 = predicted(f, knee, corr, counts, load)
     meets = np.flatnonzero(p95 <= policy.latency_slo_ms)
     need = int(meets[0]) if meets.size else counts.size - 1
     top = min(counts.size - 1, round(FLOOR_REACH * float(counts[need])) - policy.min_instances)
@@ -212,7 +229,7 @@ def _cumulative_max(instances: FloatArray, loads: FloatArray) -> tuple[FloatArra
     """(distinct counts ascending, the highest load seen at that count or fewer)."""
     order = np.argsort(instances, kind="stable")
     c, u = instances[order], loads[order]
-    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    starts = np.concatenate(([0], np.flatnonzero(c[1:] != c[:-1]) + 1))
     return c[starts], np.maximum.accumulate(np.maximum.reduceat(u, starts))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,7 +18,8 @@ from app.optimizer.bounds import (
     latency_target,
     load_guard,
     max_or_none,
-    predict,
+    policy_counts,
+    predicted,
     residual_correction,
     slo_guards,
     vouched_load,
@@ -94,6 +96,7 @@ class _Context:
     in_ms: float  # p95 a smaller count must meet to scale in (hysteresis)
     knee: Knee | None  # queueing fit, when trusted
     corr: float  # residual correction: predictions never below what the newest buckets saw
+    p95: FloatArray  # the p95 predicted at the forecast for each of ``policy_counts``
     rise: Rise | None  # a repeating pattern's rise the forecast was raised for
     periodic: bool  # a significant repeating pattern: its swings are not noise to damp
     guard: float | None  # highest per-instance forecast load allowed for a candidate
@@ -138,7 +141,8 @@ def _decide(
         return _no_data(window, policy, state)
 
     corr = ctx.corr
-    candidates = _candidates(f, ctx, policy, corr)
+    table = _evaluate(f, ctx, policy, corr, policy_counts(policy), ctx.p95)
+    candidates = _rows(table, policy)
     inputs = _inputs(window, policy, state, ctx, corr)
 
     if not lo <= cur <= hi:
@@ -158,7 +162,7 @@ def _decide(
         )
 
     if f.trustworthy:
-        return _model_decision(f, ctx, policy, state, now, candidates, inputs)
+        return _model_decision(f, ctx, policy, state, now, table, candidates, inputs)
     steady = not f.identified and len(f.problems) == 1  # precise data, but nothing varied
     if steady and _probe_allowed(ctx, policy, state, now):
         target = cur - 1
@@ -210,7 +214,8 @@ def what_if(
             ctx, forecast=load_rps, peak=ctx.peak * scale if ctx.forecast > 0 else load_rps
         )
     counts = np.asarray(sorted({max(int(c), 1) for c in instances}), dtype=np.float64)
-    return _rows(f, ctx, policy, ctx.corr, counts)
+    p95 = predicted(f, ctx.knee, ctx.corr, counts, ctx.forecast)
+    return _rows(_evaluate(f, ctx, policy, ctx.corr, counts, p95), policy)
 
 
 def _context(
@@ -231,8 +236,9 @@ def _context(
     seen = cols.p95_ms[np.isfinite(cols.p95_ms) & ~cols.saturated]
     k = int(SEEN_LOW_QUANTILE * (seen.size - 1))
     seen_low = float(np.partition(seen, k)[k]) if seen.size else 0.0  # a quantile, no sort
+    p95 = predicted(f, knee, corr, policy_counts(policy), forecast)
     target_ms, floor_ms = latency_target(
-        f, knee, corr, policy, forecast, previous_target_ms, seen_low
+        f, knee, corr, policy, forecast, previous_target_ms, seen_low, p95
     )
     # Hysteresis shrinks the target; over a floor that leaves little room, only that room. It
     # keeps a count from flapping under a steady load: on a steady fall the next move is down
@@ -257,6 +263,7 @@ def _context(
         in_ms=in_ms,
         knee=knee,
         corr=corr,
+        p95=p95,
         rise=ahead,
         periodic=periodic,
         guard=max_or_none(
@@ -329,15 +336,20 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
     return rise, rise if line.slope > GROWTH_T_STAT * line.se else 1.0
 
 
-def _candidates(f: Fit, ctx: _Context, policy: Policy, corr: float) -> tuple[Candidate, ...]:
-    counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
-    return _rows(f, ctx, policy, corr, counts)
+class _Table(NamedTuple):
+    """The candidate table by column: what each count is predicted to give."""
+
+    counts: FloatArray
+    per_inst: FloatArray
+    p95: FloatArray
+    mean: FloatArray
+    eff: FloatArray
+    feasible: FloatArray  # 1/0
 
 
-def _rows(
-    f: Fit, ctx: _Context, policy: Policy, corr: float, counts: FloatArray
-) -> tuple[Candidate, ...]:
-    p95, mean, eff, per_inst, feasible = _evaluate(f, ctx, policy, corr, counts)
+def _rows(table: _Table, policy: Policy) -> tuple[Candidate, ...]:
+    """The table's rows, as a decision reports them."""
+    counts, per_inst, p95, mean, eff, feasible = table
     price = policy.price_per_instance_hour
     # Python floats once per column (``tolist``) rather than a numpy scalar per cell.
     columns = (counts.astype(np.intp), per_inst, p95, mean, eff, counts * price, feasible > 0)
@@ -345,11 +357,9 @@ def _rows(
 
 
 def _evaluate(
-    f: Fit, ctx: _Context, policy: Policy, corr: float, counts: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Predicted p95, mean, E, per-instance load and feasibility (1/0) for each count."""
-    load = max(ctx.forecast, 1e-9)
-    p95 = predict(f, ctx.knee, counts, np.full_like(counts, load)) * corr
+    f: Fit, ctx: _Context, policy: Policy, corr: float, counts: FloatArray, p95: FloatArray
+) -> _Table:
+    """The table for ``counts``, given their predicted ``p95`` at the forecast."""
     mean = p95 * ctx.mean_ratio if math.isfinite(ctx.mean_ratio) else p95
     eff = efficiency(
         task_rate=np.full_like(counts, ctx.forecast),
@@ -360,7 +370,7 @@ def _evaluate(
     )
     per_inst = ctx.forecast / counts
     feasible = _feasible(f, ctx, policy, corr, counts, p95, ctx.peak, ctx.slo_guard)
-    return p95, mean, eff, per_inst, feasible
+    return _Table(counts, per_inst, p95, mean, eff, feasible)
 
 
 def _feasible(
@@ -375,7 +385,7 @@ def _feasible(
 ) -> FloatArray:
     """1/0 per count: the forecast's p95 meets the target, the ``peak`` load's the SLO, and
     the per-instance loads stay under the guards."""
-    peak_p95 = predict(f, ctx.knee, counts, np.full_like(counts, max(peak, 1e-9))) * corr
+    peak_p95 = predicted(f, ctx.knee, corr, counts, peak)
     feasible = (p95 <= ctx.target_ms) & (peak_p95 <= policy.latency_slo_ms)
     # A guard is often a load seen at that very count: rounding in the forecast's mean must
     # not make the count it was seen at infeasible.
@@ -425,13 +435,12 @@ def _model_decision(
     policy: Policy,
     state: State,
     now: float,
+    table: _Table,
     candidates: tuple[Candidate, ...],
     inputs: Inputs,
 ) -> Decision:
     cur = state.current_instances
-    # The candidate rows already hold every count's prediction: one transpose, no second pass.
-    table = np.array(candidates, dtype=np.float64).reshape(-1, len(Candidate._fields)).T
-    counts, p95, eff, feasible = table[0], table[2], table[4], table[6]
+    counts, p95, eff, feasible = table.counts, table.p95, table.eff, table.feasible
     in_ms = ctx.in_ms
     band = (1.0 - policy.cost_weight) * TIE_BAND
     noise = _e_noise(f, policy)
