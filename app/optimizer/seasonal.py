@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from app.optimizer.types import FloatArray, json_float, median
 
@@ -70,6 +71,10 @@ class Pattern:
         """Phase index of the bucket holding each time."""
         steps = np.floor((np.asarray(t_s) - self.origin_s) / self.step_s).astype(np.intp)
         return np.asarray(steps % self.mean.size, dtype=np.intp)
+
+    def phase_at(self, t_s: float) -> int:
+        """Phase index of the bucket holding one time (``phase`` without the arrays)."""
+        return math.floor((t_s - self.origin_s) / self.step_s) % self.mean.size
 
     def to_dict(self) -> dict[str, Any]:
         """This pattern summarised as JSON-native values (the profile itself is left out)."""
@@ -137,11 +142,12 @@ def rise(
     # Buckets smear a rise over two of them: the one after the look-ahead counts too.
     ahead = now_s + np.arange(60.0, lookahead_s + pattern.step_s + 1.0, 60.0)
     phases = pattern.phase(ahead)
-    i = int(np.argmax(pattern.mean[phases]))
-    here = float(pattern.mean[pattern.phase(np.array([now_s]))[0]])
-    top = float(pattern.mean[phases[i]])
+    means = pattern.mean[phases]
+    i = int(np.argmax(means))
+    here = float(pattern.mean[pattern.phase_at(now_s)])
+    top = float(means[i])
     # The rise is expected where the pattern first covers half of it (in log terms).
-    first = int(np.argmax(pattern.mean[phases] >= here + 0.5 * (top - here)))
+    first = int(np.argmax(means >= here + 0.5 * (top - here)))
     start = pattern.origin_s + pattern.step_s * math.floor(
         (ahead[first] - pattern.origin_s) / pattern.step_s
     )
@@ -222,12 +228,7 @@ def _burst(x: FloatArray) -> float:
     diffs = np.diff(x)
     sigma = 1.4826 * float(median(np.abs(diffs - median(diffs))))
     threshold = max(BURST_SIGMAS * sigma, BURST_MIN_RISE)
-    base = np.empty_like(x)
-    base[0] = x[0]
-    above = np.zeros(x.size, dtype=bool)
-    for i in range(1, x.size):  # the base holds through a run: a burst's rise is from before it
-        above[i] = x[i] - base[i - 1] > threshold
-        base[i] = base[i - 1] if above[i] else x[i]
+    base, above = _runs(x, threshold)
     starts = np.flatnonzero(above & ~np.concatenate(([False], above[:-1])))
     hours = x.size * GRID_S / 3600.0
     if starts.size < BURST_MIN_EVENTS or starts.size <= BURST_PER_HOUR * hours:
@@ -235,6 +236,21 @@ def _burst(x: FloatArray) -> float:
     rises = x - np.concatenate(([x[0]], base[:-1]))
     peaks = np.maximum.reduceat(np.where(above, rises, 0.0), starts)
     return float(np.quantile(peaks, BURST_QUANTILE))
+
+
+def _runs(x: FloatArray, threshold: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """(base, above) per bucket: whether it lies more than ``threshold`` above the base, and the
+    base, which holds through a run (a burst's rise is from before it) and else follows ``x``.
+
+    A recurrence over the whole history, so in plain floats: numpy's per-element indexing
+    would cost more than the arithmetic."""
+    values = x.tolist()
+    base, above = [values[0]], [False]
+    for v in values[1:]:
+        up = v - base[-1] > threshold
+        above.append(up)
+        base.append(base[-1] if up else v)
+    return np.array(base), np.array(above)
 
 
 def _periods(x: FloatArray) -> list[int]:
