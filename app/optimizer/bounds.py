@@ -62,8 +62,9 @@ def knee_for(f: Fit, cols: WindowArrays, policy: Policy) -> Knee | None:
     return k if k.trustworthy else None
 
 
-def predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray) -> FloatArray:
-    """The more pessimistic of the power law and, when trusted, the queueing fit."""
+def predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray | float) -> FloatArray:
+    """The more pessimistic of the power law and, when trusted, the queueing fit, at each count
+    and its load (or one load for all)."""
     p95 = f.predict(counts, load)
     return p95 if knee is None else np.maximum(p95, knee.predict(counts, load))
 
@@ -73,7 +74,7 @@ def predicted(
 ) -> FloatArray:
     """The p95 each count is judged by at a total ``load``: the predictor, corrected by
     ``corr`` to the newest buckets."""
-    return predict(f, knee, counts, np.full_like(counts, max(load, 1e-9))) * corr
+    return predict(f, knee, counts, max(load, 1e-9)) * corr
 
 
 def policy_counts(policy: Policy) -> FloatArray:

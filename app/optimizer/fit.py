@@ -334,9 +334,11 @@ def fit_knee(
     capacities that would put the value there above it, unless buckets missed that value at or
     below that load (``_vouched``).
     """
-    c = np.asarray(instances, dtype=np.float64)
-    u = np.asarray(load_rps, dtype=np.float64) / np.maximum(c, 1.0)
-    y = np.asarray(value, dtype=np.float64) * np.power(np.maximum(c, 1.0), alpha)
+    c = np.maximum(np.asarray(instances, dtype=np.float64), 1.0)
+    u = np.asarray(load_rps, dtype=np.float64) / c
+    y = np.asarray(value, dtype=np.float64)
+    if alpha != 0.0:  # C^0 is 1 exactly
+        y = y * np.power(c, alpha)
     keep = np.isfinite(u) & np.isfinite(y) & (u > 0) & (y > 0)
     u, y = u[keep], y[keep]
     n = int(u.size)

@@ -24,8 +24,7 @@ SATURATED_ERROR_RATIO = 0.01
 def median(values: npt.ArrayLike) -> float:
     """The median of a non-empty 1-D array; for the short arrays of a pass several times faster
     than ``np.median``, whose generality costs more than the sort."""
-    ordered = np.array(values, dtype=np.float64).ravel()
-    ordered.sort()
+    ordered = np.sort(np.asarray(values, dtype=np.float64), axis=None)
     n = ordered.size
     return float(ordered[(n - 1) // 2] + ordered[n // 2]) / 2.0
 
@@ -85,9 +84,11 @@ class WindowArrays:
         """Number of usable observations."""
         return int(self.t_s.size)
 
-    @property
+    @cached_property
     def saturated(self) -> npt.NDArray[np.bool_]:
-        """Buckets where over 1 % of requests failed: the queue, not the power law, set latency."""
+        """Buckets where over 1 % of requests failed: the queue, not the power law, set latency.
+
+        Kept once computed: the fits, the correction and the latency seen all leave them out."""
         return self.errors > SATURATED_ERROR_RATIO * np.maximum(self.load_rps, 1e-9)
 
 
@@ -232,8 +233,9 @@ class Knee:
         c = np.maximum(np.asarray(instances, dtype=np.float64), 1.0)
         u = np.asarray(load_rps, dtype=np.float64) / c
         gap = self.capacity_rps - u
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(gap > 0, self.a + self.b / np.where(gap > 0, gap, 1.0), np.inf)
+        # The queueing delay under capacity, infinite at or past it (no division by zero).
+        delay = np.divide(self.b, gap, out=np.full_like(gap, np.inf), where=gap > 0)
+        t = self.a + delay
         return np.asarray(t * np.power(c, -self.alpha), dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
