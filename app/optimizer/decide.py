@@ -446,15 +446,11 @@ def _model_decision(
     noise = _e_noise(f, policy)
     ideal = _choose(counts, eff, feasible, band, noise)
     cheapest = _choose(counts, eff, feasible, 0.0)
-    # Scale-in leaves out the queueing fit's extension of the SLO guard: the fit comes and goes
-    # with the window, and a count must not flap with it.
-    feasible_in = _feasible(
-        f, ctx, policy, inputs.residual_correction, counts, p95, ctx.peak_in, ctx.slo_guard_in
-    )
-    ideal_in = _choose(counts, eff, feasible * feasible_in * (p95 <= in_ms), band, noise)
     at_cur = float(p95[cur - policy.min_instances])
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms
     want = ideal if ideal is not None else policy.max_instances
+    # Scale-in is weighed only when no scale-out is wanted: ``_act`` looks no further.
+    ideal_in = _ideal_in(f, ctx, policy, table, (band, noise)) if want <= cur else None
     desired, action, blocked = _act(want, ideal_in, cur, urgent, policy, state, now, _free(ctx))
 
     why = _why(ideal, cheapest, p95, ctx, policy, (band, noise))
@@ -481,6 +477,19 @@ def _model_decision(
     return Decision(
         desired, cur, want, action, "model", reason, f, candidates, inputs, knee=ctx.knee
     )
+
+
+def _ideal_in(
+    f: Fit, ctx: _Context, policy: Policy, table: _Table, band_noise: tuple[float, float]
+) -> int | None:
+    """The count to scale in to: chosen as the ideal is, among the counts that also hold the
+    full-z peak and meet the scale-in threshold. Scale-in leaves out the queueing fit's extension
+    of the SLO guard: the fit comes and goes with the window, and a count must not flap with it.
+    """
+    counts, p95 = table.counts, table.p95
+    feasible_in = _feasible(f, ctx, policy, ctx.corr, counts, p95, ctx.peak_in, ctx.slo_guard_in)
+    mask = table.feasible * feasible_in * (p95 <= ctx.in_ms)
+    return _choose(counts, table.eff, mask, *band_noise)
 
 
 def _why(
