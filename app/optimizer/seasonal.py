@@ -135,7 +135,7 @@ def rise(
     starts inside the look-ahead counts whole, so capacity is ready when it begins.
     """
     recent = (t_s > now_s - LEVEL_BUCKETS * pattern.step_s) & (load_rps > 0)
-    if not recent.any():
+    if not np.count_nonzero(recent):
         return Rise(0.0, now_s, 1.0, pattern.period_s, pattern.strength, 0.0)
     logs = np.log(load_rps[recent]) - pattern.mean[pattern.phase(t_s[recent])]
     level = float(median(logs))
@@ -143,11 +143,11 @@ def rise(
     ahead = now_s + np.arange(60.0, lookahead_s + pattern.step_s + 1.0, 60.0)
     phases = pattern.phase(ahead)
     means = pattern.mean[phases]
-    i = int(np.argmax(means))
+    i = int(means.argmax())
     here = float(pattern.mean[pattern.phase_at(now_s)])
     top = float(means[i])
     # The rise is expected where the pattern first covers half of it (in log terms).
-    first = int(np.argmax(means >= here + 0.5 * (top - here)))
+    first = int((means >= here + 0.5 * (top - here)).argmax())
     start = pattern.origin_s + pattern.step_s * math.floor(
         (ahead[first] - pattern.origin_s) / pattern.step_s
     )
@@ -242,15 +242,33 @@ def _runs(x: FloatArray, threshold: float) -> tuple[FloatArray, npt.NDArray[np.b
     """(base, above) per bucket: whether it lies more than ``threshold`` above the base, and the
     base, which holds through a run (a burst's rise is from before it) and else follows ``x``.
 
-    A recurrence over the whole history, so in plain floats: numpy's per-element indexing
-    would cost more than the arithmetic."""
-    values = x.tolist()
-    base, above = [values[0]], [False]
-    for v in values[1:]:
-        up = v - base[-1] > threshold
-        above.append(up)
-        base.append(base[-1] if up else v)
-    return np.array(base), np.array(above)
+    A run can only start with a jump of more than ``threshold`` over the bucket before it, and
+    lasts until a bucket is back within ``threshold`` of its base: the history is walked jump by
+    jump rather than bucket by bucket."""
+    base = x.copy()
+    above = np.zeros(x.size, dtype=bool)
+    end = 0  # the first bucket after the latest run: never above
+    for start in ((x[1:] - x[:-1]) > threshold).nonzero()[0].tolist():
+        start += 1
+        if start <= end:
+            continue  # inside that run, whose base is not the bucket before
+        ref = float(x[start - 1])
+        end = _run_end(x, start, ref, threshold)
+        above[start:end] = True
+        base[start:end] = ref
+    return base, above
+
+
+def _run_end(x: FloatArray, start: int, ref: float, threshold: float) -> int:
+    """The first bucket after ``start`` not more than ``threshold`` above ``ref`` (``x.size``
+    if none), searched in doubling blocks: most runs are a bucket or two."""
+    i, size = start + 1, 8
+    while i < x.size:
+        back = (~(x[i : i + size] - ref > threshold)).nonzero()[0]
+        if back.size:
+            return i + int(back[0])
+        i, size = i + size, 2 * size
+    return x.size
 
 
 def _periods(x: FloatArray) -> list[int]:
@@ -283,22 +301,27 @@ def _test(x: FloatArray, p: int, h: int) -> tuple[float, float] | None:
     csum_x = np.concatenate([[0.0], np.cumsum(flat_x)])
     csum_d = np.concatenate([[0.0], np.cumsum(flat_x - flat_s)])
     lv = LEVEL_BUCKETS
-    t = np.arange(p + lv - 1, flat_x.size - h)
-    if t.size < MIN_BLOCKS * 2:
+    # The forecasts are made at the buckets ``first`` to ``last`` (excluded): consecutive, so
+    # every lookup below is a slice rather than an index array.
+    first, last = p + lv - 1, flat_x.size - h
+    if last - first < MIN_BLOCKS * 2:
         return None
-    level = (csum_x[t + 1] - csum_x[t + 1 - lv]) / lv
-    level_d = (csum_d[t + 1] - csum_d[t + 1 - lv]) / lv
-    target = flat_x[t + h]
+    now, ahead = slice(first + 1, last + 1), slice(first + h, last + h)
+    before = slice(first + 1 - lv, last + 1 - lv)
+    level = (csum_x[now] - csum_x[before]) / lv
+    level_d = (csum_d[now] - csum_d[before]) / lv
+    target = flat_x[ahead]
     e0 = target - level
-    e1 = target - level_d - flat_s[t + h]
-    gain = e0 * e0 - e1 * e1
-    total = float((e0 * e0).sum())
+    e1 = target - level_d - flat_s[ahead]
+    e0_sq = e0 * e0
+    gain = e0_sq - e1 * e1
+    total = float(e0_sq.sum())
     if total <= 0:
         return None
     strength = float(gain.sum()) / total
     if strength < SKILL_MIN:
         return None
-    blocks = max(MIN_BLOCKS, min(t.size // max(p // 2, 1), 64))
+    blocks = max(MIN_BLOCKS, min((last - first) // max(p // 2, 1), 64))
     # Sums over ``blocks`` near-equal consecutive blocks (as ``np.array_split`` cuts them).
     size, extra = divmod(gain.size, blocks)
     starts = np.arange(blocks) * size + np.minimum(np.arange(blocks), extra)
