@@ -165,8 +165,8 @@ def _nonnegative_lstsq(
     """
     normal = (x.T @ x).tolist(), (x.T @ y).tolist()
     every = list(range(len(names)))
-    coef, inv = _lstsq(x, y, normal, every)
-    values = coef.tolist()
+    values, inv = _lstsq(x, y, normal, every)
+    coef = np.array(values)
     suspects = [i for i in every[1:] if values[i] < -SIGN_TOLERANCE[names[i]]]
     se = _standard_errors(x, y, coef, inv) if suspects else []
     problems = [
@@ -179,8 +179,7 @@ def _nonnegative_lstsq(
     # With at most two constrained coefficients, the constrained optimum is the best of the
     # feasible unconstrained solutions over the subsets of free columns (KKT, convex problem).
     # The intercept-only solution is always feasible, so it seeds the search.
-    intercept = np.zeros(len(names))
-    intercept[0] = mean(y)
+    intercept = [mean(y)] + [0.0] * (len(names) - 1)
     rest = y - intercept[0]
     best = (float(rest @ rest), intercept)
     # Every constrained coefficient free is the solution already found infeasible above.
@@ -188,15 +187,16 @@ def _nonnegative_lstsq(
         for subset in itertools.combinations(every[1:], k):
             cols = [0, *subset]
             sub, _ = _lstsq(x, y, normal, cols)
-            if any(sub[1:] < 0):
+            if any(v < 0 for v in sub[1:]):
                 continue
-            full = np.zeros(len(names))
-            full[cols] = sub
-            resid = y - x @ full
+            full = [0.0] * len(names)
+            for i, v in zip(cols, sub, strict=True):
+                full[i] = v
+            resid = y - x @ np.array(full)
             sse = float(resid @ resid)
             if sse < best[0]:
                 best = (sse, full)
-    return best[1], problems
+    return np.array(best[1]), problems
 
 
 def _outliers(resid: FloatArray) -> npt.NDArray[np.bool_]:
@@ -212,7 +212,7 @@ Normal = tuple[list[list[float]], list[float]]
 
 def _lstsq(
     x: FloatArray, y: FloatArray, normal: Normal, cols: list[int]
-) -> tuple[FloatArray, list[list[float]] | None]:
+) -> tuple[list[float], list[list[float]] | None]:
     """Ordinary least squares on the columns ``cols`` of ``x``, and the inverse of their
     ``XᵀX`` (None when unidentified).
 
@@ -224,9 +224,9 @@ def _lstsq(
     inv = _inverse([[gram[i][j] for j in cols] for i in cols]) if x.shape[0] > len(cols) else None
     if inv is None:
         solution, _, _, _ = np.linalg.lstsq(x[:, cols], y, rcond=None)
-        return np.asarray(solution, dtype=np.float64), None
+        return np.asarray(solution, dtype=np.float64).tolist(), None
     v = [xty[i] for i in cols]
-    return np.array([sum(map(operator.mul, row, v)) for row in inv]), inv
+    return [sum(map(operator.mul, row, v)) for row in inv], inv
 
 
 def _standard_errors(
@@ -362,7 +362,7 @@ def fit_knee(
     sse = a * a * sw + b * b * swxx + n + 2.0 * a * b * swx - 2.0 * a * swy - 2.0 * b * swxy
     sse = np.maximum(sse, 0.0)
     sse = np.where(ok & (b > 0) & (a >= 0), sse, np.inf)
-    best = int(np.argmin(sse))
+    best = int(sse.argmin())
     problems: list[str] = []
     if not math.isfinite(float(sse[best])):
         return Knee(0.0, 0.0, math.inf, alpha, n, spread, math.nan, False, ("no rising fit",))
@@ -373,7 +373,7 @@ def fit_knee(
     plausible = sse <= float(sse[best]) * (1.0 + KNEE_CHI2 / max(n - 3, 1))
     if vouched is not None:
         plausible = _vouched(plausible, sse, mu, a, b, vouched, (u, y), n)
-    best = int(np.flatnonzero(plausible)[0])
+    best = int(plausible.argmax())  # the first plausible: there is one, the best
     if best == 0:
         # A wall just past the highest load seen fits as well as anything: the data has not shown
         # where the knee is, so this model says nothing beyond the power law and the guards.
