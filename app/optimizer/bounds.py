@@ -86,7 +86,7 @@ def residual_correction(f: Fit, knee: Knee | None, cols: WindowArrays) -> float:
     """Factor ≥ 1 so that predictions never fall below what the newest buckets observed."""
     # Saturated buckets measure a growing queue, which the guard and the urgency rule handle;
     # letting their timeouts scale every prediction would make every count look infeasible.
-    usable = np.flatnonzero(~cols.saturated)[-RECENT_POINTS:]
+    usable = (~cols.saturated).nonzero()[0][-RECENT_POINTS:]
     if usable.size == 0:
         return 1.0
     model = predict(f, knee, cols.instances[usable], cols.load_rps[usable])
@@ -126,7 +126,7 @@ def latency_target(
     counts = policy_counts(policy)
     if p95 is None:
         p95 = predicted(f, knee, corr, counts, load)
-    meets = np.flatnonzero(p95 <= policy.latency_slo_ms)
+    meets = (p95 <= policy.latency_slo_ms).nonzero()[0]
     need = int(meets[0]) if meets.size else counts.size - 1
     top = min(counts.size - 1, round(FLOOR_REACH * float(counts[need])) - policy.min_instances)
     floor = float(p95[max(top, need)])
@@ -148,7 +148,7 @@ def load_guard(
 ) -> float | None:
     """Highest per-instance load to allow: a little past the highest seen to meet ``limit_ms``."""
     met = cols.p95_ms <= limit_ms
-    if not met.any():
+    if not np.count_nonzero(met):
         return None
     ok_max = float(per_inst[met].max())
     # Explore less the nearer the latency seen at the highest good load is to the limit, counted
@@ -204,7 +204,7 @@ def slo_guards(
     vouched = vouched_load(policy)
     limit = policy.latency_slo_ms
     met = cols.p95_ms <= limit
-    if not met.any():
+    if not np.count_nonzero(met):
         if vouched is None:
             return None, None
         flat = CountGuard(np.ones(1), np.full(1, vouched), vouched)
@@ -228,9 +228,9 @@ def slo_guards(
 
 def _cumulative_max(instances: FloatArray, loads: FloatArray) -> tuple[FloatArray, FloatArray]:
     """(distinct counts ascending, the highest load seen at that count or fewer)."""
-    order = np.argsort(instances, kind="stable")
+    order = instances.argsort(kind="stable")
     c, u = instances[order], loads[order]
-    starts = np.concatenate(([0], np.flatnonzero(c[1:] != c[:-1]) + 1))
+    starts = np.concatenate(([0], (c[1:] != c[:-1]).nonzero()[0] + 1))
     return c[starts], np.maximum.accumulate(np.maximum.reduceat(u, starts))
 
 

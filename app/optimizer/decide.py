@@ -271,7 +271,7 @@ def _context(
         ),
         slo_guard=guards[1],
         slo_guard_in=guards[0],
-        slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
+        slo_ok_max=float(per_inst[met_slo].max()) if np.count_nonzero(met_slo) else None,
         baseline=Baseline.from_window(cols),
         mean_ratio=float(median(ratios)) if ratios.size else math.nan,
     )
@@ -327,7 +327,7 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
     """Factors ≥ 1: the rise of log load over the horizon at its recent least-squares slope, and
     the same counting only a slope significantly (``GROWTH_T_STAT`` standard errors) above 0."""
     recent = (cols.t_s >= cols.t_s[-1] - GROWTH_SPAN_S) & (cols.load_rps > 0)
-    if int(recent.sum()) < 4:
+    if np.count_nonzero(recent) < 4:
         return 1.0, 1.0
     line = fit_line(cols.t_s[recent], np.log(cols.load_rps[recent]))
     if line is None or line.slope <= 0:
@@ -406,7 +406,7 @@ def _choose(
     With E non-decreasing in the count (the model's latency never rises with C), the choice is
     monotone: a looser SLO, which only adds cheaper counts, never picks a dearer one.
     """
-    idx = np.flatnonzero(mask > 0)
+    idx = (mask > 0).nonzero()[0]
     if idx.size == 0:
         return None
     # Counts ascend and cost is proportional to the count, so the first qualifying one is cheapest.

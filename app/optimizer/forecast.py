@@ -101,7 +101,7 @@ def fall_slope(t_s: FloatArray, load: FloatArray) -> float | None:
     if load.size == 0:
         return None
     recent = t_s >= t_s[-1] - FALL_SPAN_S
-    line = fit_line(t_s[recent], load[recent]) if int(recent.sum()) >= 6 else None
+    line = fit_line(t_s[recent], load[recent]) if np.count_nonzero(recent) >= 6 else None
     if line is None or not line.slope < -FALL_T_STAT * line.se or line.r2 < FALL_MIN_R2:
         return None
     return line.slope

@@ -24,7 +24,8 @@ SATURATED_ERROR_RATIO = 0.01
 def median(values: npt.ArrayLike) -> float:
     """The median of a non-empty 1-D array; for the short arrays of a pass several times faster
     than ``np.median``, whose generality costs more than the sort."""
-    ordered = np.sort(np.asarray(values, dtype=np.float64), axis=None)
+    ordered = np.array(values, dtype=np.float64).ravel()
+    ordered.sort()
     n = ordered.size
     return float(ordered[(n - 1) // 2] + ordered[n // 2]) / 2.0
 
