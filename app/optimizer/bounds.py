@@ -5,6 +5,7 @@ per-instance load guards that keep it within what was observed or load-tested.""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,11 +71,14 @@ def predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray | fl
 
 
 def predicted(
-    f: Fit, knee: Knee | None, corr: float, counts: FloatArray, load: float
+    f: Fit, knee: Knee | None, corr: float, counts: FloatArray, loads: Sequence[float]
 ) -> FloatArray:
-    """The p95 each count is judged by at a total ``load``: the predictor, corrected by
-    ``corr`` to the newest buckets."""
-    return predict(f, knee, counts, max(load, 1e-9)) * corr
+    """The p95 each count is judged by at each total load, a row per load: the predictor,
+    corrected by ``corr`` to the newest buckets. The loads of a pass share one call."""
+    column = np.array([max(load, 1e-9) for load in loads])[:, None]
+    rows = np.empty((column.size, counts.size))
+    rows[:] = predict(f, knee, counts, column) * corr  # one row for all when β = 0
+    return rows
 
 
 def policy_counts(policy: Policy) -> FloatArray:
@@ -125,7 +129,7 @@ def latency_target(
     over = previous is not None and target < previous <= policy.latency_slo_ms
     counts = policy_counts(policy)
     if p95 is None:
-        p95 = predicted(f, knee, corr, counts, load)
+        p95 = predicted(f, knee, corr, counts, (load,))[0]
     meets = (p95 <= policy.latency_slo_ms).nonzero()[0]
     need = int(meets[0]) if meets.size else counts.size - 1
     top = min(counts.size - 1, round(FLOOR_REACH * float(counts[need])) - policy.min_instances)

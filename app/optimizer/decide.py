@@ -96,7 +96,10 @@ class _Context:
     in_ms: float  # p95 a smaller count must meet to scale in (hysteresis)
     knee: Knee | None  # queueing fit, when trusted
     corr: float  # residual correction: predictions never below what the newest buckets saw
-    p95: FloatArray  # the p95 predicted at the forecast for each of ``policy_counts``
+    # The p95 predicted for each of ``policy_counts`` at the forecast, the peak and peak_in.
+    p95: FloatArray
+    p95_peak: FloatArray
+    p95_peak_in: FloatArray
     rise: Rise | None  # a repeating pattern's rise the forecast was raised for
     periodic: bool  # a significant repeating pattern: its swings are not noise to damp
     guard: float | None  # highest per-instance forecast load allowed for a candidate
@@ -141,7 +144,7 @@ def _decide(
         return _no_data(window, policy, state)
 
     corr = ctx.corr
-    table = _evaluate(f, ctx, policy, corr, policy_counts(policy), ctx.p95)
+    table = _evaluate(ctx, policy, policy_counts(policy), ctx.p95, ctx.p95_peak)
     candidates = _rows(table, policy)
     inputs = _inputs(window, policy, state, ctx, corr)
 
@@ -214,8 +217,8 @@ def what_if(
             ctx, forecast=load_rps, peak=ctx.peak * scale if ctx.forecast > 0 else load_rps
         )
     counts = np.asarray(sorted({max(int(c), 1) for c in instances}), dtype=np.float64)
-    p95 = predicted(f, ctx.knee, ctx.corr, counts, ctx.forecast)
-    return _rows(_evaluate(f, ctx, policy, ctx.corr, counts, p95), policy)
+    p95, p95_peak = predicted(f, ctx.knee, ctx.corr, counts, (ctx.forecast, ctx.peak))
+    return _rows(_evaluate(ctx, policy, counts, p95, p95_peak), policy)
 
 
 def _context(
@@ -236,7 +239,8 @@ def _context(
     seen = cols.p95_ms[np.isfinite(cols.p95_ms) & ~cols.saturated]
     k = int(SEEN_LOW_QUANTILE * (seen.size - 1))
     seen_low = float(np.partition(seen, k)[k]) if seen.size else 0.0  # a quantile, no sort
-    p95 = predicted(f, knee, corr, policy_counts(policy), forecast)
+    loads = (forecast, peak, peak_in)
+    p95, p95_peak, p95_peak_in = predicted(f, knee, corr, policy_counts(policy), loads)
     target_ms, floor_ms = latency_target(
         f, knee, corr, policy, forecast, previous_target_ms, seen_low, p95
     )
@@ -264,6 +268,8 @@ def _context(
         knee=knee,
         corr=corr,
         p95=p95,
+        p95_peak=p95_peak,
+        p95_peak_in=p95_peak_in,
         rise=ahead,
         periodic=periodic,
         guard=max_or_none(
@@ -357,9 +363,9 @@ def _rows(table: _Table, policy: Policy) -> tuple[Candidate, ...]:
 
 
 def _evaluate(
-    f: Fit, ctx: _Context, policy: Policy, corr: float, counts: FloatArray, p95: FloatArray
+    ctx: _Context, policy: Policy, counts: FloatArray, p95: FloatArray, p95_peak: FloatArray
 ) -> _Table:
-    """The table for ``counts``, given their predicted ``p95`` at the forecast."""
+    """The table for ``counts``, given their predicted p95 at the forecast and at the peak."""
     mean = p95 * ctx.mean_ratio if math.isfinite(ctx.mean_ratio) else p95
     eff = efficiency(
         task_rate=np.full_like(counts, ctx.forecast),
@@ -369,23 +375,22 @@ def _evaluate(
         weights=policy.weights,
     )
     per_inst = ctx.forecast / counts
-    feasible = _feasible(f, ctx, policy, corr, counts, p95, ctx.peak, ctx.slo_guard)
+    feasible = _feasible(ctx, policy, counts, (p95, p95_peak), ctx.peak, ctx.slo_guard)
     return _Table(counts, per_inst, p95, mean, eff, feasible)
 
 
 def _feasible(
-    f: Fit,
     ctx: _Context,
     policy: Policy,
-    corr: float,
     counts: FloatArray,
-    p95: FloatArray,
+    p95s: tuple[FloatArray, FloatArray],
     peak: float,
     slo_guard: CountGuard | None,
 ) -> FloatArray:
     """1/0 per count: the forecast's p95 meets the target, the ``peak`` load's the SLO, and
-    the per-instance loads stay under the guards."""
-    peak_p95 = predicted(f, ctx.knee, corr, counts, peak)
+    the per-instance loads stay under the guards. ``p95s``: the p95 predicted at the forecast
+    and at the peak."""
+    p95, peak_p95 = p95s
     feasible = (p95 <= ctx.target_ms) & (peak_p95 <= policy.latency_slo_ms)
     # A guard is often a load seen at that very count: rounding in the forecast's mean must
     # not make the count it was seen at infeasible.
@@ -450,7 +455,7 @@ def _model_decision(
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms
     want = ideal if ideal is not None else policy.max_instances
     # Scale-in is weighed only when no scale-out is wanted: ``_act`` looks no further.
-    ideal_in = _ideal_in(f, ctx, policy, table, (band, noise)) if want <= cur else None
+    ideal_in = _ideal_in(ctx, policy, table, (band, noise)) if want <= cur else None
     desired, action, blocked = _act(want, ideal_in, cur, urgent, policy, state, now, _free(ctx))
 
     why = _why(ideal, cheapest, p95, ctx, policy, (band, noise))
@@ -480,14 +485,15 @@ def _model_decision(
 
 
 def _ideal_in(
-    f: Fit, ctx: _Context, policy: Policy, table: _Table, band_noise: tuple[float, float]
+    ctx: _Context, policy: Policy, table: _Table, band_noise: tuple[float, float]
 ) -> int | None:
     """The count to scale in to: chosen as the ideal is, among the counts that also hold the
     full-z peak and meet the scale-in threshold. Scale-in leaves out the queueing fit's extension
     of the SLO guard: the fit comes and goes with the window, and a count must not flap with it.
     """
     counts, p95 = table.counts, table.p95
-    feasible_in = _feasible(f, ctx, policy, ctx.corr, counts, p95, ctx.peak_in, ctx.slo_guard_in)
+    p95s = (p95, ctx.p95_peak_in)
+    feasible_in = _feasible(ctx, policy, counts, p95s, ctx.peak_in, ctx.slo_guard_in)
     mask = table.feasible * feasible_in * (p95 <= ctx.in_ms)
     return _choose(counts, table.eff, mask, *band_noise)
 
