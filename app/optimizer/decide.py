@@ -96,7 +96,8 @@ class _Context:
     in_ms: float  # p95 a smaller count must meet to scale in (hysteresis)
     knee: Knee | None  # queueing fit, when trusted
     corr: float  # residual correction: predictions never below what the newest buckets saw
-    # The p95 predicted for each of ``policy_counts`` at the forecast, the peak and peak_in.
+    # The p95 predicted for each of ``policy_counts`` at the forecast, the peak and peak_in
+    # (``what_if``, which moves the forecast, predicts its own counts anew).
     p95: FloatArray
     p95_peak: FloatArray
     p95_peak_in: FloatArray

@@ -353,13 +353,15 @@ def fit_knee(
     swx = w @ x
     swxx = w @ (x * x)
     swxy = (w * y) @ x
-    det = sw * swxx - swx * swx
-    ok = det > 1e-12 * np.maximum(sw * swxx, 1e-300)
+    scale = sw * swxx
+    det = scale - swx * swx
+    ok = det > 1e-12 * np.maximum(scale, 1e-300)
     det = np.where(ok, det, 1.0)
     b = (sw * swxy - swx * swy) / det
     a = (swy - b * swx) / sw
     # Σ w·(a + b·x − y)² from the sums already taken (Σ w·y² = n): no n × G residual table.
-    sse = a * a * sw + b * b * swxx + n + 2.0 * a * b * swx - 2.0 * a * swy - 2.0 * b * swxy
+    two_a = 2.0 * a
+    sse = a * a * sw + b * b * swxx + n + two_a * b * swx - two_a * swy - 2.0 * b * swxy
     sse = np.maximum(sse, 0.0)
     sse = np.where(ok & (b > 0) & (a >= 0), sse, np.inf)
     best = int(sse.argmin())
