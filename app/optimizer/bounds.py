@@ -63,9 +63,9 @@ def knee_for(f: Fit, cols: WindowArrays, policy: Policy) -> Knee | None:
     return k if k.trustworthy else None
 
 
-def predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray | float) -> FloatArray:
+def predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray) -> FloatArray:
     """The more pessimistic of the power law and, when trusted, the queueing fit, at each count
-    and its load (or one load for all)."""
+    and its load (``load`` broadcasts against ``counts``: a column of loads gives a row each)."""
     p95 = f.predict(counts, load)
     return p95 if knee is None else np.maximum(p95, knee.predict(counts, load))
 
