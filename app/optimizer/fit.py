@@ -283,7 +283,7 @@ def _distinct(v: FloatArray) -> int:
 
 def _centred(v: FloatArray) -> FloatArray:
     """``v`` less its mean."""
-    return v - float(v.sum()) / v.size
+    return v - mean(v)
 
 
 def _std(v: FloatArray) -> float:
