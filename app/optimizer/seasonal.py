@@ -332,15 +332,27 @@ def _test(x: FloatArray, p: int, h: int) -> tuple[float, float] | None:
 
 
 def _amplitude(x: FloatArray, p: int) -> float:
-    mean, _ = _profile(x, p)
+    mean = _offsets(_cycles(x, p))
     return math.exp(float(mean.max() - mean.min()))
 
 
 def _profile(x: FloatArray, p: int) -> tuple[FloatArray, FloatArray]:
     """Mean offset per phase over the whole cycles, and its upper band."""
+    dev = _cycles(x, p)
+    k = dev.shape[0]
+    mean = _offsets(dev)
+    sd = dev.std(axis=0, ddof=1) if k > 1 else np.zeros(p)
+    return mean, mean + UPPER_Z * sd
+
+
+def _cycles(x: FloatArray, p: int) -> FloatArray:
+    """The whole cycles of period ``p`` at the end of ``x``, a row each, less their own means."""
     k = x.size // p
     m = x[x.size - k * p :].reshape(k, p)
-    dev = m - m.mean(axis=1, keepdims=True)
+    return np.asarray(m - m.mean(axis=1, keepdims=True), dtype=np.float64)
+
+
+def _offsets(dev: FloatArray) -> FloatArray:
+    """The mean offset per phase, itself centred on 0 (the amplitude needs no spread)."""
     mean = dev.mean(axis=0)
-    sd = dev.std(axis=0, ddof=1) if k > 1 else np.zeros(p)
-    return mean - mean.mean(), mean - mean.mean() + UPPER_Z * sd
+    return np.asarray(mean - mean.mean(), dtype=np.float64)
