@@ -5,6 +5,7 @@ per-instance load guards that keep it within what was observed or load-tested.""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,16 +68,33 @@ def knee_for(f: Fit, cols: WindowArrays, policy: Policy) -> Knee | None:
 
 
 def predict(f: Fit, knee: Knee | None, counts: FloatArray, load: FloatArray) -> FloatArray:
-    """The more pessimistic of the power law and, when trusted, the queueing fit."""
+    """The more pessimistic of the power law and, when trusted, the queueing fit, at each count
+    and its load (``load`` broadcasts against ``counts``: a column of loads gives a row each)."""
     p95 = f.predict(counts, load)
     return p95 if knee is None else np.maximum(p95, knee.predict(counts, load))
+
+
+def predicted(
+    f: Fit, knee: Knee | None, corr: float, counts: FloatArray, loads: Sequence[float]
+) -> FloatArray:
+    """The p95 each count is judged by at each total load, a row per load: the predictor,
+    corrected by ``corr`` to the newest buckets. The loads of a pass share one call."""
+    column = np.array([max(load, 1e-9) for load in loads])[:, None]
+    rows = np.empty((column.size, counts.size))
+    rows[:] = predict(f, knee, counts, column) * corr  # one row for all when β = 0
+    return rows
+
+
+def policy_counts(policy: Policy) -> FloatArray:
+    """Every instance count the policy allows, ascending."""
+    return np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
 
 
 def residual_correction(f: Fit, knee: Knee | None, cols: WindowArrays) -> float:
     """Factor ≥ 1 so that predictions never fall below what the newest buckets observed."""
     # Saturated buckets measure a growing queue, which the guard and the urgency rule handle;
     # letting their timeouts scale every prediction would make every count look infeasible.
-    usable = np.flatnonzero(~cols.saturated)[-RECENT_POINTS:]
+    usable = (~cols.saturated).nonzero()[0][-RECENT_POINTS:]
     if usable.size == 0:
         return 1.0
     model = predict(f, knee, cols.instances[usable], cols.load_rps[usable])
@@ -93,6 +111,7 @@ def latency_target(
     load: float,
     previous: float | None = None,
     seen_low: float = 0.0,
+    p95: FloatArray | None = None,
 ) -> tuple[float, float]:
     """(target, floor): the SLO less the headroom or, when the latency's floor lies above that,
     halfway between the floor and the SLO. A fixed overhead that no count removes must not send
@@ -104,15 +123,18 @@ def latency_target(
     at ``FLOOR_REACH`` times the fewest instances that meet the SLO (at most the policy's
     maximum): what is left when more instances no longer help. Further out the power law
     extrapolates a fall that an overhead does not make, and a spurious count effect would pull
-    the floor, and so the target, down to what only the maximum count reaches.
+    the floor, and so the target, down to what only the maximum count reaches. ``p95``: those
+    predictions at ``load`` for ``policy_counts``, when already made (a pass judges its
+    candidates by the same).
     """
     target = policy.latency_target_ms
     if not f.trustworthy:
         return target, 0.0
     over = previous is not None and target < previous <= policy.latency_slo_ms
-    counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
-    p95 = predict(f, knee, counts, np.full_like(counts, max(load, 1e-9))) * corr
-    meets = np.flatnonzero(p95 <= policy.latency_slo_ms)
+    counts = policy_counts(policy)
+    if p95 is None:
+        p95 = predicted(f, knee, corr, counts, (load,))[0]
+    meets = (p95 <= policy.latency_slo_ms).nonzero()[0]
     need = int(meets[0]) if meets.size else counts.size - 1
     top = min(counts.size - 1, round(FLOOR_REACH * float(counts[need])) - policy.min_instances)
     floor = float(p95[max(top, need)])
@@ -134,7 +156,7 @@ def load_guard(
 ) -> float | None:
     """Highest per-instance load to allow: a little past the highest seen to meet ``limit_ms``."""
     met = cols.p95_ms <= limit_ms
-    if not met.any():
+    if not np.count_nonzero(met):
         return None
     ok_max = float(per_inst[met].max())
     # Explore less the nearer the latency seen at the highest good load is to the limit, counted
@@ -191,7 +213,7 @@ def slo_guards(
     vouched = vouched_load(policy)
     limit = policy.latency_slo_ms
     met = cols.p95_ms <= limit
-    if not met.any():
+    if not np.count_nonzero(met):
         if vouched is None:
             return None, None
         flat = CountGuard(np.ones(1), np.full(1, vouched), vouched)
@@ -218,9 +240,9 @@ def slo_guards(
 
 def _cumulative_max(instances: FloatArray, loads: FloatArray) -> tuple[FloatArray, FloatArray]:
     """(distinct counts ascending, the highest load seen at that count or fewer)."""
-    order = np.argsort(instances, kind="stable")
+    order = instances.argsort(kind="stable")
     c, u = instances[order], loads[order]
-    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    starts = np.concatenate(([0], (c[1:] != c[:-1]).nonzero()[0] + 1))
     return c[starts], np.maximum.accumulate(np.maximum.reduceat(u, starts))
 
 

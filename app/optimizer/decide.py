@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,7 +18,8 @@ from app.optimizer.bounds import (
     latency_target,
     load_guard,
     max_or_none,
-    predict,
+    policy_counts,
+    predicted,
     residual_correction,
     slo_guards,
     vouched_load,
@@ -94,6 +96,11 @@ class _Context:
     in_ms: float  # p95 a smaller count must meet to scale in (hysteresis)
     knee: Knee | None  # queueing fit, when trusted
     corr: float  # residual correction: predictions never below what the newest buckets saw
+    # The p95 predicted for each of ``policy_counts`` at the forecast, the peak and peak_in
+    # (``what_if``, which moves the forecast, predicts its own counts anew).
+    p95: FloatArray
+    p95_peak: FloatArray
+    p95_peak_in: FloatArray
     rise: Rise | None  # a repeating pattern's rise the forecast was raised for
     periodic: bool  # a significant repeating pattern: its swings are not noise to damp
     guard: float | None  # highest per-instance forecast load allowed for a candidate
@@ -138,7 +145,8 @@ def _decide(
         return _no_data(window, policy, state)
 
     corr = ctx.corr
-    candidates = _candidates(f, ctx, policy, corr)
+    table = _evaluate(ctx, policy, policy_counts(policy), ctx.p95, ctx.p95_peak)
+    candidates = _rows(table, policy)
     inputs = _inputs(window, policy, state, ctx, corr)
 
     if not lo <= cur <= hi:
@@ -158,7 +166,7 @@ def _decide(
         )
 
     if f.trustworthy:
-        return _model_decision(f, ctx, policy, state, now, candidates, inputs)
+        return _model_decision(f, ctx, policy, state, now, table, candidates, inputs)
     steady = not f.identified and len(f.problems) == 1  # precise data, but nothing varied
     if steady and _probe_allowed(ctx, policy, state, now):
         target = cur - 1
@@ -210,7 +218,8 @@ def what_if(
             ctx, forecast=load_rps, peak=ctx.peak * scale if ctx.forecast > 0 else load_rps
         )
     counts = np.asarray(sorted({max(int(c), 1) for c in instances}), dtype=np.float64)
-    return _rows(f, ctx, policy, ctx.corr, counts)
+    p95, p95_peak = predicted(f, ctx.knee, ctx.corr, counts, (ctx.forecast, ctx.peak))
+    return _rows(_evaluate(ctx, policy, counts, p95, p95_peak), policy)
 
 
 def _context(
@@ -231,8 +240,10 @@ def _context(
     seen = cols.p95_ms[np.isfinite(cols.p95_ms) & ~cols.saturated]
     k = int(SEEN_LOW_QUANTILE * (seen.size - 1))
     seen_low = float(np.partition(seen, k)[k]) if seen.size else 0.0  # a quantile, no sort
+    loads = (forecast, peak, peak_in)
+    p95, p95_peak, p95_peak_in = predicted(f, knee, corr, policy_counts(policy), loads)
     target_ms, floor_ms = latency_target(
-        f, knee, corr, policy, forecast, previous_target_ms, seen_low
+        f, knee, corr, policy, forecast, previous_target_ms, seen_low, p95
     )
     # Hysteresis shrinks the target; over a floor that leaves little room, only that room. It
     # keeps a count from flapping under a steady load: on a steady fall the next move is down
@@ -257,6 +268,9 @@ def _context(
         in_ms=in_ms,
         knee=knee,
         corr=corr,
+        p95=p95,
+        p95_peak=p95_peak,
+        p95_peak_in=p95_peak_in,
         rise=ahead,
         periodic=periodic,
         guard=max_or_none(
@@ -264,7 +278,7 @@ def _context(
         ),
         slo_guard=guards[1],
         slo_guard_in=guards[0],
-        slo_ok_max=float(per_inst[met_slo].max()) if met_slo.any() else None,
+        slo_ok_max=float(per_inst[met_slo].max()) if np.count_nonzero(met_slo) else None,
         baseline=Baseline.from_window(cols),
         mean_ratio=float(median(ratios)) if ratios.size else math.nan,
     )
@@ -320,7 +334,7 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
     """Factors ≥ 1: the rise of log load over the horizon at its recent least-squares slope, and
     the same counting only a slope significantly (``GROWTH_T_STAT`` standard errors) above 0."""
     recent = (cols.t_s >= cols.t_s[-1] - GROWTH_SPAN_S) & (cols.load_rps > 0)
-    if int(recent.sum()) < 4:
+    if np.count_nonzero(recent) < 4:
         return 1.0, 1.0
     line = fit_line(cols.t_s[recent], np.log(cols.load_rps[recent]))
     if line is None or line.slope <= 0:
@@ -329,15 +343,20 @@ def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
     return rise, rise if line.slope > GROWTH_T_STAT * line.se else 1.0
 
 
-def _candidates(f: Fit, ctx: _Context, policy: Policy, corr: float) -> tuple[Candidate, ...]:
-    counts = np.arange(policy.min_instances, policy.max_instances + 1, dtype=np.float64)
-    return _rows(f, ctx, policy, corr, counts)
+class _Table(NamedTuple):
+    """The candidate table by column: what each count is predicted to give."""
+
+    counts: FloatArray
+    per_inst: FloatArray
+    p95: FloatArray
+    mean: FloatArray
+    eff: FloatArray
+    feasible: FloatArray  # 1/0
 
 
-def _rows(
-    f: Fit, ctx: _Context, policy: Policy, corr: float, counts: FloatArray
-) -> tuple[Candidate, ...]:
-    p95, mean, eff, per_inst, feasible = _evaluate(f, ctx, policy, corr, counts)
+def _rows(table: _Table, policy: Policy) -> tuple[Candidate, ...]:
+    """The table's rows, as a decision reports them."""
+    counts, per_inst, p95, mean, eff, feasible = table
     price = policy.price_per_instance_hour
     # Python floats once per column (``tolist``) rather than a numpy scalar per cell.
     columns = (counts.astype(np.intp), per_inst, p95, mean, eff, counts * price, feasible > 0)
@@ -345,11 +364,9 @@ def _rows(
 
 
 def _evaluate(
-    f: Fit, ctx: _Context, policy: Policy, corr: float, counts: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Predicted p95, mean, E, per-instance load and feasibility (1/0) for each count."""
-    load = max(ctx.forecast, 1e-9)
-    p95 = predict(f, ctx.knee, counts, np.full_like(counts, load)) * corr
+    ctx: _Context, policy: Policy, counts: FloatArray, p95: FloatArray, p95_peak: FloatArray
+) -> _Table:
+    """The table for ``counts``, given their predicted p95 at the forecast and at the peak."""
     mean = p95 * ctx.mean_ratio if math.isfinite(ctx.mean_ratio) else p95
     eff = efficiency(
         task_rate=np.full_like(counts, ctx.forecast),
@@ -359,23 +376,22 @@ def _evaluate(
         weights=policy.weights,
     )
     per_inst = ctx.forecast / counts
-    feasible = _feasible(f, ctx, policy, corr, counts, p95, ctx.peak, ctx.slo_guard)
-    return p95, mean, eff, per_inst, feasible
+    feasible = _feasible(ctx, policy, counts, (p95, p95_peak), ctx.peak, ctx.slo_guard)
+    return _Table(counts, per_inst, p95, mean, eff, feasible)
 
 
 def _feasible(
-    f: Fit,
     ctx: _Context,
     policy: Policy,
-    corr: float,
     counts: FloatArray,
-    p95: FloatArray,
+    p95s: tuple[FloatArray, FloatArray],
     peak: float,
     slo_guard: CountGuard | None,
 ) -> FloatArray:
     """1/0 per count: the forecast's p95 meets the target, the ``peak`` load's the SLO, and
-    the per-instance loads stay under the guards."""
-    peak_p95 = predict(f, ctx.knee, counts, np.full_like(counts, max(peak, 1e-9))) * corr
+    the per-instance loads stay under the guards. ``p95s``: the p95 predicted at the forecast
+    and at the peak."""
+    p95, peak_p95 = p95s
     feasible = (p95 <= ctx.target_ms) & (peak_p95 <= policy.latency_slo_ms)
     # A guard is often a load seen at that very count: rounding in the forecast's mean must
     # not make the count it was seen at infeasible.
@@ -396,7 +412,7 @@ def _choose(
     With E non-decreasing in the count (the model's latency never rises with C), the choice is
     monotone: a looser SLO, which only adds cheaper counts, never picks a dearer one.
     """
-    idx = np.flatnonzero(mask > 0)
+    idx = (mask > 0).nonzero()[0]
     if idx.size == 0:
         return None
     # Counts ascend and cost is proportional to the count, so the first qualifying one is cheapest.
@@ -425,27 +441,22 @@ def _model_decision(
     policy: Policy,
     state: State,
     now: float,
+    table: _Table,
     candidates: tuple[Candidate, ...],
     inputs: Inputs,
 ) -> Decision:
     cur = state.current_instances
-    # The candidate rows already hold every count's prediction: one transpose, no second pass.
-    table = np.array(candidates, dtype=np.float64).reshape(-1, len(Candidate._fields)).T
-    counts, p95, eff, feasible = table[0], table[2], table[4], table[6]
+    counts, p95, eff, feasible = table.counts, table.p95, table.eff, table.feasible
     in_ms = ctx.in_ms
     band = (1.0 - policy.cost_weight) * TIE_BAND
     noise = _e_noise(f, policy)
     ideal = _choose(counts, eff, feasible, band, noise)
     cheapest = _choose(counts, eff, feasible, 0.0)
-    # Scale-in leaves out the queueing fit's extension of the SLO guard: the fit comes and goes
-    # with the window, and a count must not flap with it.
-    feasible_in = _feasible(
-        f, ctx, policy, inputs.residual_correction, counts, p95, ctx.peak_in, ctx.slo_guard_in
-    )
-    ideal_in = _choose(counts, eff, feasible * feasible_in * (p95 <= in_ms), band, noise)
     at_cur = float(p95[cur - policy.min_instances])
     urgent = ctx.observed_p95 > policy.latency_slo_ms or at_cur > policy.latency_slo_ms
     want = ideal if ideal is not None else policy.max_instances
+    # Scale-in is weighed only when no scale-out is wanted: ``_act`` looks no further.
+    ideal_in = _ideal_in(ctx, policy, table, (band, noise)) if want <= cur else None
     desired, action, blocked = _act(want, ideal_in, cur, urgent, policy, state, now, _free(ctx))
 
     why = _why(ideal, cheapest, p95, ctx, policy, (band, noise))
@@ -472,6 +483,20 @@ def _model_decision(
     return Decision(
         desired, cur, want, action, "model", reason, f, candidates, inputs, knee=ctx.knee
     )
+
+
+def _ideal_in(
+    ctx: _Context, policy: Policy, table: _Table, band_noise: tuple[float, float]
+) -> int | None:
+    """The count to scale in to: chosen as the ideal is, among the counts that also hold the
+    full-z peak and meet the scale-in threshold. Scale-in leaves out the queueing fit's extension
+    of the SLO guard: the fit comes and goes with the window, and a count must not flap with it.
+    """
+    counts, p95 = table.counts, table.p95
+    p95s = (p95, ctx.p95_peak_in)
+    feasible_in = _feasible(ctx, policy, counts, p95s, ctx.peak_in, ctx.slo_guard_in)
+    mask = table.feasible * feasible_in * (p95 <= ctx.in_ms)
+    return _choose(counts, table.eff, mask, *band_noise)
 
 
 def _why(

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from app.optimizer.types import Fit, FitCriteria, FloatArray, Knee, Observation, Window, median
+from app.optimizer.types import (
+    Fit,
+    FitCriteria,
+    FloatArray,
+    Knee,
+    Observation,
+    Window,
+    mean,
+    median,
+)
 
 # A coefficient whose unconstrained estimate lies this many standard errors below zero is evidence
 # that the power law is the wrong model (latency falling as load rises), not noise to clamp.
@@ -62,20 +72,21 @@ def fit_arrays(
     keep = np.isfinite(c) & np.isfinite(t) & np.isfinite(lam) & (c >= 1) & (t > 0) & (lam > 0)
     c, t, lam = c[keep], t[keep], lam[keep]
     n = int(c.size)
-    distinct = len(set(c.tolist()))
     if n == 0:
         return _empty_fit(beta)
+    distinct = _distinct(c)
 
     y = np.log(t)
     log_c = np.log(c)
     log_u = np.log(lam / c)
-    spread = _std(log_u)
+    du = _centred(log_u)  # for the spread and the confounding test alike
+    spread = math.sqrt(float(du @ du) / n)
     problems: list[str] = []
     notes: list[str] = []
 
     alpha_free = distinct >= 2
     beta_free = beta is None and load_rps is not None and spread >= crit.min_load_spread
-    if alpha_free and beta_free and _confounded(log_c, log_u):
+    if alpha_free and beta_free and _confounded(_centred(log_c), du):
         # Only C moved (load constant): the data cannot split α from β. Attributing the effect to
         # per-instance load is the cautious choice, as it predicts slower responses at higher load.
         alpha_free = False
@@ -84,19 +95,17 @@ def fit_arrays(
     if not beta_free:
         y = y - fixed_beta * log_u
 
-    columns = [np.ones(n)]
-    names = ["log_a"]
+    names = ["log_a", *(["alpha"] if alpha_free else []), *(["beta"] if beta_free else [])]
+    x = np.empty((n, len(names)))
+    x[:, 0] = 1.0
     if alpha_free:
-        columns.append(-log_c)
-        names.append("alpha")
+        np.negative(log_c, out=x[:, 1])
     if beta_free:
-        columns.append(log_u)
-        names.append("beta")
-    x = np.column_stack(columns)
+        x[:, -1] = log_u
     coef, sign_problems = _nonnegative_lstsq(x, y, names)
     resid = y - x @ coef
     outliers = _outliers(resid) if n >= MIN_POINTS_TO_TRIM else np.zeros(n, dtype=bool)
-    n_out = int(outliers.sum())
+    n_out = int(np.count_nonzero(outliers))
     if n_out:
         # Buckets near the queue's knee sit far above any straight line in log space; one such
         # minute would otherwise wreck R² for the whole window. They still bound the utilisation
@@ -110,7 +119,7 @@ def fit_arrays(
     problems.extend(sign_problems)
     dof = max(int(y.size) - len(names), 1)
     residual_std = float(math.sqrt(float(resid @ resid) / dof))
-    centred = y - float(y.sum()) / y.size
+    centred = _centred(y)
     sst = float(centred @ centred)
     r2 = 1.0 - float(resid @ resid) / sst if sst > 1e-12 else float("nan")
     log_std = math.sqrt(sst / y.size)
@@ -149,68 +158,87 @@ def fit_arrays(
 def _nonnegative_lstsq(
     x: FloatArray, y: FloatArray, names: list[str]
 ) -> tuple[FloatArray, list[str]]:
-    """Least squares with every coefficient but the intercept ≥ 0, by enumerating active sets."""
-    coef, se = _lstsq(x, y)
+    """Least squares with every coefficient but the intercept ≥ 0, by enumerating active sets.
+
+    Every subset's system is a corner of the full one's normal equations, so ``XᵀX`` and ``Xᵀy``
+    are taken once; the standard errors only when a coefficient is negative enough to need them.
+    """
+    normal = (x.T @ x).tolist(), (x.T @ y).tolist()
+    every = list(range(len(names)))
+    values, inv = _lstsq(x, y, normal, every)
+    coef = np.array(values)
+    suspects = [i for i in every[1:] if values[i] < -SIGN_TOLERANCE[names[i]]]
+    se = _standard_errors(x, y, coef, inv) if suspects else []
     problems = [
-        f"{name} = {coef[i]:.2f} is significantly negative"
-        for i, name in enumerate(names)
-        if i > 0
-        and coef[i] < -SIGN_TOLERANCE[name]
-        and se[i] > 0
-        and coef[i] / se[i] < -SIGN_T_STAT
+        f"{names[i]} = {values[i]:.2f} is significantly negative"
+        for i in suspects
+        if se[i] > 0 and values[i] / se[i] < -SIGN_T_STAT
     ]
-    if all(coef[1:] >= 0):
+    if all(v >= 0 for v in values[1:]):
         return coef, problems
     # With at most two constrained coefficients, the constrained optimum is the best of the
     # feasible unconstrained solutions over the subsets of free columns (KKT, convex problem).
     # The intercept-only solution is always feasible, so it seeds the search.
-    intercept = np.zeros(len(names))
-    intercept[0] = float(y.mean())
+    intercept = [mean(y)] + [0.0] * (len(names) - 1)
     rest = y - intercept[0]
     best = (float(rest @ rest), intercept)
-    constrained = range(1, len(names))
     # Every constrained coefficient free is the solution already found infeasible above.
     for k in range(len(names) - 2, 0, -1):
-        for subset in itertools.combinations(constrained, k):
+        for subset in itertools.combinations(every[1:], k):
             cols = [0, *subset]
-            sub, _ = _lstsq(x[:, cols], y)
-            if any(sub[1:] < 0):
+            sub, _ = _lstsq(x, y, normal, cols)
+            if any(v < 0 for v in sub[1:]):
                 continue
-            full = np.zeros(len(names))
-            full[cols] = sub
-            resid = y - x @ full
+            full = [0.0] * len(names)
+            for i, v in zip(cols, sub, strict=True):
+                full[i] = v
+            resid = y - x @ np.array(full)
             sse = float(resid @ resid)
             if sse < best[0]:
                 best = (sse, full)
-    return best[1], problems
+    return np.array(best[1]), problems
 
 
 def _outliers(resid: FloatArray) -> npt.NDArray[np.bool_]:
     """Residuals far from the bulk, by the median absolute deviation."""
-    centre = float(median(resid))
-    scale = 1.4826 * float(median(np.abs(resid - centre)))
-    return np.asarray(np.abs(resid - centre) > max(OUTLIER_SIGMAS * scale, OUTLIER_FLOOR))
+    off = np.abs(resid - median(resid))
+    scale = 1.4826 * median(off)
+    return np.asarray(off > max(OUTLIER_SIGMAS * scale, OUTLIER_FLOOR))
 
 
-def _lstsq(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Ordinary least squares and the coefficients' standard errors (inf when unidentified).
+# The normal equations of a least-squares problem as plain floats: XᵀX and Xᵀy.
+Normal = tuple[list[list[float]], list[float]]
 
-    By the normal equations (at most three columns, well scaled), inverted by cofactors in plain
-    floats: for a pass's short windows numpy's linear algebra costs more in calls than in
-    arithmetic. A singular system falls back to ``lstsq``.
+
+def _lstsq(
+    x: FloatArray, y: FloatArray, normal: Normal, cols: list[int]
+) -> tuple[list[float], list[list[float]] | None]:
+    """Ordinary least squares on the columns ``cols`` of ``x``, and the inverse of their
+    ``XᵀX`` (None when unidentified).
+
+    By the normal equations (``normal``, of all of ``x``'s columns: at most three, well scaled),
+    inverted by cofactors in plain floats: for a pass's short windows numpy's linear algebra
+    costs more in calls than in arithmetic. A singular system falls back to ``lstsq``.
     """
-    n, p = x.shape
-    gram = (x.T @ x).tolist()
-    inv = _inverse(gram) if n > p else None
+    gram, xty = normal
+    inv = _inverse([[gram[i][j] for j in cols] for i in cols]) if x.shape[0] > len(cols) else None
     if inv is None:
-        solution, _, _, _ = np.linalg.lstsq(x, y, rcond=None)
-        return np.asarray(solution, dtype=np.float64), np.full(p, np.inf, dtype=np.float64)
-    xty = (x.T @ y).tolist()
-    coef = np.array([sum(r * v for r, v in zip(row, xty, strict=True)) for row in inv])
+        solution, _, _, _ = np.linalg.lstsq(x[:, cols], y, rcond=None)
+        return np.asarray(solution, dtype=np.float64).tolist(), None
+    v = [xty[i] for i in cols]
+    return [sum(map(operator.mul, row, v)) for row in inv], inv
+
+
+def _standard_errors(
+    x: FloatArray, y: FloatArray, coef: FloatArray, inv: list[list[float]] | None
+) -> list[float]:
+    """The standard errors of ``_lstsq``'s coefficients on all of ``x``: inf when unidentified."""
+    n, p = x.shape
+    if inv is None:
+        return [math.inf] * p
     resid = y - x @ coef
     sigma2 = float(resid @ resid) / (n - p)
-    se = [math.sqrt(max(inv[i][i] * sigma2, 0.0)) for i in range(p)]
-    return coef, np.array(se)
+    return [math.sqrt(max(inv[i][i] * sigma2, 0.0)) for i in range(p)]
 
 
 def _inverse(m: list[list[float]]) -> list[list[float]] | None:
@@ -237,19 +265,30 @@ def _inverse(m: list[list[float]]) -> list[list[float]] | None:
     return [[v00, v01, v02], [v01, v11, v12], [v02, v12, v22]]
 
 
-def _confounded(log_c: FloatArray, log_u: FloatArray) -> bool:
-    """Whether log C and log(λ/C) are (anti-)collinear in this window."""
-    dc = log_c - float(log_c.sum()) / log_c.size
-    du = log_u - float(log_u.sum()) / log_u.size
+def _confounded(dc: FloatArray, du: FloatArray) -> bool:
+    """Whether log C and log(λ/C), each less its mean, are (anti-)collinear in this window."""
     scc, suu = float(dc @ dc), float(du @ du)
     if scc <= 0 or suu <= 0:
         return False
     return abs(float(dc @ du)) / math.sqrt(scc * suu) > MAX_CONFOUNDING
 
 
+def _distinct(v: FloatArray) -> int:
+    """How many distinct values a non-empty array holds: the changes between neighbours in
+    sorted order, cheaper than a set of Python floats."""
+    ordered = v.copy()
+    ordered.sort()
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
+
+
+def _centred(v: FloatArray) -> FloatArray:
+    """``v`` less its mean."""
+    return v - mean(v)
+
+
 def _std(v: FloatArray) -> float:
     """Population standard deviation; cheaper than ``np.std`` for short arrays."""
-    d = v - float(v.sum()) / v.size
+    d = _centred(v)
     return math.sqrt(float(d @ d) / v.size)
 
 
@@ -303,9 +342,11 @@ def fit_knee(
     capacities that would put the value there above it, unless buckets missed that value at or
     below that load (``_vouched``).
     """
-    c = np.asarray(instances, dtype=np.float64)
-    u = np.asarray(load_rps, dtype=np.float64) / np.maximum(c, 1.0)
-    y = np.asarray(value, dtype=np.float64) * np.power(np.maximum(c, 1.0), alpha)
+    c = np.maximum(np.asarray(instances, dtype=np.float64), 1.0)
+    u = np.asarray(load_rps, dtype=np.float64) / c
+    y = np.asarray(value, dtype=np.float64)
+    if alpha != 0.0:  # C^0 is 1 exactly
+        y = y * np.power(c, alpha)
     keep = np.isfinite(u) & np.isfinite(y) & (u > 0) & (y > 0)
     u, y = u[keep], y[keep]
     n = int(u.size)
@@ -320,16 +361,18 @@ def fit_knee(
     swx = w @ x
     swxx = w @ (x * x)
     swxy = (w * y) @ x
-    det = sw * swxx - swx * swx
-    ok = det > 1e-12 * np.maximum(sw * swxx, 1e-300)
+    scale = sw * swxx
+    det = scale - swx * swx
+    ok = det > 1e-12 * np.maximum(scale, 1e-300)
     det = np.where(ok, det, 1.0)
     b = (sw * swxy - swx * swy) / det
     a = (swy - b * swx) / sw
     # Σ w·(a + b·x − y)² from the sums already taken (Σ w·y² = n): no n × G residual table.
-    sse = a * a * sw + b * b * swxx + n + 2.0 * a * b * swx - 2.0 * a * swy - 2.0 * b * swxy
+    two_a = 2.0 * a
+    sse = a * a * sw + b * b * swxx + n + two_a * b * swx - two_a * swy - 2.0 * b * swxy
     sse = np.maximum(sse, 0.0)
     sse = np.where(ok & (b > 0) & (a >= 0), sse, np.inf)
-    best = int(np.argmin(sse))
+    best = int(sse.argmin())
     problems: list[str] = []
     if not math.isfinite(float(sse[best])):
         return Knee(0.0, 0.0, math.inf, alpha, n, spread, math.nan, False, ("no rising fit",))
@@ -340,7 +383,7 @@ def fit_knee(
     plausible = sse <= float(sse[best]) * (1.0 + KNEE_CHI2 / max(n - 3, 1))
     if vouched is not None:
         plausible = _vouched(plausible, sse, mu, a, b, vouched, (u, y), n)
-    best = int(np.flatnonzero(plausible)[0])
+    best = int(plausible.argmax())  # the first plausible: there is one, the best
     if best == 0:
         # A wall just past the highest load seen fits as well as anything: the data has not shown
         # where the knee is, so this model says nothing beyond the power law and the guards.

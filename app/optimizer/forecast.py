@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.optimizer.types import FloatArray, median
+from app.optimizer.types import FloatArray, mean, median
 
 EWMA_HALFLIFE_S = 300.0
 TREND_SPAN_S = 600.0
@@ -101,7 +101,7 @@ def fall_slope(t_s: FloatArray, load: FloatArray) -> float | None:
     if load.size == 0:
         return None
     recent = t_s >= t_s[-1] - FALL_SPAN_S
-    line = fit_line(t_s[recent], load[recent]) if int(recent.sum()) >= 6 else None
+    line = fit_line(t_s[recent], load[recent]) if np.count_nonzero(recent) >= 6 else None
     if line is None or not line.slope < -FALL_T_STAT * line.se or line.r2 < FALL_MIN_R2:
         return None
     return line.slope
@@ -115,7 +115,7 @@ def load_sigma(t_s: FloatArray, load: FloatArray) -> float:
     logs = np.log(load[recent])
     if logs.size < 4:
         return 0.0
-    diffs = np.diff(logs)
+    diffs = logs[1:] - logs[:-1]
     mad = float(median(np.abs(diffs - median(diffs))))
     return min(1.4826 * mad / math.sqrt(2.0), MAX_SIGMA)
 
@@ -133,11 +133,11 @@ class Line:
 def fit_line(t: FloatArray, y: FloatArray) -> Line | None:
     """The least-squares line of ``y`` over ``t``; None with fewer than three distinct times."""
     n = t.size
-    tc = t - float(t.mean())
+    tc = t - mean(t)
     sxx = float(tc @ tc)
     if n < 3 or sxx <= 0:
         return None
-    y_mean = float(y.mean())
+    y_mean = mean(y)
     yc = y - y_mean
     slope = float(tc @ yc) / sxx
     resid = yc - slope * tc

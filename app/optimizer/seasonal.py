@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from app.optimizer.types import FloatArray, json_float, median
 
@@ -73,6 +74,10 @@ class Pattern:
         """Phase index of the bucket holding each time."""
         steps = np.floor((np.asarray(t_s) - self.origin_s) / self.step_s).astype(np.intp)
         return np.asarray(steps % self.mean.size, dtype=np.intp)
+
+    def phase_at(self, t_s: float) -> int:
+        """Phase index of the bucket holding one time (``phase`` without the arrays)."""
+        return math.floor((t_s - self.origin_s) / self.step_s) % self.mean.size
 
     def to_dict(self) -> dict[str, Any]:
         """This pattern summarised as JSON-native values (the profile itself is left out)."""
@@ -131,18 +136,19 @@ def rise(
     starts inside the look-ahead counts whole, so capacity is ready when it begins.
     """
     recent = (t_s > now_s - LEVEL_BUCKETS * pattern.step_s) & (load_rps > 0)
-    if not recent.any():
+    if not np.count_nonzero(recent):
         return Rise(0.0, now_s, 1.0, pattern.period_s, pattern.strength, 0.0)
     logs = np.log(load_rps[recent]) - pattern.mean[pattern.phase(t_s[recent])]
     level = float(median(logs))
     # Buckets smear a rise over two of them: the one after the look-ahead counts too.
     ahead = now_s + np.arange(60.0, lookahead_s + pattern.step_s + 1.0, 60.0)
     phases = pattern.phase(ahead)
-    i = int(np.argmax(pattern.mean[phases]))
-    here = float(pattern.mean[pattern.phase(np.array([now_s]))[0]])
-    top = float(pattern.mean[phases[i]])
+    means = pattern.mean[phases]
+    i = int(means.argmax())
+    here = float(pattern.mean[pattern.phase_at(now_s)])
+    top = float(means[i])
     # The rise is expected where the pattern first covers half of it (in log terms).
-    first = int(np.argmax(pattern.mean[phases] >= here + 0.5 * (top - here)))
+    first = int((means >= here + 0.5 * (top - here)).argmax())
     start = pattern.origin_s + pattern.step_s * math.floor(
         (ahead[first] - pattern.origin_s) / pattern.step_s
     )
@@ -251,12 +257,7 @@ def _burst(x: FloatArray) -> float:
     diffs = np.diff(x)
     sigma = 1.4826 * float(median(np.abs(diffs - median(diffs))))
     threshold = max(BURST_SIGMAS * sigma, BURST_MIN_RISE)
-    base = np.empty_like(x)
-    base[0] = x[0]
-    above = np.zeros(x.size, dtype=bool)
-    for i in range(1, x.size):  # the base holds through a run: a burst's rise is from before it
-        above[i] = x[i] - base[i - 1] > threshold
-        base[i] = base[i - 1] if above[i] else x[i]
+    base, above = _runs(x, threshold)
     starts = np.flatnonzero(above & ~np.concatenate(([False], above[:-1])))
     hours = x.size * GRID_S / 3600.0
     if starts.size < BURST_MIN_EVENTS or starts.size <= BURST_PER_HOUR * hours:
@@ -264,6 +265,39 @@ def _burst(x: FloatArray) -> float:
     rises = x - np.concatenate(([x[0]], base[:-1]))
     peaks = np.maximum.reduceat(np.where(above, rises, 0.0), starts)
     return float(np.quantile(peaks, BURST_QUANTILE))
+
+
+def _runs(x: FloatArray, threshold: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """(base, above) per bucket: whether it lies more than ``threshold`` above the base, and the
+    base, which holds through a run (a burst's rise is from before it) and else follows ``x``.
+
+    A run can only start with a jump of more than ``threshold`` over the bucket before it, and
+    lasts until a bucket is back within ``threshold`` of its base: the history is walked jump by
+    jump rather than bucket by bucket."""
+    base = x.copy()
+    above = np.zeros(x.size, dtype=bool)
+    end = 0  # the first bucket after the latest run: never above
+    for start in ((x[1:] - x[:-1]) > threshold).nonzero()[0].tolist():
+        start += 1
+        if start <= end:
+            continue  # inside that run, whose base is not the bucket before
+        ref = float(x[start - 1])
+        end = _run_end(x, start, ref, threshold)
+        above[start:end] = True
+        base[start:end] = ref
+    return base, above
+
+
+def _run_end(x: FloatArray, start: int, ref: float, threshold: float) -> int:
+    """The first bucket after ``start`` not more than ``threshold`` above ``ref`` (``x.size``
+    if none), searched in doubling blocks: most runs are a bucket or two."""
+    i, size = start + 1, 8
+    while i < x.size:
+        back = (~(x[i : i + size] - ref > threshold)).nonzero()[0]
+        if back.size:
+            return i + int(back[0])
+        i, size = i + size, 2 * size
+    return x.size
 
 
 def _periods(x: FloatArray) -> list[int]:
@@ -296,22 +330,27 @@ def _test(x: FloatArray, p: int, h: int) -> tuple[float, float] | None:
     csum_x = np.concatenate([[0.0], np.cumsum(flat_x)])
     csum_d = np.concatenate([[0.0], np.cumsum(flat_x - flat_s)])
     lv = LEVEL_BUCKETS
-    t = np.arange(p + lv - 1, flat_x.size - h)
-    if t.size < MIN_BLOCKS * 2:
+    # The forecasts are made at the buckets ``first`` to ``last`` (excluded): consecutive, so
+    # every lookup below is a slice rather than an index array.
+    first, last = p + lv - 1, flat_x.size - h
+    if last - first < MIN_BLOCKS * 2:
         return None
-    level = (csum_x[t + 1] - csum_x[t + 1 - lv]) / lv
-    level_d = (csum_d[t + 1] - csum_d[t + 1 - lv]) / lv
-    target = flat_x[t + h]
+    now, ahead = slice(first + 1, last + 1), slice(first + h, last + h)
+    before = slice(first + 1 - lv, last + 1 - lv)
+    level = (csum_x[now] - csum_x[before]) / lv
+    level_d = (csum_d[now] - csum_d[before]) / lv
+    target = flat_x[ahead]
     e0 = target - level
-    e1 = target - level_d - flat_s[t + h]
-    gain = e0 * e0 - e1 * e1
-    total = float((e0 * e0).sum())
+    e1 = target - level_d - flat_s[ahead]
+    e0_sq = e0 * e0
+    gain = e0_sq - e1 * e1
+    total = float(e0_sq.sum())
     if total <= 0:
         return None
     strength = float(gain.sum()) / total
     if strength < SKILL_MIN:
         return None
-    blocks = max(MIN_BLOCKS, min(t.size // max(p // 2, 1), 64))
+    blocks = max(MIN_BLOCKS, min((last - first) // max(p // 2, 1), 64))
     # Sums over ``blocks`` near-equal consecutive blocks (as ``np.array_split`` cuts them).
     size, extra = divmod(gain.size, blocks)
     starts = np.arange(blocks) * size + np.minimum(np.arange(blocks), extra)
@@ -322,15 +361,27 @@ def _test(x: FloatArray, p: int, h: int) -> tuple[float, float] | None:
 
 
 def _amplitude(x: FloatArray, p: int) -> float:
-    mean, _ = _profile(x, p)
+    mean = _offsets(_cycles(x, p))
     return math.exp(float(mean.max() - mean.min()))
 
 
 def _profile(x: FloatArray, p: int) -> tuple[FloatArray, FloatArray]:
     """Mean offset per phase over the whole cycles, and its upper band."""
+    dev = _cycles(x, p)
+    k = dev.shape[0]
+    mean = _offsets(dev)
+    sd = dev.std(axis=0, ddof=1) if k > 1 else np.zeros(p)
+    return mean, mean + UPPER_Z * sd
+
+
+def _cycles(x: FloatArray, p: int) -> FloatArray:
+    """The whole cycles of period ``p`` at the end of ``x``, a row each, less their own means."""
     k = x.size // p
     m = x[x.size - k * p :].reshape(k, p)
-    dev = m - m.mean(axis=1, keepdims=True)
+    return np.asarray(m - m.mean(axis=1, keepdims=True), dtype=np.float64)
+
+
+def _offsets(dev: FloatArray) -> FloatArray:
+    """The mean offset per phase, itself centred on 0 (the amplitude needs no spread)."""
     mean = dev.mean(axis=0)
-    sd = dev.std(axis=0, ddof=1) if k > 1 else np.zeros(p)
-    return mean - mean.mean(), mean - mean.mean() + UPPER_Z * sd
+    return np.asarray(mean - mean.mean(), dtype=np.float64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -27,6 +28,12 @@ def median(values: npt.ArrayLike) -> float:
     ordered.sort()
     n = ordered.size
     return float(ordered[(n - 1) // 2] + ordered[n // 2]) / 2.0
+
+
+def mean(values: FloatArray) -> float:
+    """The mean of a non-empty 1-D array: the same sum and division as ``ndarray.mean``, without
+    the dispatch that costs more than the sum on a pass's short arrays."""
+    return float(np.add.reduce(values)) / values.size
 
 
 def json_float(value: float | None, digits: int = 6) -> float | None:
@@ -78,9 +85,11 @@ class WindowArrays:
         """Number of usable observations."""
         return int(self.t_s.size)
 
-    @property
+    @cached_property
     def saturated(self) -> npt.NDArray[np.bool_]:
-        """Buckets where over 1 % of requests failed: the queue, not the power law, set latency."""
+        """Buckets where over 1 % of requests failed: the queue, not the power law, set latency.
+
+        Kept once computed: the fits, the correction and the latency seen all leave them out."""
         return self.errors > SATURATED_ERROR_RATIO * np.maximum(self.load_rps, 1e-9)
 
 
@@ -107,23 +116,23 @@ class Window:
     def arrays(self) -> WindowArrays:
         """Usable rows only: a positive instance count, finite non-negative load, positive p95."""
         nan = float("nan")
-        # One pass over the observations into a table (None as NaN), then columns and the mask
-        # in numpy: a pass builds this for every deployment.
-        table = np.array(
-            [
-                (
-                    o.t_s,
-                    o.instances,
-                    o.load_rps,
-                    o.p95_ms,
-                    nan if o.mean_ms is None else o.mean_ms,
-                    nan if o.bytes_per_s is None else o.bytes_per_s,
-                    o.errors,
-                )
-                for o in self.observations
-            ],
-            dtype=np.float64,
-        ).reshape(-1, 7)
+        # One pass over the observations into a flat table (None as NaN), then columns and the
+        # mask in numpy: a pass builds this for every deployment, and ``fromiter`` over the
+        # chained rows skips the nested list ``np.array`` would have to inspect.
+        rows = [
+            (
+                o.t_s,
+                o.instances,
+                o.load_rps,
+                o.p95_ms,
+                nan if o.mean_ms is None else o.mean_ms,
+                nan if o.bytes_per_s is None else o.bytes_per_s,
+                o.errors,
+            )
+            for o in self.observations
+        ]
+        flat = itertools.chain.from_iterable(rows)
+        table = np.fromiter(flat, dtype=np.float64, count=7 * len(rows)).reshape(-1, 7)
         t, inst, load, p95, mean, rate, errors = table.T
         with np.errstate(invalid="ignore"):
             keep = (inst >= 1) & np.isfinite(load) & (load >= 0) & np.isfinite(p95) & (p95 > 0)
@@ -225,8 +234,9 @@ class Knee:
         c = np.maximum(np.asarray(instances, dtype=np.float64), 1.0)
         u = np.asarray(load_rps, dtype=np.float64) / c
         gap = self.capacity_rps - u
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(gap > 0, self.a + self.b / np.where(gap > 0, gap, 1.0), np.inf)
+        # The queueing delay under capacity, infinite at or past it (no division by zero).
+        delay = np.divide(self.b, gap, out=np.full_like(gap, np.inf), where=gap > 0)
+        t = self.a + delay
         return np.asarray(t * np.power(c, -self.alpha), dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
