@@ -63,23 +63,26 @@ deployment can still learn.
 
 Repeating patterns (``seasonal``)
 ---------------------------------
-The window may be of any length, oldest first: the fit and the short-term forecast read its
-newest 3 hours, the whole of it (e.g. 14 days in 5-minute buckets) feeds a scan for a repeating
-pattern, kept in ``State.season`` and redone hourly. On a grid of 5-minute buckets of log load,
-each candidate period (calendar periods and the autocorrelation's highest peaks, 15 minutes to a
-week) replays the forecast the decision would make, with the pattern learnt only from earlier
-cycles; it is significant when it removes ≥ 20 % of the squared error of the level-only forecast
-and that gain stands ≥ 4 standard errors above zero over independent blocks, and its swing is at
-least 15 %. With a pattern the level comes from it (no EWMA lag after a burst); when it foresees
-a rise of ≥ 15 % within one forecast horizon (plus the bucket after it), the forecast is raised
-to the pattern's upper band there (and the recent slope is not added on top) and the scale-out is
-taken in one step; scale-in follows the pattern
-down without the step limit. A fixed latency floor (overhead no count removes) that leaves less
-room under the SLO than the headroom moves the target halfway between the floor and the SLO; the
-floor is the power law's p95 at four times the fewest instances that meet the SLO (not at the
-maximum count, where a small spurious count effect would drag it down). A raised target falls back
-only when the latency the window shows (its p95s' 10th percentile) has fallen too: the fits'
-floor wanders with their fitted shape, the overhead does not.
+The window may be of any length, oldest first: the fit and the short-term forecast read its newest 3
+hours, the whole of it (e.g. 14 days in 5-minute buckets) feeds a scan for a repeating pattern, kept
+in ``State.season`` and redone hourly. On a grid of 5-minute buckets of log load, each candidate
+period (calendar periods and the autocorrelation's highest peaks, 15 minutes to a week) replays the
+forecast the decision would make, with the pattern learnt only from earlier cycles; it is
+significant when it removes ≥ 20 % of the squared error of the level-only forecast and that gain
+stands ≥ 4 standard errors above zero over independent blocks, and its swing is at least 15 %. With
+a pattern the level comes from it (no EWMA lag after a burst); when it foresees a rise of ≥ 15 %
+within one forecast horizon (plus the bucket after it), the forecast is raised to the pattern's
+upper band there (and the recent slope is not added on top) and the scale-out is taken in one step.
+A bucket's mean hides a batch shorter than the bucket: the window's own per-minute cycles give the
+factor from the mean to its second-busiest minute (``within_bucket``, counted from 10 %). Between
+rises the level is the pattern's up to the horizon's end (the bucket after it is for a rise's start
+only, and would lead a smooth ramp by five minutes); scale-in follows the pattern down without the
+step limit. A fixed latency floor (overhead no count removes) that leaves less room under the SLO
+than the headroom moves the target halfway between the floor and the SLO; the floor is the power
+law's p95 at four times the fewest instances that meet the SLO (not at the maximum count, where a
+small spurious count effect would drag it down). A raised target falls back only when the latency
+the window shows (its p95s' 10th percentile) has fallen too: the fits' floor wanders with their
+fitted shape, the overhead does not.
 
 What the model cannot do, and how the decision stays safe
 ----------------------------------------------------------
@@ -93,7 +96,9 @@ with explore shrinking to 0 as the latency seen there nears the limit, nor more 
 observed to meet the SLO at the peak at as many instances or fewer (pooling never weakens an
 instance, but a pooled queue's wall is nearer at fewer instances and gives little latency
 warning, so that guard explores at only 0.4 times that pace, and only while the latency at the
-highest loads seen is still flat; scaling out may go further with a located queueing fit, whose
+highest loads seen is still flat, past a load-tested load too once loads near it leave the
+latency flat: a lone instance, which the load test measured, is at the SLO there; scaling out
+may go further with a located queueing fit, whose
 wall is the nearest the data allow, up to where it predicts the SLO and at most ``explore`` past
 the loads seen; scaling in does not, so a count does not flap as the fit comes and goes), and
 none past a load seen to miss it (a load-tested load, twice
