@@ -317,7 +317,8 @@ def _loads(
     sigma *= math.sqrt(1.0 + 1.0 / LEVEL_BUCKETS)
     # Bursts that recur (and that no pattern foresees) are no noise: the peak keeps spare
     # capacity for the height three in four of them stay under, as a fixed target would.
-    margin = max(z * sigma, burst)  # for scale-in; scale-out at ``SCALE_OUT_Z_GAP`` σ less
+    margin_in = max(z * sigma, burst)
+    margin_out = max((z - SCALE_OUT_Z_GAP) * sigma, burst)
     # Capacity ordered now serves only after the start-up delay: provision for the recent rise
     # over that horizon too, capped at the noise margin so that a step (whose slope is not a
     # trend) overshoots by at most z·σ.
@@ -325,9 +326,9 @@ def _loads(
     rise, trend = _growth(cols, policy)
     if level is not None:
         trend = 1.0  # the pattern's look-ahead already holds the rise
-    peak = forecast * math.exp(max((z - SCALE_OUT_Z_GAP) * sigma, burst))
-    peak_in = forecast * math.exp(margin)
-    return forecast, ahead, peak * min(trend, cap), peak_in * min(rise, cap)
+    peak = forecast * math.exp(margin_out) * min(trend, cap)
+    peak_in = forecast * math.exp(margin_in) * min(rise, cap)
+    return forecast, ahead, peak, peak_in
 
 
 def _growth(cols: WindowArrays, policy: Policy) -> tuple[float, float]:
