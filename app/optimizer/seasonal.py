@@ -173,15 +173,22 @@ def within_bucket(pattern: Pattern, t_s: FloatArray, load_rps: FloatArray, phase
     own cycles, at full resolution, show how far the phase's second-busiest minute (one minute
     is noise, two make a spike) lay above its bucket's mean; the median over those cycles.
     """
-    at = pattern.phase(t_s) == phase
-    if int(at.sum()) < 3:
+    if t_s.size < 3:
         return 1.0
-    cycle = np.floor((t_s[at] - pattern.origin_s) / pattern.step_s)
-    loads = load_rps[at]
+    # The phase's bucket in each cycle the window spans, found by bisection (times ascend).
+    period = pattern.mean.size * pattern.step_s
+    first = pattern.origin_s + phase * pattern.step_s
+    cycles = np.arange(
+        math.floor((float(t_s[0]) - first) / period),
+        math.floor((float(t_s[-1]) - first) / period) + 1,
+    )
+    starts = first + cycles * period
+    lo = t_s.searchsorted(starts).tolist()
+    hi = t_s.searchsorted(starts + pattern.step_s).tolist()
     ratios = [
         float(group[-2]) * group.size / total
-        for c in np.unique(cycle)
-        if (group := np.sort(loads[cycle == c])).size >= 3 and (total := float(group.sum())) > 0
+        for a, b in zip(lo, hi, strict=True)
+        if b - a >= 3 and (total := float((group := np.sort(load_rps[a:b])).sum())) > 0
     ]
     factor = median(ratios) if ratios else 1.0
     return factor if factor >= SPIKE_MIN else 1.0
