@@ -159,7 +159,7 @@ def rise(
     # What the pattern expects until capacity ordered now serves, slow ramps included: the
     # bucket after the look-ahead is for a rise's start only, and would lead a smooth ramp by
     # a whole bucket.
-    near = float(pattern.mean[phases[ahead <= now_s + max(lookahead_s, 60.0)]].max())
+    near = float(means[ahead <= now_s + max(lookahead_s, 60.0)].max())
     expected = math.exp(level + near) * spike
     return Rise(peak, start, gain, pattern.period_s, pattern.strength, expected)
 
